@@ -1,0 +1,39 @@
+# The two set-up commands for a fresh clone are `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+OUT ?= data
+
+.PHONY: run test bench lint install dev clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# `build/` is removed so a stale compiled accelerator is never reused.
+install: $(BIN)/python
+	rm -rf build
+	$(BIN)/pip install -q .
+
+dev: $(BIN)/python
+	rm -rf build
+	$(BIN)/pip install -q '.[dev]'
+
+# Materialise the default Yin-Yang config into ./data (verified instead if already there).
+run: install
+	@if [ -f $(OUT)/yinyang/1.0.0/manifest.json ]; then \
+		$(BIN)/neurodata verify $(OUT)/yinyang/1.0.0; \
+	else \
+		$(BIN)/neurodata yinyang --out $(OUT); \
+	fi
+
+test: dev
+	$(BIN)/pytest
+
+bench: dev
+	$(BIN)/python benchmarks/run.py
+
+lint: dev
+	$(BIN)/ruff check neurodata_cli tests benchmarks
+
+clean:
+	rm -rf build $(VENV) *.egg-info

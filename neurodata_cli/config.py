@@ -1,0 +1,189 @@
+"""YAML configs and command-line flags, resolved into validated values.
+
+A dataset's packaged YAML (``configs/<name>.yaml``) holds its defaults. A user's ``--config`` file
+is laid over it, and flags over both. Every value remembers where it came from, so an error names
+the flag, or the key and the file.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def packaged_path(name: str) -> Path:
+    """Path of a file shipped in ``neurodata_cli/configs``."""
+    return Path(__file__).parent / "configs" / name
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping with ``safe_load``: tags that would construct objects are refused."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ConfigError(f"config file {path} is not plain YAML data: {first}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys at the top level")
+    return data
+
+
+class Values:
+    """A merged mapping whose leaves remember their origin (a flag, or a key in a file)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+        self.origin: dict[str, str] = {}
+
+    def lay_file(self, data: Mapping[str, Any], path: Path, replace: frozenset[str]) -> None:
+        """Lay a file's keys over what is there; mappings merge, except keys in ``replace``."""
+        self._lay(self.data, data, "", str(path), replace)
+
+    def _lay(self, dst: dict, src: Mapping, prefix: str, path: str, replace: frozenset) -> None:
+        for key, value in src.items():
+            dotted = f"{prefix}{key}"
+            if not isinstance(key, str):
+                raise ConfigError(f"config file {path}: key {key!r} is not a string")
+            if isinstance(value, dict) and isinstance(dst.get(key), dict) and dotted not in replace:
+                self._lay(dst[key], value, dotted + ".", path, replace)
+                continue
+            dst[key] = value
+            self._forget(dotted)
+            self._mark(dotted, value, lambda k, p=path: f"key '{k}' in {p}")
+
+    def _forget(self, dotted: str) -> None:
+        for k in [k for k in self.origin if k == dotted or k.startswith(dotted + ".")]:
+            del self.origin[k]
+
+    def _mark(self, dotted: str, value: Any, describe: Callable[[str], str]) -> None:
+        self.origin[dotted] = describe(dotted)
+        if isinstance(value, dict):
+            for k, v in value.items():
+                self._mark(f"{dotted}.{k}", v, describe)
+
+    def set_flag(self, dotted: str, value: Any, flag: str) -> None:
+        """Set a value from a command-line flag."""
+        node = self.data
+        parts = dotted.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+        self._forget(dotted)
+        self._mark(dotted, value, lambda _k: flag)
+
+    def where(self, dotted: str) -> str:
+        return self.origin.get(dotted, f"key '{dotted}'")
+
+
+class Reader:
+    """Typed access to one mapping of a ``Values``; collects unknown keys and names origins."""
+
+    def __init__(self, values: Values, data: Mapping[str, Any] | None = None, prefix: str = ""):
+        self.values = values
+        self.data = values.data if data is None else data
+        self.prefix = prefix
+        self.used: set[str] = set()
+
+    def where(self, key: str) -> str:
+        return self.values.where(self.prefix + key)
+
+    def fail(self, key: str, message: str) -> ConfigError:
+        return ConfigError(f"invalid {self.where(key)}: {message}")
+
+    def _get(self, key: str) -> Any:
+        self.used.add(key)
+        if key not in self.data:
+            raise ConfigError(f"missing {self.where(key)}: it has no value and no default")
+        return self.data[key]
+
+    def has(self, key: str) -> bool:
+        return key in self.data
+
+    def integer(self, key: str, lo: int | None = None, hi: int | None = None) -> int:
+        value = self._get(key)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(key, f"expected a whole number, got {value!r}")
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise self.fail(key, f"{value} is outside {_range(lo, hi)}")
+        return value
+
+    def number(self, key: str) -> float:
+        value = self._get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.fail(key, f"expected a number, got {value!r}")
+        value = float(value)
+        if not math.isfinite(value):
+            raise self.fail(key, f"expected a finite number, got {value}")
+        return value
+
+    def choice(self, key: str, choices: tuple[str, ...]) -> str:
+        value = self._get(key)
+        if value not in choices:
+            raise self.fail(key, f"expected one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def boolean(self, key: str) -> bool:
+        value = self._get(key)
+        if not isinstance(value, bool):
+            raise self.fail(key, f"expected true or false, got {value!r}")
+        return value
+
+    def string(self, key: str, optional: bool = False) -> str | None:
+        if optional and self.data.get(key) is None:
+            self.used.add(key)
+            return None
+        value = self._get(key)
+        if not isinstance(value, str) or not value:
+            raise self.fail(key, f"expected a non-empty string, got {value!r}")
+        return value
+
+    def mapping(self, key: str) -> Reader:
+        value = self._get(key)
+        if not isinstance(value, dict):
+            raise self.fail(key, f"expected a mapping, got {value!r}")
+        return Reader(self.values, value, f"{self.prefix}{key}.")
+
+    def finish(self) -> None:
+        """Refuse keys nobody asked for: a typo must not pass silently."""
+        unknown = sorted(set(map(str, self.data)) - self.used)
+        if unknown:
+            raise ConfigError(f"unknown {self.where(unknown[0])}")
+
+
+def _range(lo: int | None, hi: int | None) -> str:
+    if lo is not None and hi is not None:
+        return f"{lo}..{hi}"
+    return f">= {lo}" if lo is not None else f"<= {hi}"
+
+
+def resolve(
+    dataset: str,
+    config_file: Path | None,
+    flags: Mapping[str, tuple[Any, str]],
+    replace: frozenset[str] = frozenset(),
+) -> Values:
+    """Packaged defaults, then ``config_file``, then flags (``{dotted key: (value, flag)}``)."""
+    values = Values()
+    default = packaged_path(f"{dataset}.yaml")
+    values.lay_file(load_yaml(default), default, replace)
+    if config_file is not None:
+        values.lay_file(load_yaml(config_file), Path(config_file), replace)
+    for dotted, (value, flag) in flags.items():
+        if value is not None:
+            values.set_flag(dotted, value, flag)
+    return values

@@ -1,0 +1,460 @@
+"""The materialisation engine, shared by every dataset.
+
+A dataset module says what is special about it (see ``datasets/__init__.py``). The engine does
+the rest, once for all: stage the work in a hidden folder beside the output, build shards
+(inline, in a process pool, or on a Dask cluster), record each finished shard so that a killed
+run resumes, checksum every file, and move the result into place only when it is complete.
+
+Layout while a run is in progress::
+
+    <out>/<dataset>/.<version>.<scope>.partial/   data files as they are written
+        .neurodata/run.json                       the config fingerprint of this run
+        .neurodata/shards/<key>.json              one record per finished shard
+        .neurodata/commit.json                    written when the run is moving into place
+    <out>/<dataset>/<version>/                    appears (or is updated) only when complete
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol
+
+from . import __version__, formats
+from .errors import RunError
+from .manifest import (
+    MANIFEST,
+    atomic_write,
+    library_versions,
+    read_manifest,
+    sha256_file,
+    write_manifest,
+)
+
+INTERNAL = ".neurodata"
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One unit of work: built by a pure function, written and recorded atomically."""
+
+    key: str  # unique and filename-safe, e.g. "train-00003-of-00010"
+    split: str
+    units: int  # what the progress bar counts (samples, images)
+    payload: Any = None  # dataset-specific and picklable
+
+
+@dataclass
+class Artifact:
+    """A file a shard produces: where it goes, which codec writes it, and what it holds."""
+
+    path: str  # relative to the version folder, '/'-separated
+    kind: str  # a writer in formats.WRITERS
+    data: Any
+    records: int
+    split: str
+
+
+@dataclass
+class ShardResult:
+    artifacts: list[Artifact]
+    stats: dict[str, dict[str, Any]] = field(default_factory=dict)  # per split
+
+
+class Dataset(Protocol):
+    """What a dataset module provides. It opens no files and starts no pools."""
+
+    NAME: str
+    VERSION: str
+    RELEASE_NOTES: dict[str, str]
+    UNIT: str
+    SPLIT_SCOPED: bool  # True: runs may add splits to one folder one at a time
+    SPLIT_KEYS: frozenset[str]  # config keys that may differ between splits of one folder
+
+    def splits(self, cfg: Any) -> list[str]: ...
+    def config_dict(self, cfg: Any) -> dict[str, Any]: ...
+    def uses_hdf5(self, cfg: Any) -> bool: ...
+    def plan(self, cfg: Any) -> list[Shard]: ...
+    def build(self, cfg: Any, shard: Shard) -> ShardResult: ...
+    def describe(self, stats: dict[str, dict[str, Any]]) -> str: ...
+
+
+@dataclass
+class RunSummary:
+    folder: Path
+    files: int
+    bytes: int
+    splits: dict[str, dict[str, Any]]
+    seconds: float
+    resumed_shards: int = 0
+    line: str = ""
+
+
+def merge_stats(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Numbers add, lists concatenate, mappings merge: shard statistics become split ones."""
+    out = dict(a)
+    for key, value in b.items():
+        if key not in out:
+            out[key] = value
+        elif isinstance(value, dict):
+            out[key] = merge_stats(out[key], value)
+        elif isinstance(value, list):
+            out[key] = list(out[key]) + list(value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[key] = out[key] + value
+        else:
+            out[key] = value
+    return out
+
+
+def fingerprint(config: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+
+
+def _dataset(name: str) -> Dataset:
+    from .datasets import get
+
+    return get(name)
+
+
+def run_shard(dataset: str, cfg: Any, shard: Shard, stage: str) -> dict[str, Any]:
+    """Build one shard, write its files into the stage, record it. Runs in any worker."""
+    ds = _dataset(dataset)
+    result = ds.build(cfg, shard)
+    root = Path(stage)
+    files = []
+    for art in result.artifacts:
+        path = root / art.path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        formats.write(art.kind, path, art.data)
+        digest, size = sha256_file(path)
+        files.append(
+            {"path": art.path, "bytes": size, "sha256": digest, "records": art.records,
+             "split": art.split}
+        )
+    record = {"key": shard.key, "split": shard.split, "units": shard.units, "files": files,
+              "stats": result.stats}
+    shard_dir = root / INTERNAL / "shards"
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(shard_dir / f"{shard.key}.json", json.dumps(record).encode())
+    return record
+
+
+class Executor(Protocol):
+    """Runs ``run_shard`` over shards, yielding records as they finish (in any order)."""
+
+    def run(self, dataset: str, cfg: Any, shards: list[Shard], stage: Path
+            ) -> Iterator[dict[str, Any]]: ...
+
+
+class InlineExecutor:
+    def run(self, dataset: str, cfg: Any, shards: list[Shard], stage: Path
+            ) -> Iterator[dict[str, Any]]:
+        for shard in shards:
+            yield run_shard(dataset, cfg, shard, str(stage))
+
+
+class PoolExecutor:
+    """A local process pool; results come back as shards finish."""
+
+    def __init__(self, workers: int):
+        self.workers = workers
+
+    def run(self, dataset: str, cfg: Any, shards: list[Shard], stage: Path
+            ) -> Iterator[dict[str, Any]]:
+        if self.workers <= 1 or len(shards) <= 1:
+            yield from InlineExecutor().run(dataset, cfg, shards, stage)
+            return
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        ctx = multiprocessing.get_context("forkserver" if sys.platform != "win32" else "spawn")
+        with ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx) as pool:
+            futures = [pool.submit(run_shard, dataset, cfg, s, str(stage)) for s in shards]
+            try:
+                for future in as_completed(futures):
+                    yield future.result()
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, initial: int, unit: str, desc: str, quiet: bool):
+    if quiet or not sys.stderr.isatty():
+        return _NoBar()  # also spares importing tqdm where nobody would see the bar
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit=f" {unit}", desc=desc, unit_scale=True,
+                dynamic_ncols=True, leave=False)
+
+
+class Materialiser:
+    """One run of one dataset config into ``<out>/<dataset>/<version>/``."""
+
+    def __init__(self, ds: Dataset, cfg: Any, out: Path, *, overwrite: bool = False,
+                 quiet: bool = False, executor: Executor | None = None):
+        self.ds, self.cfg, self.overwrite, self.quiet = ds, cfg, overwrite, quiet
+        self.executor = executor or InlineExecutor()
+        self.base = Path(out) / ds.NAME
+        self.folder = self.base / ds.VERSION
+        self.claim = ds.splits(cfg) if ds.SPLIT_SCOPED else ["all"]
+        self.stage = self.base / f".{ds.VERSION}.{'+'.join(self.claim)}.partial"
+        self.config = ds.config_dict(cfg)
+        self.fingerprint = fingerprint(self.config)
+
+    # ---- the run ------------------------------------------------------------------------
+    def run(self, on_shard: Callable[[dict[str, Any]], None] | None = None) -> RunSummary:
+        start = time.perf_counter()
+        self._finish_interrupted_commit()
+        existing = self._check_output()
+        self._open_stage()
+        shards = self.ds.plan(self.cfg)
+        done = self._finished_shards(shards)
+        todo = [s for s in shards if s.key not in done]
+        units_done = sum(s.units for s in shards if s.key in done)
+        bar = _progress(sum(s.units for s in shards), units_done, self.ds.UNIT, self.ds.NAME,
+                        self.quiet)
+        try:
+            for record in self.executor.run(self.ds.NAME, self.cfg, todo, self.stage):
+                done[record["key"]] = record
+                bar.update(record["units"])
+                if on_shard:
+                    on_shard(record)
+        finally:
+            bar.close()
+        records = [done[s.key] for s in shards]
+        manifest = self._manifest(records, existing, time.perf_counter() - start)
+        self._commit(manifest, existing)
+        seconds = time.perf_counter() - start
+        return self._summary(manifest, seconds, len(shards) - len(todo))
+
+    # ---- refusing to clobber -------------------------------------------------------------
+    def _check_output(self) -> dict[str, Any] | None:
+        """The manifest already in place, after refusing what the run may not replace."""
+        if not self.folder.exists():
+            return None
+        try:
+            existing = read_manifest(self.folder)
+        except (OSError, ValueError):
+            existing = None
+        hint = "pass --overwrite to replace it, or choose another --out"
+        if existing is None:
+            if self.overwrite:
+                return None
+            raise RunError(f"{self.folder} exists but is not a finished neurodata folder; {hint}")
+        if not self.ds.SPLIT_SCOPED:
+            if self.overwrite:
+                return None
+            raise RunError(f"{self.folder} already holds a finished {self.ds.NAME} "
+                           f"{self.ds.VERSION}; {hint}")
+        present = set(existing.get("splits", {}))
+        clash = sorted(present & set(self.claim))
+        if clash and not self.overwrite:
+            raise RunError(f"{self.folder} already holds the {', '.join(clash)} split; {hint}")
+        others = present - set(self.claim)
+        mine = self._shared_config(self.config)
+        for split in sorted(others):
+            theirs = self._shared_config(existing["splits"][split].get("config", {}))
+            if theirs != mine:
+                if self.overwrite:
+                    return None  # a different config: replace the whole folder
+                diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+                raise RunError(
+                    f"{self.folder} holds the {split} split made with a different config "
+                    f"({', '.join(diff)}); use another --out, or --overwrite to replace the folder"
+                )
+        return existing
+
+    def _shared_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in config.items() if k not in self.ds.SPLIT_KEYS}
+
+    # ---- staging and resume --------------------------------------------------------------
+    @property
+    def _internal(self) -> Path:
+        return self.stage / INTERNAL
+
+    def _open_stage(self) -> None:
+        run_file = self._internal / "run.json"
+        if self.stage.exists():
+            try:
+                staged = json.loads(run_file.read_text())
+            except (OSError, ValueError):
+                staged = None
+            if staged and staged.get("fingerprint") == self.fingerprint:
+                return  # resume
+            if staged and not self.overwrite:
+                raise RunError(
+                    f"an interrupted run with a different config is staged in {self.stage}; "
+                    "rerun its command to resume it, or pass --overwrite to discard it"
+                )
+            shutil.rmtree(self.stage)
+        self._internal.mkdir(parents=True)
+        atomic_write(run_file, json.dumps(
+            {"fingerprint": self.fingerprint, "config": self.config}, indent=2).encode())
+
+    def _finished_shards(self, shards: list[Shard]) -> dict[str, dict[str, Any]]:
+        """Records of shards finished by an earlier attempt whose files still check out."""
+        wanted = {s.key for s in shards}
+        done: dict[str, dict[str, Any]] = {}
+        shard_dir = self._internal / "shards"
+        if not shard_dir.is_dir():
+            return done
+        for path in sorted(shard_dir.glob("*.json")):
+            try:
+                record = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if record.get("key") in wanted and all(
+                _file_matches(self.stage / f["path"], f) for f in record["files"]
+            ):
+                done[record["key"]] = record
+        return done
+
+    # ---- manifest and commit -------------------------------------------------------------
+    def _manifest(self, records: list[dict[str, Any]], existing: dict[str, Any] | None,
+                  seconds: float) -> dict[str, Any]:
+        splits: dict[str, dict[str, Any]] = {}
+        for rec in records:
+            for split, stats in rec["stats"].items():
+                entry = splits.setdefault(split, {"stats": {}, "files": 0, "records": 0})
+                entry["stats"] = merge_stats(entry["stats"], stats)
+        files = [f for rec in records for f in rec["files"]]
+        for f in files:
+            if f["split"] not in splits:
+                continue  # a file shared by all splits (one HDF5 with a group per split)
+            entry = splits[f["split"]]
+            entry["files"] += 1
+            entry["records"] += f["records"]
+        created = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+        for entry in splits.values():
+            entry["config"] = self.config
+            entry["created"] = created
+            entry["seconds"] = round(seconds, 3)
+        if existing is not None:
+            keep = {k: v for k, v in existing["splits"].items() if k not in splits}
+            splits = {**keep, **splits}
+            files = [f for f in existing["files"] if f["split"] in keep] + files
+        files.sort(key=lambda f: f["path"])
+        return {
+            "dataset": self.ds.NAME,
+            "version": self.ds.VERSION,
+            "release_notes": self.ds.RELEASE_NOTES.get(self.ds.VERSION, ""),
+            "tool": {"name": "neurodata", "version": __version__},
+            "libraries": library_versions(self.ds.uses_hdf5(self.cfg)),
+            "config": self._shared_config(self.config),
+            "splits": splits,
+            "files": files,
+        }
+
+    @property
+    def _commit_dir(self) -> Path:
+        return self.stage.with_name(self.stage.name.replace(".partial", ".commit"))
+
+    def _commit(self, manifest: dict[str, Any], existing: dict[str, Any] | None) -> None:
+        """Move the staged run into place.
+
+        The plan is written first, beside the stage, and removed last: a rerun that finds it
+        finishes the commit, whatever point it was cut at.
+        """
+        remove = []
+        if existing is not None:
+            remove = [f["path"] for f in existing["files"] if f["split"] in self.claim]
+        plan = {"manifest": manifest, "merge": existing is not None, "remove": remove,
+                "replaced_splits": self.claim}
+        self._commit_dir.mkdir(exist_ok=True)
+        atomic_write(self._commit_dir / "commit.json", json.dumps(plan).encode())
+        _apply_commit(self.stage, self.folder, plan)
+        shutil.rmtree(self._commit_dir)
+
+    def _finish_interrupted_commit(self) -> None:
+        commit = self._commit_dir / "commit.json"
+        if commit.is_file():
+            _apply_commit(self.stage, self.folder, json.loads(commit.read_text()))
+        shutil.rmtree(self._commit_dir, ignore_errors=True)
+
+    def _summary(self, manifest: dict[str, Any], seconds: float, resumed: int) -> RunSummary:
+        mine = {k: v for k, v in manifest["splits"].items()
+                if not self.ds.SPLIT_SCOPED or k in self.claim}
+        files = [f for f in manifest["files"]
+                 if not self.ds.SPLIT_SCOPED or f["split"] in self.claim]
+        total = sum(f["bytes"] for f in files)
+        extra = self.ds.describe({k: v["stats"] for k, v in mine.items()})
+        line = (f"{self.ds.NAME} {self.ds.VERSION}: {extra}; {len(files)} files, "
+                f"{_human(total)} in {self.folder} ({seconds:.2f} s"
+                + (f", {resumed} shards resumed" if resumed else "") + ")")
+        return RunSummary(self.folder, len(files), total, mine, seconds, resumed, line)
+
+
+def _apply_commit(stage: Path, folder: Path, plan: dict[str, Any]) -> None:
+    """Idempotent: safe to run again after being cut short at any point."""
+    manifest = plan["manifest"]
+    if not plan["merge"] or not folder.exists():
+        trash = folder.with_name(f".{folder.name}.replaced")
+        if stage.exists():
+            write_manifest(stage, manifest)
+            shutil.rmtree(stage / INTERNAL, ignore_errors=True)
+            if folder.exists():
+                shutil.rmtree(trash, ignore_errors=True)
+                os.replace(folder, trash)
+            os.replace(stage, folder)
+        shutil.rmtree(trash, ignore_errors=True)
+        return
+    if plan["remove"]:
+        # Unlist the replaced files before deleting them, so the folder never lists a missing file.
+        old = read_manifest(folder) or manifest
+        gone = set(plan["remove"])
+        splits = {k: v for k, v in old["splits"].items() if k not in plan["replaced_splits"]}
+        write_manifest(folder, {**old, "splits": splits,
+                                "files": [f for f in old["files"] if f["path"] not in gone]})
+        for rel in plan["remove"]:
+            (folder / rel).unlink(missing_ok=True)
+    for f in manifest["files"]:
+        src, dst = stage / f["path"], folder / f["path"]
+        if src.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, dst)
+    write_manifest(folder, manifest)
+    shutil.rmtree(stage, ignore_errors=True)
+
+
+def _file_matches(path: Path, entry: dict[str, Any]) -> bool:
+    try:
+        if path.stat().st_size != entry["bytes"]:
+            return False
+    except OSError:
+        return False
+    return sha256_file(path)[0] == entry["sha256"]
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"
+
+
+def describe_counts(stats: dict[str, dict[str, Any]], key: str = "samples") -> Iterable[str]:
+    for split, s in stats.items():
+        yield f"{split} {s.get(key, 0)}"
+
+
+__all__ = ["Artifact", "Dataset", "Materialiser", "RunSummary", "Shard", "ShardResult",
+           "MANIFEST", "run_shard", "PoolExecutor", "InlineExecutor"]

@@ -1,0 +1,149 @@
+"""Checksums and manifests: ``SHA256SUMS`` in GNU coreutils format, ``manifest.json``, verify."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SUMS = "SHA256SUMS"
+MANIFEST = "manifest.json"
+METADATA = frozenset({SUMS, MANIFEST})
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: Path) -> tuple[str, int]:
+    """Hex digest and size of a file, read in chunks so memory stays flat."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` so that readers see the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+    os.replace(tmp, path)
+
+
+def sums_text(files: Iterable[dict[str, Any]]) -> str:
+    """``<sha256>  <path>`` lines, sorted by path, LF endings: what ``sha256sum -c`` reads."""
+    rows = sorted((f["path"], f["sha256"]) for f in files)
+    return "".join(f"{digest}  {path}\n" for path, digest in rows)
+
+
+def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+    """Write SHA256SUMS, then manifest.json, each atomically."""
+    atomic_write(folder / SUMS, sums_text(manifest["files"]).encode())
+    text = json.dumps(manifest, indent=2, sort_keys=False, ensure_ascii=False) + "\n"
+    atomic_write(folder / MANIFEST, text.encode())
+
+
+def read_manifest(folder: Path) -> dict[str, Any] | None:
+    """The folder's manifest, or None when there is none."""
+    path = folder / MANIFEST
+    if not path.is_file():
+        return None
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def library_versions(hdf5: bool) -> dict[str, str]:
+    """Versions of what shaped the bytes; libhdf5 only when HDF5 was written."""
+    import numpy
+
+    versions = {"python": platform.python_version(), "numpy": numpy.__version__}
+    if hdf5:
+        import h5py
+
+        versions["h5py"] = h5py.__version__
+        versions["libhdf5"] = h5py.version.hdf5_version
+    return versions
+
+
+def data_files(folder: Path) -> list[str]:
+    """Every file below ``folder`` except the manifest pair, as sorted relative POSIX paths."""
+    found = []
+    for root, dirs, names in os.walk(folder):
+        dirs.sort()
+        rel_root = Path(root).relative_to(folder)
+        for name in names:
+            rel = (rel_root / name).as_posix()
+            if rel not in METADATA:
+                found.append(rel)
+    return sorted(found)
+
+
+@dataclass
+class VerifyReport:
+    """What ``verify`` found; ``ok`` only when nothing is missing, altered or unlisted."""
+
+    checked: int = 0
+    missing: list[str] = field(default_factory=list)
+    altered: list[str] = field(default_factory=list)
+    unlisted: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.altered or self.unlisted or self.problems)
+
+
+def parse_sums(path: Path) -> tuple[dict[str, str], list[str]]:
+    """Entries of a SHA256SUMS file and any lines that are not in its format."""
+    entries: dict[str, str] = {}
+    bad: list[str] = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            line = line.rstrip("\n")
+            digest, sep, rel = line.partition("  ")
+            if not sep or len(digest) != 64 or not rel:
+                bad.append(f"{SUMS} line {number} is not '<sha256>  <path>'")
+                continue
+            entries[rel] = digest
+    return entries, bad
+
+
+def verify(folder: Path, workers: int | None = None) -> VerifyReport:
+    """Re-hash every listed file and compare the folder against SHA256SUMS and manifest.json."""
+    report = VerifyReport()
+    sums_path = folder / SUMS
+    if not sums_path.is_file():
+        report.problems.append(f"no {SUMS} in {folder}: not a finished neurodata folder")
+        return report
+    entries, bad = parse_sums(sums_path)
+    report.problems.extend(bad)
+    manifest = None
+    try:
+        manifest = read_manifest(folder)
+    except (OSError, ValueError) as exc:
+        report.problems.append(f"{MANIFEST} cannot be read: {exc}")
+    if manifest is None and not report.problems:
+        report.problems.append(f"no {MANIFEST} in {folder}")
+    elif manifest is not None:
+        listed = {f["path"]: f["sha256"] for f in manifest.get("files", [])}
+        if listed != entries:
+            report.problems.append(f"{MANIFEST} and {SUMS} list different files or checksums")
+
+    present = set(data_files(folder))
+    report.unlisted = sorted(present - set(entries))
+    report.missing = sorted(set(entries) - present)
+    to_hash = sorted(set(entries) & present)
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        digests = pool.map(lambda rel: sha256_file(folder / rel)[0], to_hash)
+        for rel, digest in zip(to_hash, digests):
+            report.checked += 1
+            if digest != entries[rel]:
+                report.altered.append(rel)
+    return report
