@@ -1,0 +1,235 @@
+"""Yin-Yang (Kriener, Göltz, Petrovici 2022), bit-identical to the authors' generator.
+
+The reference draws one sample at a time from ``numpy.random.RandomState(seed)``: a goal class
+``randint(3)``, then points ``rand(2) * 2 * r_big`` until one inside the big circle has the goal's
+class. Both calls consume raw 32-bit MT19937 words in a fixed way (``randint(3)``: one word per
+try, ``w & 3``, again while it is 3; ``rand()``: two words per double), so we draw the words in
+bulk with the same RandomState and replay the rejection walk over them.
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ..config import SAFE_NAME, Reader, Values
+from ..engine import Artifact, Shard, ShardResult
+from ..errors import ConfigError
+
+NAME = "yinyang"
+VERSION = "1.0.0"
+RELEASE_NOTES = {
+    "1.0.0": "Bit-identical to the reference generator (dataset.py of yin_yang_data_set) for "
+    "any size, seed, r_small and r_big; optional spike-time encoding.",
+}
+UNIT = "samples"
+SPLIT_SCOPED = False
+SPLIT_KEYS: frozenset[str] = frozenset()
+CLASS_NAMES = ("yin", "yang", "dot")
+FORMATS = ("hdf5", "npy")
+ENCODINGS = ("values", "spike-times")
+
+try:
+    from ._yinyang_walk import walk as _walk_c
+except ImportError:  # no compiler at install time: the Python walk gives the same bytes
+    _walk_c = None
+
+
+@dataclass(frozen=True)
+class Split:
+    name: str
+    size: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class SpikeTimes:
+    t_early: float
+    t_late: float
+    t_bias: float
+
+
+@dataclass(frozen=True)
+class Config:
+    r_small: float
+    r_big: float
+    format: str
+    encoding: str
+    spike_times: SpikeTimes
+    splits: tuple[Split, ...]
+
+
+def parse_config(values: Values) -> Config:
+    """Validate merged YAML and flags; every error names its flag or key and file."""
+    top = Reader(values)
+    r_small, r_big = top.number("r_small"), top.number("r_big")
+    if not 0 < r_small:
+        raise top.fail("r_small", f"{r_small} must be greater than 0")
+    if not r_small < r_big:
+        raise top.fail("r_small", f"{r_small} must be less than r_big ({r_big}, from "
+                       f"{top.where('r_big')})")
+    fmt = top.choice("format", FORMATS)
+    encoding = top.choice("encoding", ENCODINGS)
+    st = top.mapping("spike_times")
+    spike = SpikeTimes(st.number("t_early"), st.number("t_late"), st.number("t_bias"))
+    if not spike.t_early < spike.t_late:
+        raise st.fail("t_early", f"{spike.t_early} must be less than t_late ({spike.t_late})")
+    st.finish()
+    sp = top.mapping("splits")
+    splits = []
+    for name in sp.data:
+        if not isinstance(name, str) or not SAFE_NAME.match(name):
+            raise sp.fail(str(name), "a split name must be letters, digits, '.', '_' or '-'")
+        one = sp.mapping(name)
+        splits.append(Split(name, one.integer("size", lo=1), one.integer("seed", 0, 2**32 - 1)))
+        one.finish()
+    if not splits:
+        raise top.fail("splits", "no splits to generate")
+    sp.finish()
+    top.finish()
+    return Config(r_small, r_big, fmt, encoding, spike, tuple(splits))
+
+
+# ---- the generator: pure functions ----------------------------------------------------------
+
+def _walk_python(words: np.ndarray, pos: int, samples: np.ndarray, labels: np.ndarray,
+                 done: int, want: int, r_small: float, r_big: float) -> tuple[int, int]:
+    """The rejection walk over raw words, in plain Python (the C version does the same)."""
+    w = words.tolist()
+    n = len(w)
+    out = samples.reshape(-1)
+    while done < want:
+        start, goal = pos, -1
+        while pos < n:
+            v = w[pos] & 3
+            pos += 1
+            if v != 3:
+                goal = v
+                break
+        found = False
+        if goal >= 0:
+            while pos + 4 <= n:
+                x = ((w[pos] >> 5) * 67108864 + (w[pos + 1] >> 6)) / 9007199254740992.0 * 2. * r_big
+                y = ((w[pos + 2] >> 5) * 67108864 + (w[pos + 3] >> 6)) / 9007199254740992.0 * 2. * r_big
+                pos += 4
+                if math.sqrt((x - r_big) ** 2 + (y - r_big) ** 2) > r_big:
+                    continue
+                if which_class(x, y, r_small, r_big) == goal:
+                    found = True
+                    break
+        if not found:
+            return done, start
+        out[4 * done: 4 * done + 4] = (x, y, 1. - x, 1. - y)
+        labels[done] = goal
+        done += 1
+    return done, pos
+
+
+def which_class(x: float, y: float, r_small: float, r_big: float) -> int:
+    """The reference's class of a point inside the big circle: 0 yin, 1 yang, 2 dot."""
+    d_right = math.sqrt((x - 1.5 * r_big) ** 2 + (y - r_big) ** 2)
+    d_left = math.sqrt((x - 0.5 * r_big) ** 2 + (y - r_big) ** 2)
+    if d_right < r_small or d_left < r_small:
+        return 2
+    if d_right <= r_small or r_small < d_left <= 0.5 * r_big or (y > r_big and d_right > 0.5 * r_big):
+        return 1
+    return 0
+
+
+def generate(size: int, seed: int, r_small: float = 0.1, r_big: float = 0.5,
+             block: int = 1 << 18, accelerated: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """``size`` samples (float64 rows x, y, 1-x, 1-y) and int64 labels, as the reference makes."""
+    walk = _walk_c if accelerated and _walk_c is not None else _walk_python
+    rng = np.random.RandomState(seed)
+    samples = np.empty((size, 4), dtype=np.float64)
+    labels = np.empty(size, dtype=np.int64)
+    # About 30 words make a sample. Blocks bound memory and stay in cache; a thread draws the
+    # next block while this one is walked (both release the GIL).
+    block = max(64, min(block, 32 * size + 64))
+    done, tail = 0, np.empty(0, dtype=np.uint32)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        ahead = pool.submit(rng.randint, 0, 2**32, block, np.uint32)
+        while done < size:
+            words = ahead.result()
+            ahead = pool.submit(rng.randint, 0, 2**32, block, np.uint32)
+            pos = 0
+            if tail.size:
+                # Finish the sample that straddles two blocks on a small joined buffer.
+                joined = np.concatenate([tail, words])
+                done2, pos2 = walk(joined, 0, samples, labels, done, done + 1, r_small, r_big)
+                if done2 == done:  # it outgrows this whole block too
+                    tail = joined
+                    continue
+                done, pos = done2, pos2 - tail.size
+            done, pos = walk(words, pos, samples, labels, done, size, r_small, r_big)
+            tail = words[pos:]
+    return samples, labels
+
+
+def spike_times(samples: np.ndarray, st: SpikeTimes) -> np.ndarray:
+    """Each value v becomes ``t_early + v * (t_late - t_early)``; a bias spike at ``t_bias``."""
+    out = np.empty((samples.shape[0], 5), dtype=np.float64)
+    out[:, :4] = st.t_early + samples * (st.t_late - st.t_early)
+    out[:, 4] = st.t_bias
+    return out
+
+
+# ---- what the engine asks of a dataset --------------------------------------------------------
+
+def splits(cfg: Config) -> list[str]:
+    return [s.name for s in cfg.splits]
+
+
+def config_dict(cfg: Config) -> dict:
+    d = asdict(cfg)
+    d["splits"] = {s.name: {"size": s.size, "seed": s.seed} for s in cfg.splits}
+    return d
+
+
+def uses_hdf5(cfg: Config) -> bool:
+    return cfg.format == "hdf5"
+
+
+def plan(cfg: Config) -> list[Shard]:
+    # One shard: a million samples take well under a second, and hdf5 keeps all splits in one file.
+    return [Shard("all", "all", sum(s.size for s in cfg.splits))]
+
+
+def build(cfg: Config, shard: Shard) -> ShardResult:
+    artifacts: list[Artifact] = []
+    groups = {}
+    stats = {}
+    for split in cfg.splits:
+        samples, labels = generate(split.size, split.seed, cfg.r_small, cfg.r_big)
+        arrays = {"samples": samples, "labels": labels}
+        if cfg.encoding == "spike-times":
+            arrays["spike_times"] = spike_times(samples, cfg.spike_times)
+        counts = np.bincount(labels, minlength=3)
+        stats[split.name] = {"samples": split.size, "seed": split.seed,
+                             "class_counts": dict(zip(CLASS_NAMES, map(int, counts)))}
+        if cfg.format == "npy":
+            for key, array in arrays.items():
+                artifacts.append(Artifact(f"{split.name}_{key}.npy", "npy", array, split.size,
+                                          split.name))
+        else:
+            attrs = {"r_small": cfg.r_small, "r_big": cfg.r_big, "seed": split.seed,
+                     "size": split.size, "class_names": list(CLASS_NAMES)}
+            groups[split.name] = {"attrs": attrs, "datasets": arrays}
+    if groups:
+        data = {"attrs": {"dataset": NAME, "version": VERSION}, "groups": groups}
+        total = sum(s.size for s in cfg.splits)
+        artifacts.append(Artifact("yinyang.h5", "hdf5_groups", data, total, "all"))
+    return ShardResult(artifacts, stats)
+
+
+def describe(stats: dict[str, dict]) -> str:
+    parts = [f"{name} {s['samples']}" for name, s in stats.items()]
+    return f"{', '.join(parts)} samples"
+
+
+def check_flags(size: int | None, seed: int | None, split: str | None) -> None:
+    if size is None and (seed is not None or split is not None):
+        raise ConfigError("--seed and --split choose a single split and need --size")
