@@ -1,0 +1,102 @@
+"""The fast Yin-Yang generator against the published data and the authors' per-sample loop."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+from helpers import reference
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from yinyang_oracle import reference_yinyang
+
+from neurodata_cli.datasets import yinyang
+
+PUBLISHED = [("train", 5000, 42), ("validation", 1000, 41), ("test", 1000, 40)]
+
+
+def test_the_c_accelerator_is_built():
+    # The installed package must carry it; otherwise these tests would only cover the fallback.
+    assert yinyang._walk_c is not None
+
+
+@pytest.mark.parametrize("split,size,seed", PUBLISHED)
+def test_npy_output_is_the_published_data_byte_for_byte(run, tmp_path, split, size, seed):
+    run("yinyang", "--format", "npy", "--out", tmp_path, "--quiet")
+    folder = tmp_path / "yinyang" / "1.0.0"
+    pub = reference("yinyang", "publication_data")
+    for kind in ("samples", "labels"):
+        ours = (folder / f"{split}_{kind}.npy").read_bytes()
+        assert ours == (pub / f"{split}_{kind}.npy").read_bytes()
+
+
+def test_hdf5_output_holds_the_published_arrays(run, tmp_path):
+    run("yinyang", "--out", tmp_path, "--quiet")
+    pub = reference("yinyang", "publication_data")
+    with h5py.File(tmp_path / "yinyang" / "1.0.0" / "yinyang.h5", "r") as f:
+        for split, size, seed in PUBLISHED:
+            group = f[split]
+            samples = np.load(pub / f"{split}_samples.npy")
+            labels = np.load(pub / f"{split}_labels.npy")
+            assert group["samples"].dtype == samples.dtype and group["labels"].dtype == labels.dtype
+            assert np.array_equal(group["samples"][()], samples)
+            assert np.array_equal(group["labels"][()], labels)
+            assert group.attrs["seed"] == seed and group.attrs["size"] == size
+            assert group.attrs["r_small"] == 0.1 and group.attrs["r_big"] == 0.5
+            assert [str(n) for n in group.attrs["class_names"]] == ["yin", "yang", "dot"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    size=st.integers(1, 120),
+    seed=st.integers(0, 2**32 - 1),
+    r_big=st.floats(0.05, 20.0),
+    ratio=st.floats(0.1, 0.95),
+    block=st.sampled_from([64, 97, 1000, 1 << 18]),
+)
+def test_fast_generator_equals_the_per_sample_loop(size, seed, r_big, ratio, block):
+    r_small = r_big * ratio
+    want_samples, want_labels = reference_yinyang(size, seed, r_small, r_big)
+    for accelerated in (True, False):
+        samples, labels = yinyang.generate(size, seed, r_small, r_big, block=block,
+                                           accelerated=accelerated)
+        assert samples.tobytes() == want_samples.tobytes()
+        assert np.array_equal(labels, want_labels) and labels.dtype == np.int64
+
+
+def test_points_on_a_boundary_are_classed_as_the_reference_does():
+    # Radii whose squares are not exact doubles push points near boundaries through both the
+    # cheap comparison and the exact one; the oracle decides.
+    for r_small, r_big in [(0.1, 0.5), (1 / 3, 0.7), (0.3, 0.3000001)]:
+        want = reference_yinyang(400, 5, r_small, r_big)
+        got = yinyang.generate(400, 5, r_small, r_big, block=64)
+        assert got[0].tobytes() == want[0].tobytes() and np.array_equal(got[1], want[1])
+
+
+def test_which_class_matches_the_reference_on_a_grid():
+    from yinyang_oracle import which_class as ref_class
+
+    grid = np.linspace(0.0, 1.0, 61)
+    for x in grid:
+        for y in grid:
+            assert yinyang.which_class(float(x), float(y), 0.1, 0.5) == ref_class(x, y, 0.1, 0.5)
+
+
+def test_spike_time_encoding(run, tmp_path):
+    run("yinyang", "--size", "50", "--format", "npy", "--encoding", "spike-times",
+        "--out", tmp_path, "--quiet")
+    folder = tmp_path / "yinyang" / "1.0.0"
+    samples = np.load(folder / "train_samples.npy")
+    times = np.load(folder / "train_spike_times.npy")
+    assert times.shape == (50, 5) and times.dtype == np.float64
+    assert np.array_equal(times[:, :4], 0.15 + samples * (2.0 - 0.15))
+    assert np.all(times[:, 4] == 0.9)
+
+
+def test_spike_times_are_configurable_and_in_hdf5(run, tmp_path):
+    cfg = tmp_path / "st.yaml"
+    cfg.write_text("encoding: spike-times\nspike_times: {t_early: 0.5, t_late: 3.0, t_bias: 1.0}\n")
+    run("yinyang", "--config", cfg, "--size", "20", "--out", tmp_path / "o", "--quiet")
+    with h5py.File(tmp_path / "o" / "yinyang" / "1.0.0" / "yinyang.h5", "r") as f:
+        samples, times = f["train/samples"][()], f["train/spike_times"][()]
+    assert np.array_equal(times[:, :4], 0.5 + samples * 2.5) and np.all(times[:, 4] == 1.0)
