@@ -142,8 +142,8 @@ def verify(folder: Path) -> None:
 @handle_errors
 def info(folder: Path) -> None:
     """Print a short summary of a materialised folder, from its manifest."""
-    from .manifest import read_manifest
     from .errors import RunError
+    from .manifest import read_manifest
 
     try:
         m = read_manifest(folder)

@@ -134,8 +134,11 @@ def run_shard(dataset: str, cfg: Any, shard: Shard, stage: str) -> dict[str, Any
     for art in result.artifacts:
         path = root / art.path
         path.parent.mkdir(parents=True, exist_ok=True)
-        formats.write(art.kind, path, art.data)
-        digest, size = sha256_file(path)
+        digest = formats.write(art.kind, path, art.data)
+        if digest is None:
+            digest, size = sha256_file(path)
+        else:
+            size = path.stat().st_size
         files.append(
             {"path": art.path, "bytes": size, "sha256": digest, "records": art.records,
              "split": art.split}

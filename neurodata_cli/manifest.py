@@ -142,7 +142,7 @@ def verify(folder: Path, workers: int | None = None) -> VerifyReport:
     to_hash = sorted(set(entries) & present)
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         digests = pool.map(lambda rel: sha256_file(folder / rel)[0], to_hash)
-        for rel, digest in zip(to_hash, digests):
+        for rel, digest in zip(to_hash, digests, strict=True):
             report.checked += 1
             if digest != entries[rel]:
                 report.altered.append(rel)

@@ -7,6 +7,7 @@ from click.testing import CliRunner
 
 from neurodata_cli.cli import cli
 
+
 @pytest.fixture
 def run():
     """``run(*args, code=0)`` invokes ``neurodata`` in-process and checks the exit code."""

@@ -112,8 +112,8 @@ def _walk_python(words: np.ndarray, pos: int, samples: np.ndarray, labels: np.nd
         found = False
         if goal >= 0:
             while pos + 4 <= n:
-                x = ((w[pos] >> 5) * 67108864 + (w[pos + 1] >> 6)) / 9007199254740992.0 * 2. * r_big
-                y = ((w[pos + 2] >> 5) * 67108864 + (w[pos + 3] >> 6)) / 9007199254740992.0 * 2. * r_big
+                x = _uniform(w[pos], w[pos + 1]) * 2. * r_big
+                y = _uniform(w[pos + 2], w[pos + 3]) * 2. * r_big
                 pos += 4
                 if math.sqrt((x - r_big) ** 2 + (y - r_big) ** 2) > r_big:
                     continue
@@ -128,13 +128,19 @@ def _walk_python(words: np.ndarray, pos: int, samples: np.ndarray, labels: np.nd
     return done, pos
 
 
+def _uniform(a: int, b: int) -> float:
+    """``rand()``: 53 bits from two words, as numpy's legacy random_sample."""
+    return ((a >> 5) * 67108864 + (b >> 6)) / 9007199254740992.0
+
+
 def which_class(x: float, y: float, r_small: float, r_big: float) -> int:
     """The reference's class of a point inside the big circle: 0 yin, 1 yang, 2 dot."""
     d_right = math.sqrt((x - 1.5 * r_big) ** 2 + (y - r_big) ** 2)
     d_left = math.sqrt((x - 0.5 * r_big) ** 2 + (y - r_big) ** 2)
     if d_right < r_small or d_left < r_small:
         return 2
-    if d_right <= r_small or r_small < d_left <= 0.5 * r_big or (y > r_big and d_right > 0.5 * r_big):
+    if (d_right <= r_small or r_small < d_left <= 0.5 * r_big
+            or (y > r_big and d_right > 0.5 * r_big)):
         return 1
     return 0
 
@@ -157,9 +163,15 @@ def generate(size: int, seed: int, r_small: float = 0.1, r_big: float = 0.5,
             ahead = pool.submit(rng.randint, 0, 2**32, block, np.uint32)
             pos = 0
             if tail.size:
-                # Finish the sample that straddles two blocks on a small joined buffer.
-                joined = np.concatenate([tail, words])
-                done2, pos2 = walk(joined, 0, samples, labels, done, done + 1, r_small, r_big)
+                # Finish the sample that straddles two blocks on a small joined buffer, grown
+                # until the sample fits (or the whole block is joined).
+                k = 256
+                while True:
+                    joined = np.concatenate([tail, words[:k]])
+                    done2, pos2 = walk(joined, 0, samples, labels, done, done + 1, r_small, r_big)
+                    if done2 > done or k >= words.size:
+                        break
+                    k *= 8
                 if done2 == done:  # it outgrows this whole block too
                     tail = joined
                     continue
@@ -209,7 +221,7 @@ def build(cfg: Config, shard: Shard) -> ShardResult:
             arrays["spike_times"] = spike_times(samples, cfg.spike_times)
         counts = np.bincount(labels, minlength=3)
         stats[split.name] = {"samples": split.size, "seed": split.seed,
-                             "class_counts": dict(zip(CLASS_NAMES, map(int, counts)))}
+                             "class_counts": dict(zip(CLASS_NAMES, map(int, counts), strict=True))}
         if cfg.format == "npy":
             for key, array in arrays.items():
                 artifacts.append(Artifact(f"{split.name}_{key}.npy", "npy", array, split.size,

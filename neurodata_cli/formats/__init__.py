@@ -15,10 +15,34 @@ WRITERS: dict[str, str] = {
 }
 
 
-def writer(kind: str) -> Callable[[Path, Any], None]:
+def writer(kind: str) -> Callable[[Path, Any], str | None]:
     module, func = WRITERS[kind].split(":")
     return getattr(import_module(f"{__name__}.{module}"), func)
 
 
-def write(kind: str, path: Path, data: Any) -> None:
-    writer(kind)(path, data)
+def write(kind: str, path: Path, data: Any) -> str | None:
+    """Write ``data`` to ``path``; returns the file's sha256 when the writer hashed as it wrote."""
+    return writer(kind)(path, data)
+
+
+class HashingFile:
+    """A binary file that hashes what goes through it, so nobody has to read it back."""
+
+    def __init__(self, path: Path):
+        import hashlib
+
+        self._file = open(path, "wb")
+        self._hash = hashlib.sha256()
+
+    def write(self, data: Any) -> int:
+        self._hash.update(data)
+        return self._file.write(data)
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+    def __enter__(self) -> HashingFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._file.close()
