@@ -227,8 +227,8 @@ class Materialiser:
         start = time.perf_counter()
         self._finish_interrupted_commit()
         existing = self._check_output()
+        shards = self.ds.plan(self.cfg)  # before the stage, so bad inputs leave nothing behind
         self._open_stage()
-        shards = self.ds.plan(self.cfg)
         done = self._finished_shards(shards)
         todo = [s for s in shards if s.key not in done]
         units_done = sum(s.units for s in shards if s.key in done)
@@ -338,6 +338,10 @@ class Materialiser:
             for split, stats in rec["stats"].items():
                 entry = splits.setdefault(split, {"stats": {}, "files": 0, "records": 0})
                 entry["stats"] = merge_stats(entry["stats"], stats)
+        finalize = getattr(self.ds, "finalize_stats", None)
+        if finalize is not None:
+            for split, entry in splits.items():
+                entry["stats"] = finalize(split, entry["stats"])
         files = [f for rec in records for f in rec["files"]]
         for f in files:
             if f["split"] not in splits:

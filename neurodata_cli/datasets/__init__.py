@@ -7,7 +7,7 @@ from importlib import import_module
 
 from ..engine import Dataset
 
-MODULES = {"yinyang": "yinyang"}
+MODULES = {"yinyang": "yinyang", "2nmnist": "two_nmnist"}
 
 
 def get(name: str) -> Dataset:

@@ -12,6 +12,8 @@ WRITERS: dict[str, str] = {
     "npy": "npy:write",
     "hdf5_groups": "hdf5:write_groups",
     "text": "text:write",
+    "events": "events:write",
+    "nmnist_bin": "nmnist_bin:write",
 }
 
 

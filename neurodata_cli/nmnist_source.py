@@ -1,0 +1,185 @@
+"""Where NMNIST recordings come from: a folder tree, the official zips (read in place), or a
+download of those zips into a cache."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sys
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from .errors import RunError
+
+SPLIT_DIRS = {"train": "Train", "test": "Test"}
+_MEMBER = re.compile(r"^(?P<top>[^/]+)/(?P<digit>[0-9])/(?P<name>[^/]+\.bin)$")
+
+
+@dataclass(frozen=True)
+class Recording:
+    """One recording: ``rel`` is ``<digit>/<name>.bin`` inside its split."""
+
+    rel: str
+    digit: int
+
+    @property
+    def key(self) -> str:
+        """What the procedure sorts on: ``digit/name`` without the extension."""
+        return self.rel[: -len(".bin")]
+
+
+@dataclass(frozen=True)
+class SplitSource:
+    """One split of NMNIST: a folder, or an archive with the member prefix of the split."""
+
+    split: str
+    path: str  # folder, or zip file
+    archive: bool
+    prefix: str = ""  # for archives: the top-level folder as spelled in the zip
+
+    def describe(self) -> str:
+        return f"{self.path}" + (f" ({self.prefix}/)" if self.archive else "")
+
+
+def locate(root: Path, split: str) -> SplitSource:
+    """Find ``split`` under ``root``: a ``Train``/``Test`` folder in any case, or its zip."""
+    root = Path(root)
+    if not root.is_dir():
+        raise RunError(f"--nmnist-root {root} is not a folder")
+    entries = {p.name.lower(): p for p in sorted(root.iterdir())}
+    folder = entries.get(split)
+    if folder is not None and folder.is_dir():
+        return SplitSource(split, str(folder), False)
+    archive = entries.get(f"{split}.zip")
+    if archive is not None and archive.is_file():
+        return SplitSource(split, str(archive), True, _zip_prefix(archive, split))
+    raise RunError(f"--nmnist-root {root} has neither a {SPLIT_DIRS[split]}/ folder nor "
+                   f"{SPLIT_DIRS[split]}.zip")
+
+
+def _open_zip(path: str) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise RunError(f"{path} is not a readable zip archive: {exc}") from None
+
+
+def _zip_prefix(path: Path, split: str) -> str:
+    with _open_zip(str(path)) as zf:
+        tops = {name.split("/", 1)[0] for name in zf.namelist() if "/" in name}
+    for top in sorted(tops):
+        if top.lower() == split:
+            return top
+    raise RunError(f"{path} has no top-level {SPLIT_DIRS[split]}/ folder")
+
+
+def _check_member(archive: str, name: str) -> None:
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or ".." in parts:
+        raise RunError(f"{archive}: member {name!r} points outside the archive; refusing it")
+
+
+def list_recordings(src: SplitSource) -> list[Recording]:
+    """Every ``<digit>/<name>.bin`` of the split, in no particular order."""
+    found = []
+    if src.archive:
+        with _open_zip(src.path) as zf:
+            for info in zf.infolist():
+                _check_member(src.path, info.filename)
+                if info.is_dir() or not info.filename.lower().endswith(".bin"):
+                    continue
+                m = _MEMBER.match(info.filename)
+                if not m or m["top"] != src.prefix:
+                    raise RunError(f"{src.path}: member {info.filename!r} is not "
+                                   f"{src.prefix}/<digit>/<name>.bin")
+                found.append(Recording(f"{m['digit']}/{m['name']}", int(m["digit"])))
+        return found
+    for digit_dir in Path(src.path).iterdir():
+        if digit_dir.is_dir() and re.fullmatch(r"[0-9]", digit_dir.name):
+            for f in digit_dir.iterdir():
+                if f.suffix == ".bin" and f.is_file():
+                    found.append(Recording(f"{digit_dir.name}/{f.name}", int(digit_dir.name)))
+    return found
+
+
+class Reader:
+    """Reads recordings' bytes from one split source; keeps an archive open between reads."""
+
+    def __init__(self, src: SplitSource):
+        self.src = src
+        self._zip = _open_zip(src.path) if src.archive else None
+
+    def read(self, rel: str) -> bytes:
+        if self._zip is not None:
+            return self._zip.read(f"{self.src.prefix}/{rel}")
+        return (Path(self.src.path) / rel).read_bytes()
+
+    def name(self, rel: str) -> str:
+        return f"{self.src.path}:{self.src.prefix}/{rel}" if self._zip else f"{self.src.path}/{rel}"
+
+    def close(self) -> None:
+        if self._zip is not None:
+            self._zip.close()
+
+
+# ---- download ------------------------------------------------------------------------------
+
+def md5_file(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download(url: str, md5: str, target: Path, quiet: bool = False, timeout: float = 60) -> Path:
+    """Fetch ``url`` to ``target``, resuming a partial ``.part`` file, and check its md5.
+
+    A finished file whose md5 matches is used as it is. A mismatch is refused and the bad file
+    removed, so the next attempt starts clean.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_file():
+        if md5_file(target) == md5.lower():
+            return target
+        target.unlink()
+    part = target.with_name(target.name + ".part")
+    have = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and have:  # the part file is already whole
+            response = None
+        else:
+            raise RunError(f"download of {url} failed: HTTP {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise RunError(f"download of {url} failed: {getattr(exc, 'reason', exc)}") from None
+    if response is not None:
+        with response:
+            resumed = have and response.status == 206
+            total = response.headers.get("Content-Length")
+            total = int(total) + (have if resumed else 0) if total else None
+            bar = _bar(total, have if resumed else 0, target.name, quiet)
+            with open(part, "ab" if resumed else "wb") as out:
+                while chunk := response.read(1 << 20):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+            bar.close()
+    got = md5_file(part)
+    if got != md5.lower():
+        part.unlink()
+        raise RunError(f"download of {url} has md5 {got}, expected {md5.lower()}; the file was "
+                       "removed. Check the url and md5 in the config, then try again")
+    part.replace(target)
+    return target
+
+
+def _bar(total: int | None, initial: int, name: str, quiet: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="B", unit_scale=True, desc=name,
+                disable=True if quiet else None, leave=False, file=sys.stderr)

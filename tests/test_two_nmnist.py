@@ -1,0 +1,244 @@
+"""2NMNIST: the .bin codec, the procedure against a plain oracle, inputs, outputs, errors."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+from helpers import reference
+from nmnist_synth import make_tree, oracle_2nmnist, recording, zip_tree
+
+from neurodata_cli.datasets import two_nmnist
+from neurodata_cli.errors import RunError
+from neurodata_cli.formats import events as event_shards
+from neurodata_cli.formats import nmnist_bin
+from neurodata_cli.nmnist_source import Recording
+
+VERSION = ("2nmnist", "1.0.0")
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    return make_tree(tmp_path_factory.mktemp("nmnist"), {"train": 7, "test": 3}, seed=3)
+
+
+def out_folder(out):
+    return out.joinpath(*VERSION)
+
+
+# ---- the .bin codec ---------------------------------------------------------------------------
+
+def test_real_recording_round_trips_byte_for_byte(tmp_path):
+    data = reference("nmnist", "sample_nmnist.bin").read_bytes()
+    events = nmnist_bin.decode(data)
+    assert events.size == 4325 and set(np.unique(events["p"])) == {0, 1}
+    assert nmnist_bin.encode(events) == data
+    nmnist_bin.write(tmp_path / "x.bin", nmnist_bin.read(reference("nmnist", "sample_nmnist.bin")))
+    assert (tmp_path / "x.bin").read_bytes() == data
+
+
+def test_decode_matches_the_bytewise_reader():
+    from nmnist_synth import read_bin_bytewise
+
+    data = reference("nmnist", "sample_nmnist.bin").read_bytes()
+    ev = nmnist_bin.decode(data)
+    path = reference("nmnist", "sample_nmnist.bin")
+    assert list(zip(ev["x"], ev["y"], ev["t"], ev["p"], strict=True)) == read_bin_bytewise(path)
+
+
+def test_a_length_not_a_multiple_of_5_names_the_file():
+    with pytest.raises(RunError, match="broken.bin"):
+        nmnist_bin.decode(b"\x00" * 12, "broken.bin")
+
+
+@pytest.mark.parametrize("field,value", [("t", 1 << 23), ("x", 256), ("y", 300), ("p", 2),
+                                         ("x", -1)])
+def test_the_writer_refuses_what_the_format_cannot_hold(field, value):
+    ev = {"x": np.array([1]), "y": np.array([1]), "t": np.array([5]), "p": np.array([1])}
+    ev[field] = np.array([value])
+    with pytest.raises(RunError, match=f"{field} value"):
+        nmnist_bin.encode(ev, "out.bin")
+
+
+# ---- the procedure ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("seed,max_digit,swap", [(42, 9, False), (7, 9, False), (42, 4, False),
+                                                 (1, 9, True)])
+def test_bin_output_equals_the_oracle_from_folders(run, tmp_path, tree, seed, max_digit, swap):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"reverse_polarity: {str(swap).lower()}\n")
+    run("2nmnist", "--nmnist-root", tree, "--format", "bin", "--seed", seed, "--max-digit",
+        max_digit, "--config", cfg, "--out", tmp_path, "--quiet")
+    folder = out_folder(tmp_path)
+    for split, name in (("train", "Train"), ("test", "Test")):
+        want = oracle_2nmnist(str(tree / name), seed, max_digit, swap)
+        got = {p.name: p.read_bytes() for p in (folder / name).iterdir()}
+        assert got == want
+    assert run("verify", folder).exit_code == 0
+
+
+def test_zips_read_in_place_give_the_same_bytes_as_folders(run, tmp_path, tree):
+    zips = zip_tree(tree, tmp_path / "zips", names=("train.zip", "Test.zip"))
+    run("2nmnist", "--nmnist-root", tree, "--format", "bin", "--out", tmp_path / "a", "--quiet")
+    run("2nmnist", "--nmnist-root", zips, "--format", "bin", "--out", tmp_path / "b", "--quiet")
+    a, b = out_folder(tmp_path / "a"), out_folder(tmp_path / "b")
+    assert (a / "SHA256SUMS").read_bytes() == (b / "SHA256SUMS").read_bytes()
+    assert sorted(p.name for p in zips.iterdir()) == ["Test.zip", "train.zip"]  # not extracted
+
+
+def test_hdf5_events_equal_the_bin_bytes(run, tmp_path, tree):
+    run("2nmnist", "--nmnist-root", tree, "--format", "bin", "--out", tmp_path / "b", "--quiet")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("shard_size: 11\n")
+    run("2nmnist", "--nmnist-root", tree, "--config", cfg, "--out", tmp_path / "h", "--quiet")
+    bins, h5 = out_folder(tmp_path / "b"), out_folder(tmp_path / "h")
+    for split, name in (("train", "Train"), ("test", "Test")):
+        shards = sorted(h5.glob(f"2nmnist-{split}-*-of-*.h5"))
+        assert len(shards) > 1 and shards[0].name.endswith(f"-00000-of-{len(shards):05d}.h5")
+        index = 0
+        for path in shards:
+            shard = event_shards.read(path)
+            assert shard.attrs["split"] == split and list(shard.attrs["sensor_size"]) == [34, 34, 2]
+            assert shard.attrs["time_unit"] == "us" and shard.attrs["schema_version"] == 1
+            assert shard.events["x"].dtype == np.uint8 and shard.events["t"].dtype == np.uint32
+            for i in range(len(shard.offsets) - 1):
+                lo, hi = shard.offsets[i], shard.offsets[i + 1]
+                ev = {k: shard.events[k][lo:hi] for k in "xytp"}
+                labels = np.flatnonzero(shard.samples["label"][i])
+                digits = [int(d) for d in shard.samples["source"][i].replace("+", "/").split("/")[::2]]
+                assert sorted(digits) == list(labels)
+                expected = bins / name / f"{index}_{'-'.join(map(str, digits))}.bin"
+                assert nmnist_bin.encode(ev) == expected.read_bytes()
+                assert shard.samples["index"][i] == index
+                index += 1
+        assert index == len(list((bins / name).iterdir()))
+
+
+def test_provenance_csv_and_manifest_counts(run, tmp_path, tree):
+    run("2nmnist", "--nmnist-root", tree, "--format", "bin", "--split", "test", "--out",
+        tmp_path, "--quiet")
+    folder = out_folder(tmp_path)
+    rows = (folder / "pairs-test.csv").read_text().splitlines()
+    assert rows[0] == "sample,labels,sources,reversed"
+    m = json.loads((folder / "manifest.json").read_text())
+    stats = m["splits"]["test"]["stats"]
+    assert stats["samples"] == len(rows) - 1 == stats["superimposed"] + stats["single"]
+    pairs = [r.split(",") for r in rows[1:]]
+    assert sum(1 for r in pairs if "-" in r[1]) == stats["superimposed"]
+    for sample, labels, sources, rev in pairs:
+        srcs = sources.split("+")
+        assert (rev == srcs[1]) if len(srcs) == 2 else rev == ""
+    assert stats["inputs"]["recordings"] == 30 and len(stats["inputs"]["sha256"]) == 64
+    assert "pairs-test.csv" in (folder / "SHA256SUMS").read_text()
+
+
+def test_splits_can_be_added_to_one_folder_one_at_a_time(run, tmp_path, tree):
+    run("2nmnist", "--nmnist-root", tree, "--split", "train", "--out", tmp_path, "--quiet")
+    run("2nmnist", "--nmnist-root", tree, "--split", "test", "--out", tmp_path, "--quiet")
+    folder = out_folder(tmp_path)
+    m = json.loads((folder / "manifest.json").read_text())
+    assert list(m["splits"]) == ["train", "test"]
+    assert run("verify", folder).exit_code == 0
+    assert "train split" in run("2nmnist", "--nmnist-root", tree, "--split", "train", "--out",
+                                tmp_path, code=1).output
+    together = tmp_path / "together"
+    run("2nmnist", "--nmnist-root", tree, "--out", together, "--quiet")
+    assert (out_folder(together) / "SHA256SUMS").read_text() == (folder / "SHA256SUMS").read_text()
+
+
+def test_one_and_two_workers_give_identical_bytes(run, tmp_path, tree):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("shard_size: 9\n")
+    for workers in (1, 2):
+        run("2nmnist", "--nmnist-root", tree, "--workers", workers, "--config", cfg, "--out",
+            tmp_path / str(workers), "--quiet")
+    assert ((out_folder(tmp_path / "1") / "SHA256SUMS").read_bytes()
+            == (out_folder(tmp_path / "2") / "SHA256SUMS").read_bytes())
+
+
+# ---- k-NMNIST ---------------------------------------------------------------------------------
+
+def plain_k_groups(recs, seed, k):
+    """The documented rule, written plainly: draw n in 1..K, cut before a repeated digit."""
+    sources = sorted(recs, key=lambda r: r.key)
+    rng = np.random.RandomState(seed)
+    rng.shuffle(sources)
+    groups, i = [], 0
+    while i < len(sources):
+        n = rng.randint(1, k + 1)
+        group = [sources[i]]
+        while len(group) < n and i + len(group) < len(sources):
+            nxt = sources[i + len(group)]
+            if nxt.digit in [r.digit for r in group]:
+                break
+            group.append(nxt)
+        groups.append(group)
+        i += len(group)
+    return groups
+
+
+@pytest.mark.parametrize("k", [2, 3, 5, 10])
+def test_k_rule_reduces_to_the_paper_and_follows_its_definition(k):
+    rng = np.random.RandomState(k)
+    recs = [Recording(f"{d}/{rng.randint(0, 99999):05d}.bin", d)
+            for d in rng.randint(0, 10, size=400)]
+    recs = list({r.rel: r for r in recs}.values())
+    groups = two_nmnist.make_groups(recs, 42, k)
+    want = plain_k_groups(recs, 42, k)
+    assert [list(g.recordings) for g in groups] == want
+    assert sorted(r.rel for g in groups for r in g.recordings) == sorted(r.rel for r in recs)
+    for g in groups:
+        assert 1 <= len(g.recordings) <= k and len(set(g.digits)) == len(g.digits)
+        assert g.reversed == tuple(i % 2 == 1 for i in range(len(g.recordings)))
+
+
+def test_k3_writes_reversed_recordings_first(run, tmp_path, tree):
+    run("2nmnist", "--nmnist-root", tree, "--k", "3", "--split", "test", "--format", "bin",
+        "--out", tmp_path, "--quiet")
+    folder = out_folder(tmp_path)
+    rows = [r.split(",") for r in (folder / "pairs-test.csv").read_text().splitlines()[1:]]
+    triple = next(r for r in rows if len(r[2].split("+")) == 3)
+    a, b, c = (nmnist_bin.decode((tree / "Test" / s).read_bytes()) for s in triple[2].split("+"))
+    got = nmnist_bin.decode((folder / "Test" / f"{triple[0]}_{triple[1]}.bin").read_bytes())
+    want = np.concatenate([two_nmnist.time_reverse(b), a, c])
+    assert got.tobytes() == want.tobytes()
+
+
+# ---- bad input --------------------------------------------------------------------------------
+
+def test_a_truncated_recording_exits_1_naming_it_and_leaves_nothing_complete(run, tmp_path):
+    tree = make_tree(tmp_path / "t", {"train": 2, "test": 1}, seed=1)
+    bad = sorted((tree / "Test" / "4").iterdir())[0]
+    bad.write_bytes(bad.read_bytes()[:-2])
+    result = run("2nmnist", "--nmnist-root", tree, "--out", tmp_path / "o", code=1)
+    assert bad.name in result.output and "5-byte" in result.output
+    assert not out_folder(tmp_path / "o").exists()
+
+
+def test_zip_members_outside_the_archive_are_refused(run, tmp_path, tree):
+    zips = zip_tree(tree, tmp_path / "zips")
+    with zipfile.ZipFile(zips / "Test.zip", "a") as zf:
+        zf.writestr("Test/../../evil.bin", recording(np.random.RandomState(0), 10))
+    result = run("2nmnist", "--nmnist-root", zips, "--split", "test", "--out", tmp_path / "o",
+                 code=1)
+    assert "evil.bin" in result.output and "Test.zip" in result.output
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("args,code,words", [
+    ([], 2, ["--nmnist-root", "--download"]),
+    (["--nmnist-root", "X", "--download"], 2, ["exactly one"]),
+    (["--nmnist-root", "MISSING"], 1, ["MISSING"]),
+    (["--nmnist-root", "EMPTY"], 1, ["Train"]),
+    (["--nmnist-root", "X", "--k", "11"], 2, ["--k"]),
+    (["--nmnist-root", "X", "--format", "npz"], 2, ["--format"]),
+])
+def test_usage_and_input_errors(run, tmp_path, args, code, words):
+    (tmp_path / "EMPTY").mkdir()
+    args = [str(tmp_path / a) if a in ("X", "MISSING", "EMPTY") else a for a in args]
+    result = run("2nmnist", *args, "--out", tmp_path / "o", code=code)
+    for word in words:
+        assert word in result.output
+    assert not (tmp_path / "o").exists()
