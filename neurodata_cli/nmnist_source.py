@@ -4,6 +4,7 @@ download of those zips into a cache."""
 from __future__ import annotations
 
 import hashlib
+import http.client
 import re
 import sys
 import urllib.error
@@ -164,11 +165,18 @@ def download(url: str, md5: str, target: Path, quiet: bool = False, timeout: flo
             total = response.headers.get("Content-Length")
             total = int(total) + (have if resumed else 0) if total else None
             bar = _bar(total, have if resumed else 0, target.name, quiet)
-            with open(part, "ab" if resumed else "wb") as out:
-                while chunk := response.read(1 << 20):
-                    out.write(chunk)
-                    bar.update(len(chunk))
-            bar.close()
+            try:
+                with open(part, "ab" if resumed else "wb") as out:
+                    while chunk := response.read(1 << 20):
+                        out.write(chunk)
+                        bar.update(len(chunk))
+            except (OSError, http.client.HTTPException):
+                pass  # judged by size below; what arrived is kept for the next attempt
+            finally:
+                bar.close()
+            if total is not None and part.stat().st_size < total:
+                raise RunError(f"download of {url} was cut at {part.stat().st_size} of {total} "
+                               "bytes; run the command again to resume it")
     got = md5_file(part)
     if got != md5.lower():
         part.unlink()

@@ -32,7 +32,7 @@ def make_tree(root: Path, per_digit: dict[str, int], seed: int = 0, case=("Train
         for digit in range(10):
             d = root / folder / str(digit)
             d.mkdir(parents=True, exist_ok=True)
-            for i in range(per_digit[split]):
+            for _ in range(per_digit[split]):
                 (d / f"{rng.randint(0, 99999):05d}.bin").write_bytes(recording(rng))
     return root
 

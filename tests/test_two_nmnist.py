@@ -72,7 +72,7 @@ def test_bin_output_equals_the_oracle_from_folders(run, tmp_path, tree, seed, ma
     run("2nmnist", "--nmnist-root", tree, "--format", "bin", "--seed", seed, "--max-digit",
         max_digit, "--config", cfg, "--out", tmp_path, "--quiet")
     folder = out_folder(tmp_path)
-    for split, name in (("train", "Train"), ("test", "Test")):
+    for name in ("Train", "Test"):
         want = oracle_2nmnist(str(tree / name), seed, max_digit, swap)
         got = {p.name: p.read_bytes() for p in (folder / name).iterdir()}
         assert got == want
@@ -107,7 +107,8 @@ def test_hdf5_events_equal_the_bin_bytes(run, tmp_path, tree):
                 lo, hi = shard.offsets[i], shard.offsets[i + 1]
                 ev = {k: shard.events[k][lo:hi] for k in "xytp"}
                 labels = np.flatnonzero(shard.samples["label"][i])
-                digits = [int(d) for d in shard.samples["source"][i].replace("+", "/").split("/")[::2]]
+                sources = shard.samples["source"][i].split("+")
+                digits = [int(s.split("/")[0]) for s in sources]
                 assert sorted(digits) == list(labels)
                 expected = bins / name / f"{index}_{'-'.join(map(str, digits))}.bin"
                 assert nmnist_bin.encode(ev) == expected.read_bytes()
@@ -127,7 +128,7 @@ def test_provenance_csv_and_manifest_counts(run, tmp_path, tree):
     assert stats["samples"] == len(rows) - 1 == stats["superimposed"] + stats["single"]
     pairs = [r.split(",") for r in rows[1:]]
     assert sum(1 for r in pairs if "-" in r[1]) == stats["superimposed"]
-    for sample, labels, sources, rev in pairs:
+    for _sample, _labels, sources, rev in pairs:
         srcs = sources.split("+")
         assert (rev == srcs[1]) if len(srcs) == 2 else rev == ""
     assert stats["inputs"]["recordings"] == 30 and len(stats["inputs"]["sha256"]) == 64
