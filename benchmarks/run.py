@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-BENCHES = {"yinyang": "bench_yinyang"}
+BENCHES = {"yinyang": "bench_yinyang", "2nmnist": "bench_2nmnist"}
 
 
 def main(argv: list[str]) -> int:

@@ -1,0 +1,110 @@
+"""2NMNIST: a 70,000-recording synthetic tree, whole process, against a byte-by-byte baseline.
+
+The baseline is the reference's pipeline in plain Python (decode each recording byte by byte,
+superimpose, encode byte by byte and write), timed on a subset in the same run and scaled.
+Set NEURODATA_BENCH_SCALE (e.g. 0.1) for a quicker, smaller run.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from common import WORK, fresh, median, neurodata, timed_process
+
+SCALE = float(os.environ.get("NEURODATA_BENCH_SCALE", "1"))
+TRAIN, TEST = int(60_000 * SCALE), int(10_000 * SCALE)
+BASE_RECORDINGS = max(200, int(3_000 * SCALE))
+
+
+def make_tree(root: Path) -> Path:
+    """About 4k events per recording, times sorted within 0.3 s, both polarities."""
+    marker = root / f".complete-{TRAIN}-{TEST}"
+    if marker.exists():
+        return root
+    fresh(root)
+    rng = np.random.RandomState(0)
+    for split, total in (("Train", TRAIN), ("Test", TEST)):
+        for i in range(total):
+            n = int(rng.randint(3000, 5000))
+            t = np.sort(rng.randint(0, 300_000, size=n)).astype(np.uint32)
+            raw = np.empty((n, 5), dtype=np.uint8)
+            raw[:, 0] = rng.randint(0, 34, size=n)
+            raw[:, 1] = rng.randint(0, 34, size=n)
+            raw[:, 2] = (rng.randint(0, 2, size=n).astype(np.uint8) << 7) | (t >> 16)
+            raw[:, 3], raw[:, 4] = (t >> 8) & 0xFF, t & 0xFF
+            d = root / split / str(i % 10)
+            d.mkdir(parents=True, exist_ok=True)
+            (d / f"{i:05d}.bin").write_bytes(raw.tobytes())
+    marker.touch()
+    return root
+
+
+def baseline(split_dir: str, out: Path, limit: int) -> float:
+    """The reference-style pipeline over the first ``limit`` sources; returns seconds."""
+    start = time.perf_counter()
+    sources = sorted(p[len(split_dir) + 1:-4] for p in glob.glob(f"{split_dir}/*/*.bin"))
+    np.random.seed(42)
+    np.random.shuffle(sources)
+    sources = sources[:limit]
+
+    def read(rel):
+        with open(os.path.join(split_dir, rel + ".bin"), "rb") as f:
+            data = f.read()
+        return [(data[i], data[i + 1], data[i + 2] >> 7,
+                 ((data[i + 2] & 127) << 16) | (data[i + 3] << 8) | data[i + 4])
+                for i in range(0, len(data), 5)]
+
+    def write(path, events):
+        buf = bytearray()
+        for x, y, p, t in events:
+            buf += bytes([x, y, (p << 7) | (t >> 16), (t >> 8) & 255, t & 255])
+        with open(path, "wb") as f:
+            f.write(buf)
+
+    i = g = 0
+    while i < len(sources):
+        n = np.random.randint(1, 3)
+        if n == 2 and (i + 1 == len(sources) or sources[i][0] == sources[i + 1][0]):
+            n = 1
+        first = read(sources[i])
+        if n == 2:
+            second = read(sources[i + 1])
+            tmax = max(e[3] for e in second)
+            events = [(x, y, p, tmax - t) for x, y, p, t in reversed(second)] + first
+            write(out / f"{g}_{sources[i][0]}-{sources[i + 1][0]}.bin", events)
+        else:
+            write(out / f"{g}_{sources[i][0]}.bin", first)
+        i += n
+        g += 1
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    work = WORK / "2nmnist"
+    t0 = time.perf_counter()
+    tree = make_tree(work / "tree")
+    print(f"2nmnist: synthetic tree of {TRAIN + TEST:,} recordings ready "
+          f"({time.perf_counter() - t0:.0f} s)")
+    base = median([baseline(str(tree / "Train"), fresh(work / "base"), BASE_RECORDINGS)
+                   for _ in range(2)])
+    base_total = base * (TRAIN + TEST) / BASE_RECORDINGS
+    print(f"  byte-by-byte baseline: {BASE_RECORDINGS / base:,.0f} recordings/s -> "
+          f"{base_total:.0f} s for all {TRAIN + TEST:,} (scaled from {BASE_RECORDINGS:,})")
+    for fmt in ("bin", "hdf5"):
+        seconds, rss = timed_process(neurodata() + [
+            "2nmnist", "--nmnist-root", str(tree), "--format", fmt, "--out",
+            str(fresh(work / fmt)), "--quiet"])
+        ratio = base_total / seconds
+        print(f"  neurodata --format {fmt} (all cores): {seconds:.1f} s whole process, "
+              f"{(TRAIN + TEST) / seconds:,.0f} recordings/s, {ratio:.1f}x the baseline "
+              f"[goal >= 10x: {'met' if ratio >= 10 else 'NOT met'}]; peak RSS {rss / 1e6:.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
