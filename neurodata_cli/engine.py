@@ -22,7 +22,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -456,11 +456,6 @@ def _human(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     return f"{n} B"
-
-
-def describe_counts(stats: dict[str, dict[str, Any]], key: str = "samples") -> Iterable[str]:
-    for split, s in stats.items():
-        yield f"{split} {s.get(key, 0)}"
 
 
 __all__ = ["Artifact", "Dataset", "Materialiser", "RunSummary", "Shard", "ShardResult",
