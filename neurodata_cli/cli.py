@@ -143,7 +143,9 @@ def two_nmnist(nmnist_root: Path | None, download: bool, cache: Path | None, spl
       neurodata 2nmnist --nmnist-root ~/datasets/NMNIST
       neurodata 2nmnist --download --format bin --split test
     """
-    from .config import Reader, resolve
+    from dataclasses import replace
+
+    from .config import resolve
     from .datasets import two_nmnist as ds
     from .engine import PoolExecutor
     from .errors import ConfigError
@@ -156,20 +158,16 @@ def two_nmnist(nmnist_root: Path | None, download: bool, cache: Path | None, spl
         raise ConfigError("--cache goes with --download")
     flags = {"seed": (seed, "--seed"), "k": (k, "--k"), "max_digit": (max_digit, "--max-digit"),
              "format": (fmt, "--format"), "download.cache": (cache and str(cache), "--cache")}
-    values = resolve(ds.NAME, config_file, flags)
+    cfg = ds.parse_config(resolve(ds.NAME, config_file, flags))  # all checked before any I/O
     wanted = ["train", "test"] if split == "all" else [split]
-    ds.parse_config(values, ())  # validates everything before any download
+    root = nmnist_root
     if download:
-        dl = Reader(values).mapping("download")
-        root = Path(dl.string("cache")).expanduser()
+        root = Path(cfg.cache).expanduser()
         for name in wanted:
-            entry = dl.mapping(name)
-            fetch(entry.string("url"), entry.string("md5"), root / entry.string("file"), quiet)
-    else:
-        root = nmnist_root
-    sources = tuple(locate(root, name) for name in wanted)
-    materialise(ds.NAME, ds.parse_config(values, sources), out, overwrite, quiet,
-                PoolExecutor(workers or ds.default_workers()))
+            entry = cfg.downloads[name]
+            fetch(entry.url, entry.md5, root / entry.file, quiet)
+    cfg = replace(cfg, sources=tuple(locate(root, name) for name in wanted))
+    materialise(ds.NAME, cfg, out, overwrite, quiet, PoolExecutor(workers))
 
 
 @cli.command()

@@ -166,10 +166,10 @@ class InlineExecutor:
 
 
 class PoolExecutor:
-    """A local process pool; results come back as shards finish."""
+    """A local process pool (default: one process per core); results come as shards finish."""
 
-    def __init__(self, workers: int):
-        self.workers = workers
+    def __init__(self, workers: int | None = None):
+        self.workers = workers or os.cpu_count() or 1
 
     def run(self, dataset: str, cfg: Any, shards: list[Shard], stage: Path
             ) -> Iterator[dict[str, Any]]:

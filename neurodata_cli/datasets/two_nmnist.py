@@ -18,7 +18,6 @@ K = 2 consumes the random stream exactly as the reference does.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,6 +45,15 @@ EVENT_DTYPES = {"x": np.uint8, "y": np.uint8, "t": np.uint32, "p": np.uint8}
 
 
 @dataclass(frozen=True)
+class Download:
+    """Where ``--download`` fetches one split's archive, and what it must hash to."""
+
+    url: str
+    md5: str
+    file: str
+
+
+@dataclass(frozen=True)
 class Config:
     sources: tuple[SplitSource, ...]
     seed: int
@@ -54,6 +62,8 @@ class Config:
     format: str
     reverse_polarity: bool
     shard_size: int
+    cache: str  # download settings: not in config_dict, they do not shape the data
+    downloads: dict[str, Download]
 
 
 @dataclass(frozen=True)
@@ -81,30 +91,29 @@ class Group:
         return f"{self.index}_{'-'.join(map(str, self.digits))}.bin"
 
 
-def parse_config(values: Values, sources: tuple[SplitSource, ...]) -> Config:
+def parse_config(values: Values, sources: tuple[SplitSource, ...] = ()) -> Config:
+    """Validate merged YAML and flags; ``sources`` are located later, once inputs exist."""
     top = Reader(values)
-    cfg = Config(
-        sources=sources,
-        seed=top.integer("seed", 0, 2**32 - 1),
-        k=top.integer("k", 2, 10),
-        max_digit=top.integer("max_digit", 0, 9),
-        format=top.choice("format", FORMATS),
-        reverse_polarity=top.boolean("reverse_polarity"),
-        shard_size=top.integer("shard_size", 1),
-    )
+    seed = top.integer("seed", 0, 2**32 - 1)
+    k = top.integer("k", 2, 10)
+    max_digit = top.integer("max_digit", 0, 9)
+    fmt = top.choice("format", FORMATS)
+    reverse_polarity = top.boolean("reverse_polarity")
+    shard_size = top.integer("shard_size", 1)
     dl = top.mapping("download")
+    downloads = {}
     for key in ("train", "test"):
         one = dl.mapping(key)
-        one.string("url")
-        md5 = one.string("md5")
+        url, md5, file = one.string("url"), one.string("md5"), one.string("file")
         if len(md5) != 32 or any(c not in "0123456789abcdefABCDEF" for c in md5):
             raise one.fail("md5", f"{md5!r} is not an md5 hex digest")
-        one.string("file")
         one.finish()
-    dl.string("cache")
+        downloads[key] = Download(url, md5, file)
+    cache = dl.string("cache")
     dl.finish()
     top.finish()
-    return cfg
+    return Config(sources, seed, k, max_digit, fmt, reverse_polarity, shard_size, cache,
+                  downloads)
 
 
 # ---- the procedure: pure functions ------------------------------------------------------------
@@ -270,7 +279,3 @@ def finalize_stats(split: str, stats: dict) -> dict:
 def describe(stats: dict[str, dict]) -> str:
     return "; ".join(f"{split} {s['samples']} samples ({s['superimposed']} superimposed + "
                      f"{s['single']} single)" for split, s in stats.items())
-
-
-def default_workers() -> int:
-    return os.cpu_count() or 1

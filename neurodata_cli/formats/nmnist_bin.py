@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import RunError
+from . import HashingFile
 
 EVENT = np.dtype([("x", np.uint8), ("y", np.uint8), ("t", np.uint32), ("p", np.uint8)])
 MAX_T = (1 << 23) - 1
@@ -52,7 +53,8 @@ def read(path: Path) -> np.ndarray:
     return decode(Path(path).read_bytes(), str(path))
 
 
-def write(path: Path, events: np.ndarray) -> None:
-    data = encode(events, str(path))
-    with open(path, "wb") as f:
-        f.write(data)
+def write(path: Path, events: np.ndarray) -> str:
+    """Write the events; returns the file's sha256."""
+    with HashingFile(path) as f:
+        f.write(encode(events, str(path)))
+        return f.hexdigest()

@@ -2,7 +2,11 @@
 
 from pathlib import Path
 
+from . import HashingFile
 
-def write(path: Path, text: str) -> None:
-    with open(path, "w", encoding="utf-8", newline="\n") as handle:
-        handle.write(text)
+
+def write(path: Path, text: str) -> str:
+    """Write ``text`` as UTF-8 exactly as given (no newline translation); returns its sha256."""
+    with HashingFile(path) as f:
+        f.write(text.encode("utf-8"))
+        return f.hexdigest()
