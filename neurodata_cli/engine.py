@@ -22,7 +22,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -65,7 +65,14 @@ class Artifact:
 
 @dataclass
 class ShardResult:
-    artifacts: list[Artifact]
+    """What a shard produces.
+
+    ``artifacts`` may be lazy (a generator), so that a shard is built while it is written and
+    never held whole; ``stats`` are read only after every artifact has been written, so a lazy
+    build may fill them in as it goes.
+    """
+
+    artifacts: Iterable[Artifact]
     stats: dict[str, dict[str, Any]] = field(default_factory=dict)  # per split
 
 
@@ -98,21 +105,25 @@ class RunSummary:
     line: str = ""
 
 
-def merge_stats(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """Numbers add, lists concatenate, mappings merge: shard statistics become split ones."""
-    out = dict(a)
+def merge_stats(into: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Numbers add, lists concatenate, mappings merge: shard statistics become split ones.
+
+    Merges ``b`` into ``into`` in place (lists are extended, not copied, so merging a million
+    label lines shard by shard stays linear) and returns it; ``b`` is never changed.
+    """
     for key, value in b.items():
-        if key not in out:
-            out[key] = value
+        if key not in into:
+            into[key] = merge_stats({}, value) if isinstance(value, dict) else (
+                list(value) if isinstance(value, list) else value)
         elif isinstance(value, dict):
-            out[key] = merge_stats(out[key], value)
+            merge_stats(into[key], value)
         elif isinstance(value, list):
-            out[key] = list(out[key]) + list(value)
+            into[key].extend(value)
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            out[key] = out[key] + value
+            into[key] = into[key] + value
         else:
-            out[key] = value
-    return out
+            into[key] = value
+    return into
 
 
 def fingerprint(config: dict[str, Any]) -> str:
@@ -130,25 +141,28 @@ def run_shard(dataset: str, cfg: Any, shard: Shard, stage: str) -> dict[str, Any
     ds = _dataset(dataset)
     result = ds.build(cfg, shard)
     root = Path(stage)
-    files = []
-    for art in result.artifacts:
-        path = root / art.path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        digest = formats.write(art.kind, path, art.data)
-        if digest is None:
-            digest, size = sha256_file(path)
-        else:
-            size = path.stat().st_size
-        files.append(
-            {"path": art.path, "bytes": size, "sha256": digest, "records": art.records,
-             "split": art.split}
-        )
+    files = [write_artifact(root, art) for art in result.artifacts]
     record = {"key": shard.key, "split": shard.split, "units": shard.units, "files": files,
               "stats": result.stats}
     shard_dir = root / INTERNAL / "shards"
     shard_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(shard_dir / f"{shard.key}.json", json.dumps(record).encode())
     return record
+
+
+def write_artifact(root: Path, art: Artifact) -> dict[str, Any]:
+    """Write one file under ``root``, whole or not at all, and describe it for the manifest."""
+    path = root / art.path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(path.name + ".part")
+    digest = formats.write(art.kind, part, art.data)
+    if digest is None:
+        digest, size = sha256_file(part)
+    else:
+        size = part.stat().st_size
+    os.replace(part, path)
+    return {"path": art.path, "bytes": size, "sha256": digest, "records": art.records,
+            "split": art.split}
 
 
 class Executor(Protocol):
@@ -243,6 +257,7 @@ class Materialiser:
         finally:
             bar.close()
         records = [done[s.key] for s in shards]
+        records += self._split_files(records)
         manifest = self._manifest(records, existing, time.perf_counter() - start)
         self._commit(manifest, existing)
         seconds = time.perf_counter() - start
@@ -331,13 +346,22 @@ class Materialiser:
         return done
 
     # ---- manifest and commit -------------------------------------------------------------
+    def _split_files(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Files made from a whole split's statistics (label tables), after all its shards."""
+        make = getattr(self.ds, "split_artifacts", None)
+        if make is None:
+            return []
+        out = []
+        for split, stats in _split_stats(records).items():
+            files = [write_artifact(self.stage, art) for art in make(self.cfg, split, stats)]
+            out.append({"key": f"{split}-index", "split": split, "units": 0, "files": files,
+                        "stats": {}})
+        return out
+
     def _manifest(self, records: list[dict[str, Any]], existing: dict[str, Any] | None,
                   seconds: float) -> dict[str, Any]:
-        splits: dict[str, dict[str, Any]] = {}
-        for rec in records:
-            for split, stats in rec["stats"].items():
-                entry = splits.setdefault(split, {"stats": {}, "files": 0, "records": 0})
-                entry["stats"] = merge_stats(entry["stats"], stats)
+        splits = {split: {"stats": stats, "files": 0, "records": 0}
+                  for split, stats in _split_stats(records).items()}
         finalize = getattr(self.ds, "finalize_stats", None)
         if finalize is not None:
             for split, entry in splits.items():
@@ -407,6 +431,15 @@ class Materialiser:
                 f"{_human(total)} in {self.folder} ({seconds:.2f} s"
                 + (f", {resumed} shards resumed" if resumed else "") + ")")
         return RunSummary(self.folder, len(files), total, mine, seconds, resumed, line)
+
+
+def _split_stats(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Shard statistics merged per split, in plan order."""
+    out: dict[str, dict[str, Any]] = {}
+    for rec in records:
+        for split, stats in rec["stats"].items():
+            merge_stats(out.setdefault(split, {}), stats)
+    return out
 
 
 def _apply_commit(stage: Path, folder: Path, plan: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ WRITERS: dict[str, str] = {
     "text": "text:write",
     "events": "events:write",
     "nmnist_bin": "nmnist_bin:write",
+    "esimagenet_npz": "esimagenet_npz:write",
 }
 
 

@@ -9,6 +9,7 @@ File attributes name the dataset, version, split, schema version, sensor size an
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,25 +41,114 @@ class EventShard:
     attrs: dict[str, Any] = field(default_factory=dict)
 
 
-def write(path: Path, shard: EventShard) -> None:
+@dataclass
+class EventStream:
+    """A shard produced sample by sample while it is written, so no worker holds it whole.
+
+    ``samples`` yields ``(events, values)`` per sample: ``events`` maps x, y, t, p to arrays and
+    ``values`` maps each name of ``sample_dtypes`` to that sample's value. ``sample_dtypes`` gives
+    a numpy dtype per name, or ``str`` for UTF-8 strings.
+    """
+
+    event_dtypes: dict[str, Any]
+    sample_dtypes: dict[str, Any]
+    samples: Iterable[tuple[dict[str, np.ndarray], dict[str, Any]]]
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+class _Appender:
+    """Appends to the four event datasets a whole chunk at a time.
+
+    Every chunk is written once, full (but the last), so the compressed bytes do not depend on
+    how the events arrive. (A whole ``EventShard`` is written in one call instead; the two give
+    the same data in differently laid-out files.)
+    """
+
+    def __init__(self, group: Any, dtypes: dict[str, Any]):
+        self.datasets = {
+            name: group.create_dataset(name, shape=(0,), dtype=np.dtype(dtypes[name]),
+                                       chunks=(CHUNK,), maxshape=(None,), track_times=False,
+                                       **COMPRESSION)
+            for name in EVENT_FIELDS
+        }
+        self.buffers = {name: np.empty(CHUNK, dtype=np.dtype(dtypes[name]))
+                        for name in EVENT_FIELDS}
+        self.filled = 0
+        self.written = 0
+
+    def append(self, events: dict[str, np.ndarray]) -> int:
+        n = len(events[EVENT_FIELDS[0]])
+        done = 0
+        while done < n:
+            take = min(CHUNK - self.filled, n - done)
+            for name in EVENT_FIELDS:
+                self.buffers[name][self.filled:self.filled + take] = events[name][done:done + take]
+            self.filled += take
+            done += take
+            if self.filled == CHUNK:
+                self._flush()
+        return n
+
+    def _flush(self) -> None:
+        if not self.filled:
+            return
+        end = self.written + self.filled
+        for name in EVENT_FIELDS:
+            ds = self.datasets[name]
+            ds.resize((end,))
+            ds[self.written:end] = self.buffers[name][:self.filled]
+        self.written, self.filled = end, 0
+
+    def close(self) -> None:
+        self._flush()
+
+
+def write(path: Path, shard: EventShard | EventStream) -> None:
     import h5py
 
-    from .hdf5 import STR, set_attrs
+    from .hdf5 import set_attrs
 
     with h5py.File(path, "w", libver="earliest") as f:
         set_attrs(f, {"schema_version": SCHEMA_VERSION, **shard.attrs})
-        events = f.create_group("events")
-        for name in EVENT_FIELDS:
-            events.create_dataset(name, data=shard.events[name], chunks=(CHUNK,),
-                                  maxshape=(None,), track_times=False, **COMPRESSION)
-        samples = f.create_group("samples")
-        samples.create_dataset("offsets", data=shard.offsets.astype(np.uint64),
-                               track_times=False)
-        for name in sorted(shard.samples):
-            array = shard.samples[name]
-            if array.dtype.kind in "UO":
-                array = np.array([str(s) for s in array], dtype=STR)
-            samples.create_dataset(name, data=array, track_times=False)
+        if isinstance(shard, EventShard):
+            events = f.create_group("events")
+            for name in EVENT_FIELDS:
+                events.create_dataset(name, data=shard.events[name], chunks=(CHUNK,),
+                                      maxshape=(None,), track_times=False, **COMPRESSION)
+            offsets, samples = shard.offsets, shard.samples
+        else:
+            offsets, samples = _stream(f, shard)
+        group = f.create_group("samples")
+        group.create_dataset("offsets", data=np.asarray(offsets, dtype=np.uint64),
+                             track_times=False)
+        for name in sorted(samples):
+            _write_column(group, name, samples[name])
+
+
+def _stream(f: Any, stream: EventStream) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    appender = _Appender(f.create_group("events"), stream.event_dtypes)
+    counts: list[int] = []
+    columns: dict[str, list[Any]] = {name: [] for name in stream.sample_dtypes}
+    for events, values in stream.samples:
+        counts.append(appender.append(events))
+        for name in columns:
+            columns[name].append(values[name])
+    appender.close()
+    offsets = np.zeros(len(counts) + 1, dtype=np.uint64)
+    np.cumsum(counts, out=offsets[1:])
+    samples = {}
+    for name, dtype in stream.sample_dtypes.items():
+        samples[name] = (np.array(columns[name], dtype=object) if dtype is str
+                         else np.array(columns[name], dtype=dtype))
+    return offsets, samples
+
+
+def _write_column(group: Any, name: str, array: np.ndarray) -> None:
+    from .hdf5 import STR
+
+    if array.dtype.kind in "UO":
+        array = np.array([str(s) for s in array], dtype=STR)
+    group.create_dataset(name, data=array, track_times=False)
 
 
 def read(path: Path) -> EventShard:
