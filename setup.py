@@ -1,7 +1,7 @@
-"""Build the optional C accelerator; everything else is declared in pyproject.toml.
+"""Build the optional C accelerators; everything else is declared in pyproject.toml.
 
-The extension is optional: where no C compiler is available the pure-Python walk is used and the
-output is the same, only slower.
+Both extensions are optional: where no C compiler is available the numpy/Python paths are used
+and the output is the same, only slower.
 """
 
 from setuptools import Extension, setup
@@ -14,6 +14,12 @@ setup(
             # FMA contraction would change the rounding of the reference's float64 expressions.
             extra_compile_args=["-O2", "-ffp-contract=off"],
             optional=True,
-        )
+        ),
+        Extension(
+            "neurodata_cli.datasets._odg",
+            ["neurodata_cli/datasets/_odg.c"],
+            extra_compile_args=["-O2"],
+            optional=True,
+        ),
     ]
 )

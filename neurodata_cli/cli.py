@@ -170,6 +170,55 @@ def two_nmnist(nmnist_root: Path | None, download: bool, cache: Path | None, spl
     materialise(ds.NAME, cfg, out, overwrite, quiet, PoolExecutor(workers))
 
 
+@cli.command("es-imagenet")
+@click.option("--imagenet-root", type=FOLDER, required=True,
+              help="ImageNet folder holding train/<wnid>/* and/or val/.")
+@click.option("--split", type=click.Choice(["train", "val"]),
+              help="Which split to convert (default train).")
+@click.option("--val-labels", type=CONFIG,
+              help="Labels table '<file name> <label>' for a flat val/ "
+                   "(default: the ILSVRC2012 ground truth shipped with neurodata).")
+@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Event threshold on V/255 differences (default 0.18).")
+@click.option("--min-events", type=click.IntRange(min=0),
+              help="Skip images with fewer events (default 1000).")
+@click.option("--format", "fmt", type=click.Choice(["hdf5", "npz"]),
+              help="HDF5 event shards (default) or the released npz layout.")
+@click.option("--shard-size", type=click.IntRange(min=1), help="Images per shard (default 1000).")
+@click.option("--workers", type=click.IntRange(min=1),
+              help="Processes building shards (default: all cores).")
+@click.option("--limit", type=click.IntRange(min=1), help="Convert only the first N inputs.")
+@run_options
+@handle_errors
+def es_imagenet(imagenet_root: Path, split: str | None, val_labels: Path | None,
+                threshold: float | None, min_events: int | None, fmt: str | None,
+                shard_size: int | None, workers: int | None, limit: int | None,
+                config_file: Path | None, out: Path, overwrite: bool, quiet: bool) -> None:
+    """ES-ImageNet: ImageNet images converted to 8 steps of ON/OFF events by ODG.
+
+    Event-exact to the authors' converter. Inputs are sorted, so the output does not depend on
+    the filesystem or on --workers. A killed run resumes when the same command is run again.
+
+    \b
+    Examples:
+      neurodata es-imagenet --imagenet-root ~/datasets/imagenet
+      neurodata es-imagenet --imagenet-root ~/datasets/imagenet --split val --format npz
+    """
+    from dataclasses import replace
+
+    from .config import resolve
+    from .datasets import es_imagenet as ds
+    from .engine import PoolExecutor
+    from .imagenet_source import locate
+
+    flags = {"split": (split, "--split"), "threshold": (threshold, "--threshold"),
+             "min_events": (min_events, "--min-events"), "format": (fmt, "--format"),
+             "shard_size": (shard_size, "--shard-size"), "limit": (limit, "--limit")}
+    cfg = ds.parse_config(resolve(ds.NAME, config_file, flags))
+    cfg = replace(cfg, source=locate(imagenet_root, cfg.split, val_labels))
+    materialise(ds.NAME, cfg, out, overwrite, quiet, PoolExecutor(workers))
+
+
 @cli.command()
 @click.argument("folder", type=FOLDER)
 @handle_errors

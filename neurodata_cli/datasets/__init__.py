@@ -7,7 +7,7 @@ from importlib import import_module
 
 from ..engine import Dataset
 
-MODULES = {"yinyang": "yinyang", "2nmnist": "two_nmnist"}
+MODULES = {"yinyang": "yinyang", "2nmnist": "two_nmnist", "es-imagenet": "es_imagenet"}
 
 
 def get(name: str) -> Dataset:

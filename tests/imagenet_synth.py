@@ -1,0 +1,86 @@
+"""Small ImageNet-style trees for the ES-ImageNet tests: real photographs (scikit-image ships
+them), synthetic images, every Pillow mode the issue names, and broken files."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
+          "camera.png", "retina.jpg", "hubble_deep_field.jpg")
+
+
+def photo(name: str) -> Image.Image:
+    """A real photograph shipped by scikit-image, as Pillow opens it."""
+    import skimage
+
+    return Image.open(Path(skimage.__file__).parent / "data" / name)
+
+
+def synthetic(seed: int, size: tuple[int, int] = (120, 90)) -> Image.Image:
+    """Blocks and gradients: plenty of edges, so plenty of events."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    rgb = np.zeros((h, w, 3), dtype=np.uint8)
+    for c in range(3):
+        rgb[..., c] = (xx * rng.integers(1, 5) + yy * rng.integers(1, 5)) % 256
+    for _ in range(12):
+        y0, x0 = rng.integers(0, h), rng.integers(0, w)
+        rgb[y0:y0 + rng.integers(5, 40), x0:x0 + rng.integers(5, 40)] = rng.integers(0, 256, 3)
+    return Image.fromarray(rgb)
+
+
+def jpeg_bytes(image: Image.Image, quality: int = 90) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def save(image: Image.Image, path: Path, fmt: str | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, fmt or "JPEG", **({"quality": 90} if (fmt or "JPEG") == "JPEG" else {}))
+    return path
+
+
+def odd_files(folder: Path) -> dict[str, str]:
+    """Every kind of input the issue names, in ``folder``; returns name -> what it is."""
+    base = synthetic(7, (160, 120))
+    folder.mkdir(parents=True, exist_ok=True)
+    save(base.convert("L"), folder / "grey.JPEG")
+    save(base.convert("P", palette=Image.Palette.ADAPTIVE), folder / "palette.png", "PNG")
+    rgba = base.convert("RGBA")
+    rgba.putalpha(Image.fromarray((np.arange(160 * 120).reshape(120, 160) % 256).astype(np.uint8)))
+    save(rgba, folder / "rgba.png", "PNG")
+    save(base.convert("CMYK"), folder / "cmyk.JPEG")
+    save(base, folder / "png_inside.JPEG", "PNG")
+    save(synthetic(8, (5, 3)), folder / "tiny.JPEG", "PNG")
+    save(Image.new("RGB", (200, 150), (90, 120, 200)), folder / "flat.JPEG")
+    whole = jpeg_bytes(synthetic(9, (200, 150)))
+    (folder / "truncated.JPEG").write_bytes(whole[: len(whole) // 2])
+    (folder / "empty.JPEG").write_bytes(b"")
+    return {"grey.JPEG": "converted", "palette.png": "converted", "rgba.png": "converted",
+            "cmyk.JPEG": "converted", "png_inside.JPEG": "converted", "tiny.JPEG": "few",
+            "flat.JPEG": "few", "truncated.JPEG": "unreadable", "empty.JPEG": "unreadable"}
+
+
+def make_tree(root: Path, classes: int = 3, per_class: int = 3, split: str = "train",
+              photos: bool = True) -> list[str]:
+    """``root/split/<wnid>/*.JPEG``; returns the relative paths, sorted."""
+    names = []
+    k = 0
+    for c in range(classes):
+        wnid = f"n{1000 + 7 * c:08d}"
+        for i in range(per_class):
+            if photos and k < len(PHOTOS):
+                image = photo(PHOTOS[k]).convert("RGB")
+            else:
+                image = synthetic(100 + k, (100 + 13 * i, 80 + 7 * c))
+            path = root / split / wnid / f"{wnid}_{i:04d}.JPEG"
+            save(image, path)
+            names.append(f"{split}/{wnid}/{path.name}")
+            k += 1
+    return sorted(names)

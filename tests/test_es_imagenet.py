@@ -1,0 +1,325 @@
+"""`neurodata es-imagenet` end to end: events, formats, layouts, splits, resume, workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from helpers import reference, tree_digest
+from imagenet_synth import make_tree, odd_files, save, synthetic
+from odg_oracle import odg
+from PIL import Image
+
+from neurodata_cli.formats import events as event_shard
+from neurodata_cli.imagenet_source import decode
+
+VERSION = "1.0.0"
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> Path:
+    """Real photographs and synthetic images in three classes, plus every odd kind of file."""
+    root = tmp_path_factory.mktemp("imagenet")
+    make_tree(root, classes=3, per_class=4)
+    odd_files(root / "train" / "n09999999")
+    return root
+
+
+def sources(root: Path, split: str = "train") -> list[str]:
+    folder = root / split
+    return sorted(str(p.relative_to(root)) for p in folder.rglob("*") if p.is_file())
+
+
+def data_digest(folder: Path) -> dict[str, str]:
+    """Every file's sha256 but the manifest's, which records when and how long a run took."""
+    return {k: v for k, v in tree_digest(folder).items() if k != "manifest.json"}
+
+
+def oracle_for(root: Path, rel: str, threshold: float = 0.18):
+    return odg(decode(root / rel), threshold)
+
+
+def read_hdf5_samples(folder: Path, split: str) -> list[dict]:
+    out = []
+    for path in sorted(folder.glob(f"es-imagenet-{split}-*.h5")):
+        shard = event_shard.read(path)
+        off = shard.offsets
+        for i in range(len(off) - 1):
+            sl = slice(int(off[i]), int(off[i + 1]))
+            out.append({"x": shard.events["x"][sl], "y": shard.events["y"][sl],
+                        "t": shard.events["t"][sl], "p": shard.events["p"][sl],
+                        **{k: v[i] for k, v in shard.samples.items()}})
+    return out
+
+
+def as_pos_neg(s: dict) -> tuple[np.ndarray, np.ndarray]:
+    out = []
+    for polarity in (1, 0):
+        keep = s["p"] == polarity
+        out.append(np.stack([s["y"][keep], s["x"][keep], s["t"][keep]], axis=1))
+    return out[0], out[1]
+
+
+def test_hdf5_events_labels_and_skips_match_the_oracle(run, tmp_path, tree):
+    run("es-imagenet", "--imagenet-root", tree, "--out", tmp_path, "--shard-size", "5",
+        "--workers", "1")
+    folder = tmp_path / "es-imagenet" / VERSION
+    classes = sorted(p.name for p in (tree / "train").iterdir())
+    samples = read_hdf5_samples(folder, "train")
+    kept = []
+    for index, rel in enumerate(sources(tree)):
+        try:
+            pos, neg, h, w = oracle_for(tree, rel)
+        except Exception:
+            continue
+        if len(pos) + len(neg) >= 1000:
+            kept.append((index, rel, pos, neg, h, w))
+    assert [s["source"] for s in samples] == [k[1] for k in kept]
+    for s, (index, rel, pos, neg, h, w) in zip(samples, kept, strict=True):
+        got_pos, got_neg = as_pos_neg(s)
+        np.testing.assert_array_equal(got_pos, pos)
+        np.testing.assert_array_equal(got_neg, neg)
+        assert (s["height"], s["width"], s["index"]) == (h, w, index)
+        assert s["label"] == classes.index(rel.split("/")[1])
+    with h5py.File(sorted(folder.glob("*.h5"))[0]) as f:
+        assert f["samples/label"].dtype == np.int16
+        assert {f["events"][k].dtype for k in "xytp"} == {np.dtype(np.uint8)}
+        assert f.attrs["threshold"] == pytest.approx(0.18)
+        assert f.attrs["trace"].tolist() == [[1, 0], [0, 2], [2, 1], [1, 0], [0, 1], [2, 2],
+                                             [1, 0], [1, 1], [2, 1]]
+        assert list(f.attrs["sensor_size"]) == [240, 240, 2]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    stats = manifest["splits"]["train"]["stats"]
+    reasons = {s["source"].split("/")[-1]: s["reason"] for s in stats["skipped"]}
+    assert set(reasons) == {"flat.JPEG", "truncated.JPEG", "empty.JPEG"}
+    assert reasons["flat.JPEG"] == "too few events: 0 < 1000"
+    assert reasons["truncated.JPEG"].startswith("unreadable: OSError")
+    assert str(tree) not in json.dumps(stats)
+    assert (stats["converted"], stats["too_few_events"], stats["unreadable"]) == (len(kept), 1, 2)
+    assert stats["images"] == len(sources(tree))
+    run("verify", folder)
+
+
+def test_every_mode_goes_through_convert_rgb(tree):
+    folder = tree / "train" / "n09999999"
+    for name, mode in [("grey.JPEG", "L"), ("palette.png", "P"), ("rgba.png", "RGBA"),
+                       ("cmyk.JPEG", "CMYK"), ("png_inside.JPEG", "RGB")]:
+        with Image.open(folder / name) as image:
+            assert image.mode == mode
+            np.testing.assert_array_equal(decode(folder / name), np.asarray(image.convert("RGB")))
+
+
+def test_npz_layout_is_the_release_and_reads_with_numpy(run, tmp_path, tree):
+    run("es-imagenet", "--imagenet-root", tree, "--out", tmp_path, "--format", "npz",
+        "--shard-size", "4")
+    folder = tmp_path / "es-imagenet" / VERSION
+    lines = (folder / "trainlabel.txt").read_text().splitlines()
+    classes = sorted(p.name for p in (tree / "train").iterdir())
+    assert len(lines) == 18  # 12 in the three classes and 6 odd files; 3 are skipped
+    for line in lines:
+        name, label, h, w = line.split()
+        path = folder / "train" / name
+        assert name.startswith(f"class{label}/")
+        rel = next(r for r in sources(tree) if Path(r).stem == Path(name).stem)
+        assert int(label) == classes.index(rel.split("/")[1])
+        pos, neg, oh, ow = oracle_for(tree, rel)
+        with np.load(path) as npz:
+            assert sorted(npz.files) == ["neg", "pos"]
+            assert npz["pos"].dtype == np.uint8 and npz["pos"].shape[1] == 3
+            np.testing.assert_array_equal(npz["pos"], pos)
+            np.testing.assert_array_equal(npz["neg"], neg)
+        assert (int(h), int(w)) == (oh, ow)
+        with zipfile.ZipFile(path) as z:
+            assert {i.date_time for i in z.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+    run("verify", folder)
+
+
+def flat_val(root: Path, names_labels: dict[str, int]) -> None:
+    for k, name in enumerate(names_labels):
+        save(synthetic(300 + k, (150 + k, 110)), root / "val" / name)
+
+
+def test_val_from_folders_from_a_table_and_from_the_shipped_table(run, tmp_path):
+    # Folders, labelled by the train class folders.
+    root = tmp_path / "folders"
+    make_tree(root, classes=2, per_class=2, photos=False)
+    make_tree(root, classes=2, per_class=1, split="val", photos=False)
+    run("es-imagenet", "--imagenet-root", root, "--split", "val", "--out", tmp_path / "o1",
+        "--min-events", "10")
+    got = read_hdf5_samples(tmp_path / "o1" / "es-imagenet" / VERSION, "val")
+    assert [(s["source"], int(s["label"])) for s in got] == [
+        ("val/n00001000/n00001000_0000.JPEG", 0), ("val/n00001007/n00001007_0000.JPEG", 1)]
+
+    # A flat folder and a table of our own, in the npz layout SpikingJelly reads.
+    root = tmp_path / "flat"
+    table = {"b.JPEG": 7, "a.JPEG": 3, "c.JPEG": 0}
+    flat_val(root, table)
+    (tmp_path / "labels.txt").write_text(
+        "".join(f"{k} {v}\n" for k, v in table.items()) + "unused.JPEG 9\n")
+    run("es-imagenet", "--imagenet-root", root, "--split", "val", "--val-labels",
+        tmp_path / "labels.txt", "--format", "npz", "--out", tmp_path / "o2", "--min-events", "10")
+    folder = tmp_path / "o2" / "es-imagenet" / VERSION
+    lines = (folder / "vallabel.txt").read_text().splitlines()
+    assert [line.split()[:2] for line in lines] == [["a.npz", "3"], ["b.npz", "7"], ["c.npz", "0"]]
+    assert sorted(p.name for p in (folder / "val").iterdir()) == ["a.npz", "b.npz", "c.npz"]
+
+    # ILSVRC2012 names need no table: the ground truth ships with the package.
+    root = tmp_path / "ilsvrc"
+    truth = dict(line.split() for line in reference("es-imagenet", "valorigin.txt")
+                 .read_text().splitlines()[:3])
+    flat_val(root, truth)
+    run("es-imagenet", "--imagenet-root", root, "--split", "val", "--out", tmp_path / "o3",
+        "--min-events", "10")
+    got = read_hdf5_samples(tmp_path / "o3" / "es-imagenet" / VERSION, "val")
+    assert [(s["source"], int(s["label"])) for s in got] == [
+        (f"val/{k}", int(v)) for k, v in sorted(truth.items())]
+
+
+def test_the_shipped_tables_equal_the_reference():
+    from neurodata_cli.config import packaged_path
+
+    shipped = packaged_path("ilsvrc2012_val_labels.txt").read_bytes()
+    assert shipped == reference("es-imagenet", "valorigin.txt").read_bytes()
+
+
+def test_imagenet_class_folders_give_the_released_train_labels(tmp_path):
+    from neurodata_cli.imagenet_source import list_inputs, locate
+
+    released = [line.split() for line in
+                reference("es-imagenet", "trainlabel_dir.txt").read_text().splitlines()]
+    for wnid, _ in released:
+        (tmp_path / "train" / wnid).mkdir(parents=True)
+    for wnid, _ in released[::-1][:5] + released[:5]:
+        (tmp_path / "train" / wnid / f"{wnid}_1.JPEG").write_bytes(b"")
+    got = dict((rel.split("/")[1], label)
+               for rel, label in list_inputs(locate(tmp_path, "train")))
+    assert got == {wnid: int(label) for wnid, label in released[:5] + released[-5:]}
+
+
+def test_train_and_val_share_one_folder_and_one_sha256sums(run, tmp_path):
+    root = tmp_path / "in"
+    make_tree(root, classes=2, per_class=2, photos=False)
+    make_tree(root, classes=2, per_class=2, split="val", photos=False)
+    out = tmp_path / "out"
+    args = ["es-imagenet", "--imagenet-root", root, "--out", out, "--min-events", "10"]
+    run(*args)
+    folder = out / "es-imagenet" / VERSION
+    before = tree_digest(folder)
+    refused = run(*args, code=1)
+    assert "already holds the train split" in refused.output
+    assert tree_digest(folder) == before
+    wrong = run(*args, "--split", "val", "--threshold", "0.3", code=1)
+    assert "different config" in wrong.output and "threshold" in wrong.output
+    run(*args, "--split", "val")
+    sums = (folder / "SHA256SUMS").read_text()
+    assert "es-imagenet-train-00000-of-00001.h5" in sums
+    assert "es-imagenet-val-00000-of-00001.h5" in sums
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert sorted(manifest["splits"]) == ["train", "val"]
+    assert subprocess.run(["sha256sum", "-c", "--strict", "--quiet", "SHA256SUMS"],
+                          cwd=folder).returncode == 0
+    run("verify", folder)
+    run(*args, "--overwrite")  # replaces train only
+    assert sorted(json.loads((folder / "manifest.json").read_text())["splits"]) == [
+        "train", "val"]
+
+
+def test_one_and_two_workers_give_identical_bytes(run, tmp_path, tree):
+    for fmt in ("hdf5", "npz"):
+        digests = []
+        for workers in ("1", "2"):
+            out = tmp_path / f"{fmt}{workers}"
+            run("es-imagenet", "--imagenet-root", tree, "--out", out, "--format", fmt,
+                "--shard-size", "3", "--workers", workers)
+            digests.append(data_digest(out / "es-imagenet" / VERSION))
+        assert digests[0] == digests[1]
+        assert (digests[0]["SHA256SUMS"]) == digests[1]["SHA256SUMS"]
+
+
+def test_a_failed_run_resumes_to_identical_bytes(run, tmp_path, tree, monkeypatch):
+    from neurodata_cli.datasets import es_imagenet
+
+    run("es-imagenet", "--imagenet-root", tree, "--out", tmp_path / "whole", "--shard-size", "4",
+        "--workers", "1")
+    real_build, calls = es_imagenet.build, []
+
+    def failing_build(cfg, shard):
+        calls.append(shard.key)
+        if len(calls) == 3:
+            raise RuntimeError("power cut")
+        return real_build(cfg, shard)
+
+    monkeypatch.setattr(es_imagenet, "build", failing_build)
+    args = ["es-imagenet", "--imagenet-root", tree, "--out", tmp_path / "cut", "--shard-size",
+            "4", "--workers", "1"]
+    with pytest.raises(RuntimeError):
+        run(*args)
+    assert not (tmp_path / "cut" / "es-imagenet" / VERSION).exists()
+    calls.clear()
+    monkeypatch.setattr(es_imagenet, "build", real_build)
+    result = run(*args)
+    assert "2 shards resumed" in result.output
+    assert data_digest(tmp_path / "cut" / "es-imagenet" / VERSION) == data_digest(
+        tmp_path / "whole" / "es-imagenet" / VERSION)
+
+
+def test_kill_9_then_the_same_command_resumes_to_identical_bytes(run, tmp_path):
+    root = tmp_path / "in"
+    for k in range(40):
+        save(synthetic(k, (400, 300)), root / "train" / f"n{k % 2:08d}" / f"img{k:03d}.JPEG")
+    run("es-imagenet", "--imagenet-root", root, "--out", tmp_path / "whole", "--shard-size", "1",
+        "--workers", "1", "--min-events", "10")
+    cmd = [sys.executable, "-m", "neurodata_cli", "es-imagenet", "--imagenet-root", str(root),
+           "--out", str(tmp_path / "cut"), "--shard-size", "1", "--workers", "1",
+           "--min-events", "10", "--quiet"]
+    proc = subprocess.Popen(cmd)
+    records = tmp_path / "cut" / "es-imagenet" / f".{VERSION}.train.partial" / ".neurodata" / \
+        "shards"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if records.is_dir() and len(list(records.glob("*.json"))) >= 3:
+            break
+        time.sleep(0.002)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "cut" / "es-imagenet" / VERSION).exists()
+    result = run(*cmd[3:-1])
+    assert "shards resumed" in result.output
+    assert data_digest(tmp_path / "cut" / "es-imagenet" / VERSION) == data_digest(
+        tmp_path / "whole" / "es-imagenet" / VERSION)
+
+
+@pytest.mark.parametrize(("args", "code", "words"), [
+    (["--imagenet-root", "{tmp}/nothing"], 2, "--imagenet-root"),
+    (["--imagenet-root", "{tmp}"], 2, "no train/ folder"),
+    (["--imagenet-root", "{root}", "--val-labels", "{root}/labels.txt"], 2, "--split val"),
+    (["--imagenet-root", "{root}", "--split", "val", "--val-labels", "{root}/bad.txt"], 2,
+     "line 2"),
+    (["--imagenet-root", "{root}", "--split", "val", "--val-labels", "{root}/labels.txt"], 1,
+     "z.JPEG has no label"),
+    (["--imagenet-root", "{root}", "--threshold", "1.5"], 2, "--threshold"),
+    (["--imagenet-root", "{root}", "--min-events", "-1"], 2, "--min-events"),
+    (["--imagenet-root", "{root}", "--format", "npz"], 1, "would both be written"),
+])
+def test_usage_and_input_errors(run, tmp_path, args, code, words):
+    root = tmp_path / "in"
+    save(synthetic(1), root / "train" / "n1" / "a.JPEG")
+    save(synthetic(2), root / "train" / "n1" / "a.png", "PNG")
+    save(synthetic(3), root / "val" / "y.JPEG")
+    save(synthetic(4), root / "val" / "z.JPEG")
+    (root / "labels.txt").write_text("y.JPEG 1\n")
+    (root / "bad.txt").write_text("y.JPEG 1\nz.JPEG one\n")
+    args = [a.format(tmp=tmp_path, root=root) for a in args]
+    result = run("es-imagenet", *args, "--out", tmp_path / "out", code=code)
+    assert words in result.output
+    assert not (tmp_path / "out" / "es-imagenet" / VERSION).exists()

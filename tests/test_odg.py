@@ -1,0 +1,98 @@
+"""The ODG converter against the plain float-canvas oracle in odg_oracle.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from imagenet_synth import PHOTOS, photo, synthetic
+from odg_oracle import odg, torch_nearest
+
+from neurodata_cli.datasets import odg as fast
+
+THRESHOLDS = [0.18, 0.01, 0.1, 46 / 255, 0.2, 0.5, 0.9]
+PATHS = [pytest.param(fast.convert, id="c"), pytest.param(fast.convert_numpy, id="numpy")]
+
+
+def assert_same(events: fast.Events, rgb: np.ndarray, threshold: float = 0.18) -> None:
+    pos, neg, h, w = odg(rgb, threshold)
+    assert (events.height, events.width) == (h, w)
+    np.testing.assert_array_equal(events.polarity(True), pos)
+    np.testing.assert_array_equal(events.polarity(False), neg)
+
+
+def test_the_c_path_is_built():
+    # Without it everything still works, only slower; the wheel we test must have it.
+    assert fast._convert_c is not None
+
+
+@pytest.mark.parametrize("threshold", THRESHOLDS)
+def test_sign_table_equals_float32_differences_for_every_value_pair(threshold):
+    table = fast.sign_table(threshold)
+    thr = np.float32(threshold)
+    for a in range(256):
+        for b in range(0, 256, 1):
+            d = np.float32(a) / np.float32(255) - np.float32(b) / np.float32(255)
+            want = 1 if d > thr else (-1 if d < -thr else 0)
+            assert table[a, b] == want, (a, b, threshold)
+
+
+@pytest.mark.parametrize("n_in", [1, 2, 3, 7, 100, 127, 253, 254, 255, 333, 500, 1411, 4000])
+@pytest.mark.parametrize("n_out", [1, 2, 50, 127, 190, 254])
+def test_nearest_index_is_torchs(n_in, n_out):
+    assert fast.nearest_index(n_in, n_out).tolist() == torch_nearest(n_in, n_out)
+
+
+@pytest.mark.parametrize(("h0", "w0", "h", "w"), [
+    (375, 500, 190, 254), (500, 375, 254, 190), (512, 512, 254, 254), (1, 1, 254, 254),
+    (1, 300, 0, 254), (127, 127, 254, 254), (3, 5, 152, 254),
+])
+def test_resized_shape_truncates_as_the_reference(h0, w0, h, w):
+    assert fast.resized_shape(h0, w0) == (h, w)
+
+
+@pytest.mark.parametrize("convert", PATHS)
+@pytest.mark.parametrize("name", PHOTOS)
+def test_real_photographs_match_the_oracle_event_for_event(convert, name):
+    rgb = np.asarray(photo(name).convert("RGB"))
+    events = convert(rgb)
+    assert len(events) > 1000
+    assert_same(events, rgb)
+
+
+@pytest.mark.parametrize("convert", PATHS)
+@pytest.mark.parametrize("threshold", THRESHOLDS)
+def test_thresholds_match_the_oracle(convert, threshold):
+    rgb = np.asarray(photo("coffee.png").convert("RGB"))
+    assert_same(convert(rgb, threshold), rgb, threshold)
+
+
+@pytest.mark.parametrize("convert", PATHS)
+@pytest.mark.parametrize("shape", [(1, 1), (2, 1), (1, 2), (1, 300), (3, 5), (127, 254),
+                                   (254, 127), (254, 254), (240, 320), (600, 90), (17, 4000)])
+def test_odd_shapes_match_the_oracle(convert, shape):
+    rgb = np.asarray(synthetic(sum(shape), (shape[1], shape[0])))
+    assert_same(convert(rgb), rgb)
+
+
+@settings(max_examples=40, deadline=None)
+@given(h=st.integers(1, 60), w=st.integers(1, 60), seed=st.integers(0, 2**16),
+       threshold=st.sampled_from(THRESHOLDS))
+def test_random_images_match_the_oracle(h, w, seed, threshold):
+    rgb = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    events = fast.convert(rgb, threshold)
+    assert_same(events, rgb, threshold)
+    numpy_events = fast.convert_numpy(rgb, threshold)
+    for name in ("row", "col", "t", "p"):
+        np.testing.assert_array_equal(getattr(events, name), getattr(numpy_events, name))
+
+
+def test_flat_image_has_no_events_and_order_is_by_t_then_polarity():
+    assert len(fast.convert(np.full((50, 80, 3), 200, np.uint8))) == 0
+    events = fast.convert(np.asarray(photo("chelsea.png").convert("RGB")))
+    key = events.t.astype(int) * 2 + (1 - events.p)
+    assert np.all(np.diff(key) >= 0)
+    assert set(np.unique(events.t)) == set(range(1, 9))
+    assert events.row.min() > 16 and events.row.max() < 240
+    assert events.col.min() > 16 and events.col.max() < 240
