@@ -8,7 +8,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-BENCHES = {"yinyang": "bench_yinyang", "2nmnist": "bench_2nmnist"}
+BENCHES = {"yinyang": "bench_yinyang", "2nmnist": "bench_2nmnist",
+           "es-imagenet": "bench_es_imagenet"}
 
 
 def main(argv: list[str]) -> int:

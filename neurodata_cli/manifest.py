@@ -59,8 +59,13 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
         return json.load(handle)
 
 
-def library_versions(hdf5: bool) -> dict[str, str]:
-    """Versions of what shaped the bytes; libhdf5 only when HDF5 was written."""
+def library_versions(hdf5: bool, extra: tuple[str, ...] = ()) -> dict[str, str]:
+    """Versions of what shaped the bytes; libhdf5 only when HDF5 was written.
+
+    ``extra`` names further distributions a dataset depends on (its decoder, its compressor).
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
     import numpy
 
     versions = {"python": platform.python_version(), "numpy": numpy.__version__}
@@ -69,6 +74,11 @@ def library_versions(hdf5: bool) -> dict[str, str]:
 
         versions["h5py"] = h5py.__version__
         versions["libhdf5"] = h5py.version.hdf5_version
+    for name in extra:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = "absent"
     return versions
 
 

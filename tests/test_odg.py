@@ -96,3 +96,26 @@ def test_flat_image_has_no_events_and_order_is_by_t_then_polarity():
     assert set(np.unique(events.t)) == set(range(1, 9))
     assert events.row.min() > 16 and events.row.max() < 240
     assert events.col.min() > 16 and events.col.max() < 240
+
+
+def test_integer_cutoffs_are_used_only_where_they_equal_the_table():
+    assert fast.integer_cutoffs(0.18) == (46, 46)
+    assert fast.integer_cutoffs(46 / 255) == (0, 0)  # rounding decides pair by pair: the table
+    for threshold in THRESHOLDS:
+        kp, kn = fast.integer_cutoffs(threshold)
+        if kp:
+            diff = np.arange(256)[:, None] - np.arange(256)[None, :]
+            same = (diff >= kp).astype(np.int8) - (-diff >= kn).astype(np.int8)
+            np.testing.assert_array_equal(same, fast.sign_table(threshold))
+
+
+def test_threads_converting_at_once_do_not_share_a_buffer():
+    from concurrent.futures import ThreadPoolExecutor
+
+    images = [np.asarray(photo(name).convert("RGB")) for name in PHOTOS[:4]] * 3
+    alone = [fast.convert(rgb) for rgb in images]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(fast.convert, images))
+    for a, b in zip(alone, together, strict=True):
+        np.testing.assert_array_equal(a.col, b.col)
+        np.testing.assert_array_equal(a.row, b.row)

@@ -28,6 +28,7 @@ RELEASE_NOTES = {
     "inputs; HDF5 event shards or the released npz layout.",
 }
 UNIT = "images"
+LIBRARIES = ("Pillow", "deflate")  # the decoder, and the compressor of streamed HDF5 chunks
 SPLIT_SCOPED = True
 SPLIT_KEYS = frozenset({"split", "source", "limit", "shard_size"})
 FORMATS = ("hdf5", "npz")

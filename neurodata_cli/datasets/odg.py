@@ -26,6 +26,7 @@ the released npz files (by t, then row, then col).
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -39,6 +40,7 @@ WINDOW = (16, 240)  # kept: WINDOW[0] < row < WINDOW[1], and the same for col
 DEFAULT_THRESHOLD = 0.18
 # At most one event per window position and step.
 MAX_EVENTS = STEPS * (WINDOW[1] - WINDOW[0] - 1) ** 2
+_C_SLACK = 256  # the C path writes candidate slots up to a row past the last event
 EVENT_FIELDS = ("row", "col", "t", "p")
 
 try:
@@ -101,6 +103,23 @@ def sign_table(threshold: float) -> np.ndarray:
     return table
 
 
+@lru_cache(maxsize=16)
+def integer_cutoffs(threshold: float) -> tuple[int, int]:
+    """``(kp, kn)`` with ``sign_table == (a - b >= kp) - (b - a >= kn)`` exactly, or (0, 0).
+
+    For most thresholds the float32 comparison is a plain cut on the 8-bit difference, which the
+    C path can test without the table. Near a multiple of 1/255 float32 rounding can make it
+    depend on a and b themselves; then (0, 0) sends the C path to the table.
+    """
+    table = sign_table(threshold)
+    diff = np.arange(256)[:, None] - np.arange(256)[None, :]
+    if not (table > 0).any() or not (table < 0).any():
+        return 0, 0
+    kp, kn = int(diff[table > 0].min()), int((-diff)[table < 0].min())
+    same = (diff >= kp).astype(np.int8) - (-diff >= kn).astype(np.int8)
+    return (kp, kn) if kp > 0 and kn > 0 and np.array_equal(same, table) else (0, 0)
+
+
 def value_image(rgb: np.ndarray) -> np.ndarray:
     """The resized value image: max over channels, then nearest-neighbour to longer side 254.
 
@@ -125,10 +144,23 @@ def convert(rgb: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> Events:
     cols = nearest_index(w0, w).astype(np.int32)
     table = sign_table(float(threshold))
     if _convert_c is not None:
-        out = np.empty((4, MAX_EVENTS), dtype=np.uint8)
-        n = _convert_c(rgb, h0, w0, rows, cols, table, _TRACE_BYTES, out)
+        out = _scratch()
+        kp, kn = integer_cutoffs(float(threshold))
+        n = _convert_c(rgb, h0, w0, rows, cols, table, kp, kn, _TRACE_BYTES, out)
         return Events(*(out[k, :n].copy() for k in range(4)), height=h, width=w)
     return convert_numpy(rgb, threshold)
+
+
+_LOCAL = threading.local()
+
+
+def _scratch() -> np.ndarray:
+    """The C path's output buffer, reused per thread: a fresh 1.6 MB array costs page faults
+    on every image, and the C code runs without the GIL."""
+    buf = getattr(_LOCAL, "buf", None)
+    if buf is None:
+        buf = _LOCAL.buf = np.empty((4, MAX_EVENTS + _C_SLACK), dtype=np.uint8)
+    return buf
 
 
 def convert_numpy(rgb: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> Events:

@@ -21,6 +21,7 @@ EVENT_FIELDS = ("x", "y", "t", "p")
 # Fixed chunking keeps the bytes independent of how a shard happens to be written.
 CHUNK = 1 << 16
 COMPRESSION = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
+DEFLATE_LEVEL = 1  # streamed shards compress their chunks with libdeflate at this level
 
 
 def smallest_uint(max_value: int) -> np.dtype:
@@ -94,13 +95,27 @@ class _Appender:
             return
         end = self.written + self.filled
         for name in EVENT_FIELDS:
-            ds = self.datasets[name]
+            ds, buf = self.datasets[name], self.buffers[name]
+            buf[self.filled:] = 0  # the tail of the last chunk, as HDF5's fill value
             ds.resize((end,))
-            ds[self.written:end] = self.buffers[name][:self.filled]
+            ds.id.write_direct_chunk((self.written,), _gzip_chunk(buf), 0)
         self.written, self.filled = end, 0
 
     def close(self) -> None:
         self._flush()
+
+
+def _gzip_chunk(chunk: np.ndarray) -> bytes:
+    """One chunk through the dataset's filters (shuffle, then zlib deflate), done here.
+
+    libdeflate writes the same zlib format as HDF5's gzip filter, so any HDF5 reader inflates it,
+    about twice as fast as zlib at a similar size. Its output depends only on its version (in
+    the manifest), not on the machine.
+    """
+    import deflate
+
+    raw = chunk.view(np.uint8).reshape(-1, chunk.itemsize).T.tobytes()
+    return deflate.zlib_compress(raw, DEFLATE_LEVEL)
 
 
 def write(path: Path, shard: EventShard | EventStream) -> None:
