@@ -22,8 +22,8 @@ import numpy as np
 from common import HERE, WORK, fresh, median, neurodata, timed_process
 
 SCALE = float(os.environ.get("NEURODATA_BENCH_SCALE", "1"))
-IMAGES = max(200, int(2000 * SCALE))
-REFERENCE_IMAGES = max(100, IMAGES // 5)
+IMAGES = max(200, int(4000 * SCALE))
+REFERENCE_IMAGES = max(100, IMAGES // 10)
 CLASSES = 10
 ROUNDS = 3
 

@@ -50,6 +50,32 @@ def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+def scheduler_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--scheduler", metavar="ADDRESS",
+        help="Run the shards on this Dask scheduler (config: executor.address); needs "
+             "pip install 'neurodata[dask]' and storage shared with the workers.")(func)
+
+
+def make_executor(values: Any, workers: int | None, scheduler: str | None) -> Any:
+    """The local pool, or a Dask cluster from --scheduler or the config's ``executor``."""
+    from .config import take_executor
+    from .engine import PoolExecutor
+    from .errors import ConfigError
+
+    kind, address = take_executor(values)
+    if scheduler is not None:
+        kind, address = "dask", scheduler
+    if kind == "local":
+        return PoolExecutor(workers)
+    if workers is not None:
+        raise ConfigError("--workers is for local runs; a Dask cluster has its own workers")
+    from .dask_executor import DaskExecutor, require_distributed
+
+    require_distributed()
+    return DaskExecutor(address)
+
+
 def materialise(dataset: str, cfg: Any, out: Path, overwrite: bool, quiet: bool,
                 executor: Any = None) -> None:
     from .datasets import get
@@ -127,12 +153,13 @@ def yinyang(size: int | None, seed: int | None, split_name: str | None, r_small:
 @click.option("--format", "fmt", type=click.Choice(["hdf5", "bin"]), help="Output format.")
 @click.option("--workers", type=click.IntRange(min=1),
               help="Processes building shards (default: all cores).")
+@scheduler_option
 @run_options
 @handle_errors
 def two_nmnist(nmnist_root: Path | None, download: bool, cache: Path | None, split: str,
                seed: int | None, k: int | None, max_digit: int | None, fmt: str | None,
-               workers: int | None, config_file: Path | None, out: Path, overwrite: bool,
-               quiet: bool) -> None:
+               workers: int | None, scheduler: str | None, config_file: Path | None, out: Path,
+               overwrite: bool, quiet: bool) -> None:
     """2NMNIST: pairs of different NMNIST digits superimposed, one time-reversed.
 
     The paper's procedure, over sorted sources so every machine makes the same dataset.
@@ -147,7 +174,6 @@ def two_nmnist(nmnist_root: Path | None, download: bool, cache: Path | None, spl
 
     from .config import resolve
     from .datasets import two_nmnist as ds
-    from .engine import PoolExecutor
     from .errors import ConfigError
     from .nmnist_source import download as fetch
     from .nmnist_source import locate
@@ -158,7 +184,9 @@ def two_nmnist(nmnist_root: Path | None, download: bool, cache: Path | None, spl
         raise ConfigError("--cache goes with --download")
     flags = {"seed": (seed, "--seed"), "k": (k, "--k"), "max_digit": (max_digit, "--max-digit"),
              "format": (fmt, "--format"), "download.cache": (cache and str(cache), "--cache")}
-    cfg = ds.parse_config(resolve(ds.NAME, config_file, flags))  # all checked before any I/O
+    values = resolve(ds.NAME, config_file, flags)
+    executor = make_executor(values, workers, scheduler)
+    cfg = ds.parse_config(values)  # all checked before any I/O
     wanted = ["train", "test"] if split == "all" else [split]
     root = nmnist_root
     if download:
@@ -167,7 +195,7 @@ def two_nmnist(nmnist_root: Path | None, download: bool, cache: Path | None, spl
             entry = cfg.downloads[name]
             fetch(entry.url, entry.md5, root / entry.file, quiet)
     cfg = replace(cfg, sources=tuple(locate(root, name) for name in wanted))
-    materialise(ds.NAME, cfg, out, overwrite, quiet, PoolExecutor(workers))
+    materialise(ds.NAME, cfg, out, overwrite, quiet, executor)
 
 
 @cli.command("es-imagenet")
@@ -188,12 +216,14 @@ def two_nmnist(nmnist_root: Path | None, download: bool, cache: Path | None, spl
 @click.option("--workers", type=click.IntRange(min=1),
               help="Processes building shards (default: all cores).")
 @click.option("--limit", type=click.IntRange(min=1), help="Convert only the first N inputs.")
+@scheduler_option
 @run_options
 @handle_errors
 def es_imagenet(imagenet_root: Path, split: str | None, val_labels: Path | None,
                 threshold: float | None, min_events: int | None, fmt: str | None,
                 shard_size: int | None, workers: int | None, limit: int | None,
-                config_file: Path | None, out: Path, overwrite: bool, quiet: bool) -> None:
+                scheduler: str | None, config_file: Path | None, out: Path, overwrite: bool,
+                quiet: bool) -> None:
     """ES-ImageNet: ImageNet images converted to 8 steps of ON/OFF events by ODG.
 
     Event-exact to the authors' converter. Inputs are sorted, so the output does not depend on
@@ -203,20 +233,23 @@ def es_imagenet(imagenet_root: Path, split: str | None, val_labels: Path | None,
     Examples:
       neurodata es-imagenet --imagenet-root ~/datasets/imagenet
       neurodata es-imagenet --imagenet-root ~/datasets/imagenet --split val --format npz
+      neurodata es-imagenet --imagenet-root /shared/imagenet --out /shared/data \\
+          --scheduler tcp://10.0.0.5:8786
     """
     from dataclasses import replace
 
     from .config import resolve
     from .datasets import es_imagenet as ds
-    from .engine import PoolExecutor
     from .imagenet_source import locate
 
     flags = {"split": (split, "--split"), "threshold": (threshold, "--threshold"),
              "min_events": (min_events, "--min-events"), "format": (fmt, "--format"),
              "shard_size": (shard_size, "--shard-size"), "limit": (limit, "--limit")}
-    cfg = ds.parse_config(resolve(ds.NAME, config_file, flags))
+    values = resolve(ds.NAME, config_file, flags)
+    executor = make_executor(values, workers, scheduler)
+    cfg = ds.parse_config(values)
     cfg = replace(cfg, source=locate(imagenet_root, cfg.split, val_labels))
-    materialise(ds.NAME, cfg, out, overwrite, quiet, PoolExecutor(workers))
+    materialise(ds.NAME, cfg, out, overwrite, quiet, executor)
 
 
 @cli.command()

@@ -187,3 +187,24 @@ def resolve(
         if value is not None:
             values.set_flag(dotted, value, flag)
     return values
+
+
+def take_executor(values: Values) -> tuple[str, str | None]:
+    """Remove and check the ``executor`` mapping: ``(kind, address)``.
+
+    ``{kind: local}`` (the default) is the local process pool; ``{kind: dask, address: ...}`` an
+    existing Dask scheduler. It decides where shards run, never what they hold, so it stays out
+    of the dataset's config (and of the fingerprint a resumed run must match).
+    """
+    if "executor" not in values.data:
+        return "local", None
+    top = Reader(values)
+    spec = top.mapping("executor")
+    kind = spec.choice("kind", ("local", "dask"))
+    address = spec.string("address", optional=True)
+    if kind == "dask" and address is None:
+        raise spec.fail("address", "a dask executor needs the scheduler address "
+                                   "(e.g. tcp://10.0.0.5:8786)")
+    spec.finish()
+    del values.data["executor"]
+    return kind, address

@@ -80,6 +80,11 @@ def config_dict(cfg: Config) -> dict:
     }
 
 
+def input_paths(cfg: Config) -> list[str]:
+    """What every worker of a cluster must be able to read."""
+    return [str(Path(cfg.source.root) / cfg.split)] if cfg.source else []
+
+
 def uses_hdf5(cfg: Config) -> bool:
     return cfg.format == "hdf5"
 

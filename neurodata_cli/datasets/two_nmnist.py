@@ -172,6 +172,11 @@ def config_dict(cfg: Config) -> dict:
     }
 
 
+def input_paths(cfg: Config) -> list[str]:
+    """What every worker of a cluster must be able to read."""
+    return [s.path for s in cfg.sources]
+
+
 def uses_hdf5(cfg: Config) -> bool:
     return cfg.format == "hdf5"
 
