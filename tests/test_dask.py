@@ -145,3 +145,26 @@ def test_workers_and_scheduler_do_not_mix(run, tmp_path, tree):
     result = run("es-imagenet", "--imagenet-root", tree, "--out", tmp_path, "--scheduler",
                  "tcp://127.0.0.1:1", "--workers", "2", code=2)
     assert "--workers" in result.output
+
+
+def test_a_killed_client_resumes_with_identical_bytes(run, tmp_path, tree, cluster, monkeypatch):
+    from neurodata_cli import dask_executor
+
+    want = local_run(run, tree, tmp_path / "local")
+    real_run = dask_executor.DaskExecutor.run
+
+    def dying_client(self, *args):
+        for n, record in enumerate(real_run(self, *args)):
+            if n == 3:
+                raise KeyboardInterrupt  # the client dies; its workers' files stay in the stage
+            yield record
+
+    monkeypatch.setattr(dask_executor.DaskExecutor, "run", dying_client)
+    args = ["es-imagenet", "--imagenet-root", tree, "--out", tmp_path / "dask", "--shard-size",
+            "2", "--min-events", "10", "--scheduler", cluster.scheduler_address]
+    run(*args, code=130)
+    assert not (tmp_path / "dask" / "es-imagenet" / VERSION).exists()
+    monkeypatch.setattr(dask_executor.DaskExecutor, "run", real_run)
+    result = run(*args)
+    assert "shards resumed" in result.output
+    assert data_digest(tmp_path / "dask" / "es-imagenet" / VERSION) == want
