@@ -26,7 +26,15 @@ run: install
 		$(BIN)/neurodata yinyang --out $(OUT); \
 	fi
 
+# The reader's DataLoader test runs where torch is importable. Machines of this project keep a
+# CPU build of torch on disk; install that file when it is there (never torch from the network,
+# which would pull gigabytes of CUDA packages).
+TORCH_WHEEL := $(firstword $(wildcard /opt/wheels/torch-2.13.0+cpu-*.whl))
+
 test: dev
+ifneq ($(TORCH_WHEEL),)
+	$(BIN)/pip install -q $(TORCH_WHEEL)
+endif
 	$(BIN)/pytest
 
 bench: dev

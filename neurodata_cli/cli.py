@@ -254,6 +254,37 @@ def es_imagenet(imagenet_root: Path, split: str | None, val_labels: Path | None,
 
 @cli.command()
 @click.argument("folder", type=FOLDER)
+@click.option("--split", help="Split to show (default: train if present, else the first).")
+@click.option("--index", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Sample to show (2NMNIST, ES-ImageNet).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="PNG to write (default: <dataset>-<version>-<split>[-<index>].png here).")
+@handle_errors
+def preview(folder: Path, split: str | None, index: int, output: Path | None) -> None:
+    """Draw a PNG of a materialised folder and print its path.
+
+    Yin-Yang: a scatter of one split, coloured by class. 2NMNIST: one sample's event frames
+    over time. ES-ImageNet: one sample's 8 event frames and its Edge-Integral relief.
+    """
+    from .errors import ConfigError
+    from .preview import preview as draw
+    from .reader import open_dataset
+
+    data = open_dataset(folder)
+    if split is None:
+        split = "train" if "train" in data.splits else data.splits[0]
+    if split not in data.splits:
+        raise ConfigError(f"--split {split}: {folder} holds {', '.join(data.splits)}")
+    if data.dataset != "yinyang" and index >= len(data[split]):
+        raise ConfigError(f"--index {index}: the {split} split has {len(data[split])} samples")
+    if output is None:
+        suffix = "" if data.dataset == "yinyang" else f"-{index}"
+        output = Path(f"{data.dataset}-{data.manifest['version']}-{split}{suffix}.png")
+    click.echo(draw(data, split, index, output))
+
+
+@cli.command()
+@click.argument("folder", type=FOLDER)
 @handle_errors
 def verify(folder: Path) -> None:
     """Re-hash a materialised folder against its SHA256SUMS and manifest.json.

@@ -1,0 +1,233 @@
+"""The Python reader over every format, and previews checked for their content."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+from imagenet_synth import PHOTOS, photo, save
+from nmnist_synth import make_tree as nmnist_tree
+from nmnist_synth import oracle_2nmnist, write_bin_bytewise
+from PIL import Image
+
+from neurodata_cli import open_dataset, preview
+from neurodata_cli.datasets import odg, yinyang
+from neurodata_cli.imagenet_source import decode
+
+
+def folder(out: Path, dataset: str) -> Path:
+    return out / dataset / "1.0.0"
+
+
+# ---- Yin-Yang --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", ["npy", "hdf5"])
+def test_yinyang_reader_gives_the_generated_arrays(run, tmp_path, fmt):
+    run("yinyang", "--format", fmt, "--encoding", "spike-times", "--out", tmp_path)
+    data = open_dataset(folder(tmp_path, "yinyang"))
+    assert data.splits == ["test", "train", "validation"]
+    assert data.manifest["dataset"] == "yinyang"
+    train = data["train"]
+    samples, labels = yinyang.generate(5000, 42)
+    assert len(train) == 5000
+    for i in (0, 1, 4999):
+        features, label = train[i]
+        np.testing.assert_array_equal(features, samples[i])
+        assert label == labels[i]
+    times, label = train.with_spike_times()[3]
+    assert times.shape == (5,) and label == labels[3]
+
+
+def test_yinyang_preview_colours_match_classes(run, tmp_path):
+    run("yinyang", "--out", tmp_path)
+    data = open_dataset(folder(tmp_path, "yinyang"))
+    out = preview.preview(data, "train", 0, tmp_path / "yy.png")
+    image = np.asarray(Image.open(out).convert("RGB"))
+    features, labels = data["train"].arrays()
+    hits = 0
+    for (x, y), label in zip(features[:, :2], labels, strict=True):
+        cx, cy = preview.yinyang_position(x, y, 0.5)
+        hits += tuple(image[cy, cx]) == preview.CLASS_COLOURS[label]
+    # Dots drawn later can cover earlier ones of another class only along the class borders.
+    assert hits / len(labels) > 0.97
+    assert out.read_bytes() == preview.preview(data, "train", 0, tmp_path / "b.png").read_bytes()
+
+
+# ---- 2NMNIST ---------------------------------------------------------------------------------
+
+def decode_bytes(data: bytes) -> np.ndarray:
+    raw = np.frombuffer(data, dtype=np.uint8).reshape(-1, 5).astype(np.int64)
+    t = ((raw[:, 2] & 127) << 16) | (raw[:, 3] << 8) | raw[:, 4]
+    return np.stack([raw[:, 0], raw[:, 1], t, raw[:, 2] >> 7], axis=1)
+
+
+@pytest.mark.parametrize("fmt", ["hdf5", "bin"])
+def test_2nmnist_reader_gives_the_superimposed_events(run, tmp_path, fmt):
+    root = nmnist_tree(tmp_path / "nmnist", {"train": 4, "test": 2})
+    run("2nmnist", "--nmnist-root", root, "--format", fmt, "--out", tmp_path, "--workers", "1")
+    data = open_dataset(folder(tmp_path, "2nmnist"))
+    want = oracle_2nmnist(str(root / "Train"))
+    ds = data["train"]
+    assert len(ds) == len(want)
+    names = sorted(want, key=lambda n: int(n.split("_")[0]))
+    for i, name in enumerate(names):
+        events, label = ds[i]
+        assert events.dtype.names == ("x", "y", "t", "p")
+        expected = decode_bytes(want[name])
+        got = np.stack([events[k].astype(np.int64) for k in "xytp"], axis=1)
+        np.testing.assert_array_equal(got, expected)
+        digits = [int(d) for d in name[:-4].split("_")[1].split("-")]
+        assert np.flatnonzero(label).tolist() == sorted(digits)
+        frames = ds.to_frames(i, 5)
+        assert frames.shape == (5, 2, 34, 34) and frames.sum() == len(events)
+
+
+def test_2nmnist_preview_shows_both_recordings(run, tmp_path):
+    # Digit 3 fires only in the left half, digit 8 only in the right: a pair shows both halves.
+    rng = np.random.RandomState(1)
+    for d, lo in ((3, 0), (8, 17)):
+        for k in range(3):
+            n = 2000
+            t = np.sort(rng.randint(0, 300_000, n))
+            events = [(int(rng.randint(lo, lo + 17)), int(rng.randint(0, 34)), int(tt),
+                       int(rng.randint(0, 2))) for tt in t]
+            path = tmp_path / "nm" / "Train" / str(d) / f"{k:05d}.bin"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(write_bin_bytewise(events))
+            (tmp_path / "nm" / "Test" / str(d)).mkdir(parents=True, exist_ok=True)
+    (tmp_path / "nm" / "Test" / "3" / "00000.bin").write_bytes(write_bin_bytewise([(1, 1, 5, 1)]))
+    run("2nmnist", "--nmnist-root", tmp_path / "nm", "--split", "train", "--out", tmp_path)
+    data = open_dataset(folder(tmp_path, "2nmnist"))
+    ds = data["train"]
+    pair = next(i for i in range(len(ds)) if ds[i][1].sum() == 2)
+    out = preview.preview(data, "train", pair, tmp_path / "p.png")
+    image = np.asarray(Image.open(out).convert("RGB"))
+    for b in range(6):
+        left, top, right, bottom = preview.nmnist_tile_box(b)
+        tile = image[top:bottom, left:right]
+        coloured = (tile != 255).any(axis=2)
+        half = (right - left) // 2
+        assert coloured[:, :half].mean() > 0.05 and coloured[:, half:].mean() > 0.05
+
+
+# ---- ES-ImageNet -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("photos")
+    for k, name in enumerate(PHOTOS):
+        save(photo(name).convert("RGB"), root / "train" / f"n{k % 2:08d}" / f"{k:02d}.JPEG")
+    return root
+
+
+@pytest.mark.parametrize("fmt", ["hdf5", "npz"])
+def test_es_imagenet_reader_gives_the_converted_events(run, tmp_path, photos, fmt):
+    run("es-imagenet", "--imagenet-root", photos, "--format", fmt, "--out", tmp_path,
+        "--shard-size", "3", "--workers", "1")
+    data = open_dataset(folder(tmp_path, "es-imagenet"))
+    ds = data["train"]
+    sources = sorted(p for p in (photos / "train").rglob("*.JPEG"))
+    assert len(ds) == len(sources)
+    for i, src in enumerate(sources):
+        events, label = ds[i]
+        want = odg.convert(decode(src))
+        for name, field in (("x", "col"), ("y", "row"), ("t", "t"), ("p", "p")):
+            np.testing.assert_array_equal(events[name], getattr(want, field))
+        assert label == int(src.parent.name[-1])
+        frames = ds.to_frames(i)
+        assert frames.shape == (2, 8, 224, 224)
+        assert frames[0].sum() <= (want.p == 1).sum() and frames.sum() > 0.9 * len(want)
+
+
+def test_reader_is_lazy_picklable_and_indexes_across_shards(run, tmp_path, photos):
+    run("es-imagenet", "--imagenet-root", photos, "--out", tmp_path, "--shard-size", "3")
+    ds = open_dataset(folder(tmp_path, "es-imagenet"))["train"]
+    assert ds._open is None  # nothing opened until a sample is asked for
+    first = ds[4]
+    assert ds._open is not None
+    copy = pickle.loads(pickle.dumps(ds))
+    np.testing.assert_array_equal(copy[4][0], first[0])
+    np.testing.assert_array_equal(ds[-1][0], ds[len(ds) - 1][0])
+    with pytest.raises(IndexError):
+        ds[len(ds)]
+
+
+def test_a_torch_dataloader_takes_the_reader_as_it_is(run, tmp_path, photos):
+    torch = pytest.importorskip("torch")
+    run("es-imagenet", "--imagenet-root", photos, "--out", tmp_path, "--shard-size", "3")
+    ds = open_dataset(folder(tmp_path, "es-imagenet"))["train"]
+
+    class Frames(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(ds)
+
+        def __getitem__(self, i):
+            return torch.from_numpy(ds.to_frames(i)).float(), ds[i][1]
+
+    loader = torch.utils.data.DataLoader(Frames(), batch_size=3, num_workers=2)
+    batches = list(loader)
+    assert sum(len(b[1]) for b in batches) == len(ds)
+    assert batches[0][0].shape == (3, 2, 8, 224, 224)
+    # Structured event arrays pass through as they are (torch cannot collate them).
+    events = list(torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2,
+                                              collate_fn=lambda sample: sample))
+    np.testing.assert_array_equal(events[2][0], ds[2][0])
+
+
+def gradient_magnitude_crop(rgb: np.ndarray) -> np.ndarray:
+    """|grad V| of the resized value image, placed and cropped as the frames are."""
+    v = odg.value_image(rgb).astype(np.float64)
+    h, w = v.shape
+    canvas = np.zeros((256, 256))
+    dx, dy = (254 - h) // 2, (254 - w) // 2
+    canvas[dx + 1:dx + 1 + h, dy + 1:dy + 1 + w] = v  # the trace's mean offset is about (1, 1)
+    gy, gx = np.gradient(canvas)
+    return np.hypot(gx, gy)[16:240, 16:240]
+
+
+def test_es_imagenet_preview_has_8_frames_and_a_relief_of_the_photo(run, tmp_path, photos):
+    run("es-imagenet", "--imagenet-root", photos, "--out", tmp_path)
+    data = open_dataset(folder(tmp_path, "es-imagenet"))
+    ds = data["train"]
+    sources = sorted(p for p in (photos / "train").rglob("*.JPEG"))
+    correlations = []
+    for i, src in enumerate(sources):
+        ei = preview.edge_integral(ds.to_frames(i))
+        grad = gradient_magnitude_crop(decode(src))
+        correlations.append(np.corrcoef(np.abs(ei).ravel(), grad.ravel())[0, 1])
+    assert min(correlations) > 0.3, correlations
+
+    out = preview.preview(data, "train", 1, tmp_path / "es.png")
+    image = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    frames = ds.to_frames(1)
+    for t in range(1, 9):
+        left, top, right, bottom = preview.es_frame_box(t)
+        tile = image[top:bottom, left:right]
+        red = (tile == preview.ON).all(axis=2) | (tile == preview.BOTH).all(axis=2)
+        blue = (tile == preview.OFF).all(axis=2) | (tile == preview.BOTH).all(axis=2)
+        on, off = frames[0, t - 1] > 0, frames[1, t - 1] > 0
+        red[:16, :40] = on[:16, :40]  # the "t=N" caption covers a corner
+        blue[:16, :40] = off[:16, :40]
+        np.testing.assert_array_equal(red, on)
+        np.testing.assert_array_equal(blue, off)
+    left, top, right, bottom = preview.es_relief_box()
+    relief = image[top:bottom, left:right]
+    assert (relief[..., 0] == relief[..., 1]).all() and (relief[..., 0] == relief[..., 2]).all()
+    assert relief[..., 0].std() > 5
+
+
+def test_preview_command_prints_the_path_and_refuses_bad_choices(run, tmp_path, photos):
+    run("es-imagenet", "--imagenet-root", photos, "--out", tmp_path, "--limit", "2")
+    target = folder(tmp_path, "es-imagenet")
+    result = run("preview", target, "--index", "1", "-o", tmp_path / "x.png")
+    assert result.output.strip() == str(tmp_path / "x.png")
+    assert Image.open(tmp_path / "x.png").size[0] > 1000
+    assert "--index 5" in run("preview", target, "--index", "5", code=2).output
+    assert "--split val" in run("preview", target, "--split", "val", code=2).output
+    run("verify", target)  # the preview was written elsewhere: the folder is untouched
+
+
+def test_photo_set_is_real():
+    assert all(photo(name).size[0] >= 300 for name in PHOTOS)
