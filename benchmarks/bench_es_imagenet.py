@@ -65,6 +65,7 @@ def make_inputs(root: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         image.save(folder / f"n{i % CLASSES:08d}_{i:06d}.JPEG", quality=90)
     marker.touch()
+    os.sync()  # written-back now, not while the runs are timed
     return root
 
 
