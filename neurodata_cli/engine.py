@@ -193,8 +193,14 @@ class PoolExecutor:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        ctx = multiprocessing.get_context("forkserver" if sys.platform != "win32" else "spawn")
-        if sys.platform != "win32":
+        # The forkserver runs "python -c ...", which puts the current folder first on sys.path
+        # (and Python 3.11 ignores the parent's sys.path it is handed). Run from a checkout of
+        # neurodata, workers would import the source tree, without the compiled kernels: the
+        # same bytes, many times slower. PYTHONSAFEPATH (3.11+) keeps the folder off the path;
+        # older Pythons use spawn, which restores the parent's sys.path.
+        safe = sys.version_info >= (3, 11) and sys.platform != "win32"
+        ctx = multiprocessing.get_context("forkserver" if safe else "spawn")
+        if safe:
             # Workers fork from a server that has imported the dataset once, instead of each
             # paying the imports (numpy, h5py, Pillow: a good part of a second) again.
             from .datasets import MODULES
@@ -202,7 +208,15 @@ class PoolExecutor:
             ctx.set_forkserver_preload([f"{__package__}.datasets.{MODULES[dataset]}",
                                         f"{__package__}.formats.events", "h5py"])
         with ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx) as pool:
-            futures = [pool.submit(run_shard, dataset, cfg, s, str(stage)) for s in shards]
+            saved = os.environ.get("PYTHONSAFEPATH")
+            os.environ["PYTHONSAFEPATH"] = "1"  # read when the first submit starts the server
+            try:
+                futures = [pool.submit(run_shard, dataset, cfg, s, str(stage)) for s in shards]
+            finally:
+                if saved is None:
+                    os.environ.pop("PYTHONSAFEPATH", None)
+                else:
+                    os.environ["PYTHONSAFEPATH"] = saved
             try:
                 for future in as_completed(futures):
                     yield future.result()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -323,3 +324,21 @@ def test_usage_and_input_errors(run, tmp_path, args, code, words):
     result = run("es-imagenet", *args, "--out", tmp_path / "out", code=code)
     assert words in result.output
     assert not (tmp_path / "out" / "es-imagenet" / VERSION).exists()
+
+
+def test_pool_workers_import_the_installed_package_not_the_current_folder(tmp_path):
+    """Run from a folder that holds a neurodata_cli (a checkout): workers must not import it."""
+    root = tmp_path / "in"
+    for k in range(4):
+        save(synthetic(k, (200, 150)), root / "train" / "n1" / f"{k}.JPEG")
+    decoy = tmp_path / "cwd" / "neurodata_cli"
+    decoy.mkdir(parents=True)
+    (decoy / "__init__.py").write_text("# a package without the modules a worker needs\n")
+    # The console script, as users run it (python -m would itself import the decoy).
+    script = shutil.which("neurodata", path=str(Path(sys.executable).parent))
+    cmd = [script, "es-imagenet", "--imagenet-root", str(root), "--out", str(tmp_path / "out"),
+           "--shard-size", "1", "--workers", "2", "--min-events", "10"]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONSAFEPATH"}
+    done = subprocess.run(cmd, cwd=tmp_path / "cwd", env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "4 converted" in done.stdout
