@@ -312,15 +312,9 @@ def verify(folder: Path) -> None:
 @handle_errors
 def info(folder: Path) -> None:
     """Print a short summary of a materialised folder, from its manifest."""
-    from .errors import RunError
-    from .manifest import read_manifest
+    from .manifest import finished_manifest
 
-    try:
-        m = read_manifest(folder)
-    except (OSError, ValueError) as exc:
-        raise RunError(f"cannot read {folder / 'manifest.json'}: {exc}") from None
-    if m is None:
-        raise RunError(f"{folder} has no manifest.json: not a finished neurodata folder")
+    m = finished_manifest(folder)
     total = sum(f["bytes"] for f in m["files"])
     click.echo(f"{m['dataset']} {m['version']}  (neurodata {m['tool']['version']})")
     if m.get("release_notes"):

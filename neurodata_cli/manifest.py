@@ -157,3 +157,16 @@ def verify(folder: Path, workers: int | None = None) -> VerifyReport:
             if digest != entries[rel]:
                 report.altered.append(rel)
     return report
+
+
+def finished_manifest(folder: Path) -> dict[str, Any]:
+    """The manifest of a finished folder, or a RunError saying why there is none."""
+    from .errors import RunError
+
+    try:
+        manifest = read_manifest(folder)
+    except (OSError, ValueError) as exc:
+        raise RunError(f"cannot read {Path(folder) / MANIFEST}: {exc}") from None
+    if manifest is None:
+        raise RunError(f"{folder} has no {MANIFEST}: not a finished neurodata folder")
+    return manifest

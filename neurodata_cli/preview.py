@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .reader import ES_CANVAS, ES_FRAME, ES_STEPS, Materialised
+from .reader import ES_CANVAS, ES_FRAME, ES_STEPS, Materialised, es_frames, nmnist_frames
 
 WHITE = (255, 255, 255)
 BLACK = (0, 0, 0)
@@ -98,8 +98,8 @@ def _colour_frames(on: np.ndarray, off: np.ndarray) -> np.ndarray:
 def nmnist_frames_image(data: Materialised, split: str, index: int,
                         bins: int = 6) -> Image.Image:
     ds = data[split]
-    frames = ds.to_frames(index, bins)  # [T, 2, 34, 34]
     events, label = ds[index]
+    frames = nmnist_frames(events, bins)  # [T, 2, 34, 34]
     side = 34 * NM_SCALE
     width = NM_GAP + bins * (side + NM_GAP)
     image = Image.new("RGB", (width, TITLE * 2 + side + 24), WHITE)
@@ -169,8 +169,8 @@ def relief_grey(ei: np.ndarray) -> np.ndarray:
 
 def es_imagenet_image(data: Materialised, split: str, index: int) -> Image.Image:
     ds = data[split]
-    frames = ds.to_frames(index)
-    _, label = ds[index]
+    events, label = ds[index]
+    frames = es_frames(events, *ds.resized_shape(index))
     right, bottom = es_relief_box()[2:]
     image = Image.new("RGB", (right + ES_GAP, bottom + ES_GAP), WHITE)
     draw = ImageDraw.Draw(image)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .errors import RunError
-from .manifest import read_manifest
+from .manifest import finished_manifest
 
 EVENT_DTYPE = np.dtype([("x", np.int16), ("y", np.int16), ("t", np.int64), ("p", np.int8)])
 ES_FRAME = 224  # ES-ImageNet frames: a 256 x 256 canvas, centred, cropped to rows/cols 16:240
@@ -31,13 +31,7 @@ NMNIST_SIZE = 34
 def open_dataset(folder: str | Path) -> Materialised:
     """The materialised dataset in ``folder`` (``<out>/<dataset>/<version>``)."""
     folder = Path(folder)
-    try:
-        manifest = read_manifest(folder)
-    except (OSError, ValueError) as exc:
-        raise RunError(f"cannot read {folder / 'manifest.json'}: {exc}") from None
-    if manifest is None:
-        raise RunError(f"{folder} has no manifest.json: not a finished neurodata folder")
-    return Materialised(folder, manifest)
+    return Materialised(folder, finished_manifest(folder))
 
 
 class Materialised:

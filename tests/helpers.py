@@ -27,3 +27,8 @@ def tree_digest(folder: Path) -> dict[str, str]:
             p = Path(root) / name
             out[str(p.relative_to(folder))] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out
+
+
+def data_digest(folder: Path) -> dict[str, str]:
+    """Every file's sha256 but the manifest's, which records when and how long a run took."""
+    return {k: v for k, v in tree_digest(folder).items() if k != "manifest.json"}

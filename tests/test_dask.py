@@ -11,16 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import tree_digest
+from helpers import data_digest
 from imagenet_synth import make_tree
 
 distributed = pytest.importorskip("distributed")
 
 VERSION = "1.0.0"
 
-
-def data_digest(folder: Path) -> dict[str, str]:
-    return {k: v for k, v in tree_digest(folder).items() if k != "manifest.json"}
 
 
 @pytest.fixture(scope="module")

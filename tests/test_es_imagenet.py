@@ -15,7 +15,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from helpers import reference, tree_digest
+from helpers import data_digest, reference, tree_digest
 from imagenet_synth import make_tree, odd_files, save, synthetic
 from odg_oracle import odg
 from PIL import Image
@@ -39,10 +39,6 @@ def sources(root: Path, split: str = "train") -> list[str]:
     folder = root / split
     return sorted(str(p.relative_to(root)) for p in folder.rglob("*") if p.is_file())
 
-
-def data_digest(folder: Path) -> dict[str, str]:
-    """Every file's sha256 but the manifest's, which records when and how long a run took."""
-    return {k: v for k, v in tree_digest(folder).items() if k != "manifest.json"}
 
 
 def oracle_for(root: Path, rel: str, threshold: float = 0.18):
