@@ -74,12 +74,15 @@ class DaskExecutor:
     def check_storage(self, client: Any, inputs: list[str], stage: Path) -> None:
         """Fail before any work unless every worker reads the inputs and shares the stage."""
         token = secrets.token_hex(8)
-        answers = client.run(probe_storage, inputs, str(stage), token)
+        answers = client.run(probe_storage, inputs, str(stage), token, on_error="return")
         if not answers:
             raise RunError(f"the Dask cluster at {self.address} has no workers")
         seen = stage / ".neurodata" / "probes"
         bad = []
         for worker, problems in sorted(answers.items()):
+            if isinstance(problems, BaseException):
+                bad.append(f"worker {worker}: could not run the storage check ({problems!r})")
+                continue
             probe = problems.pop("__probe__", None)
             for path, what in problems.items():
                 bad.append(f"worker {worker}: {path} {what}")

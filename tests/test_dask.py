@@ -98,6 +98,7 @@ def test_a_worker_killed_mid_run_still_gives_identical_bytes(run, tmp_path, tree
 def test_the_2nmnist_command_runs_on_the_cluster_too(run, tmp_path, cluster):
     from nmnist_synth import make_tree as nmnist_tree
 
+    cluster.wait_for_workers(2, timeout=60)  # after the killed worker's replacement
     root = nmnist_tree(tmp_path / "nmnist", {"train": 3, "test": 2})
     run("2nmnist", "--nmnist-root", root, "--out", tmp_path / "local", "--workers", "1")
     run("2nmnist", "--nmnist-root", root, "--out", tmp_path / "dask", "--scheduler",

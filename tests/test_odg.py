@@ -119,3 +119,47 @@ def test_threads_converting_at_once_do_not_share_a_buffer():
     for a, b in zip(alone, together, strict=True):
         np.testing.assert_array_equal(a.col, b.col)
         np.testing.assert_array_equal(a.row, b.row)
+
+
+def test_resize_and_whole_conversion_match_torch_itself():
+    """Where torch is installed (make test installs the CPU build found on these machines)."""
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as F
+
+    for n_in in list(range(1, 300, 7)) + [375, 500, 1411, 4000]:
+        x = torch.arange(n_in, dtype=torch.float32).view(1, 1, n_in)
+        for n_out in (1, 2, 63, 127, 190, 253, 254):
+            got = F.interpolate(x, size=n_out, mode="nearest").view(-1).long().numpy()
+            assert fast.nearest_index(n_in, n_out).tolist() == got.tolist(), (n_in, n_out)
+    rng = np.random.default_rng(3)
+    images = [np.asarray(photo(name).convert("RGB")) for name in PHOTOS[:3]]
+    images += [rng.integers(0, 256, (int(h), int(w), 3), dtype=np.uint8)
+               for h, w in rng.integers(1, 600, (5, 2))]
+    for rgb in images:
+        h, w = fast.resized_shape(*rgb.shape[:2])
+        if not (h and w):
+            continue
+        value = torch.from_numpy(rgb.copy()).max(dim=2).values.float()
+        level = F.interpolate(value[None, None], size=(h, w), mode="nearest")[0, 0] / 255
+        frames = []
+        for r, c in fast.TRACE:
+            frame = torch.zeros(h + 4, w + 4)
+            frame[r:r + h, c:c + w] = level
+            frames.append(frame)
+        events = fast.convert(rgb)
+        for positive in (True, False):
+            rows = []
+            for t in range(1, 9):
+                d = frames[t] - frames[t - 1]
+                mask = (d > 0.18) if positive else (d < -0.18)
+                (r, c), (r0, c0) = fast.TRACE[t], fast.TRACE[t - 1]
+                for a, b in ((r, r0), (r0, r), (r + h, r0 + h), (r0 + h, r + h)):
+                    mask[a:b, :] = False
+                for a, b in ((c, c0), (c0, c), (c + w, c0 + w), (c0 + w, c + w)):
+                    mask[:, a:b] = False
+                idx = mask.nonzero().numpy()
+                idx = idx[(idx[:, 0] > 16) & (idx[:, 0] < 240) & (idx[:, 1] > 16)
+                          & (idx[:, 1] < 240)]
+                rows.append(np.column_stack([idx, np.full(len(idx), t)]))
+            np.testing.assert_array_equal(np.concatenate(rows).astype(np.uint8),
+                                          events.polarity(positive))
