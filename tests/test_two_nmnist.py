@@ -243,3 +243,43 @@ def test_usage_and_input_errors(run, tmp_path, args, code, words):
     for word in words:
         assert word in result.output
     assert not (tmp_path / "o").exists()
+
+
+def test_event_shard_bytes_do_not_depend_on_when_objects_are_freed(tmp_path):
+    """A sampling profiler (Dask workers run one) keeps frames, and with them h5py objects,
+    alive for a while; HDF5 must place the file's objects the same all the same."""
+    import sys
+
+    from neurodata_cli.formats import events
+
+    rng = np.random.default_rng(0)
+    n = 150_000
+    shard = events.EventShard(
+        {"x": rng.integers(0, 34, n).astype(np.uint8), "y": rng.integers(0, 34, n).astype(np.uint8),
+         "t": np.sort(rng.integers(0, 10**6, n)).astype(np.uint32),
+         "p": rng.integers(0, 2, n).astype(np.uint8)},
+        np.array([0, n // 2, n], np.uint64),
+        {"label": np.zeros((2, 10), np.uint8), "source": np.array(["a", "b"], dtype=object)},
+        {"dataset": "test"})
+    def stream():  # the streamed form ES-ImageNet writes
+        return events.EventStream(
+            {k: v.dtype for k, v in shard.events.items()}, {"source": str},
+            (({k: v[a:b] for k, v in shard.events.items()}, {"source": "s"})
+             for a, b in ((0, n // 2), (n // 2, n))))
+
+    kept = []
+
+    def keep_frames(frame, event, arg):
+        if event == "return":
+            kept.append(frame)
+
+    for name, make in (("shard", lambda: shard), ("stream", stream)):
+        events.write(tmp_path / f"{name}-plain.h5", make())
+        sys.setprofile(keep_frames)
+        try:
+            events.write(tmp_path / f"{name}-profiled.h5", make())
+        finally:
+            sys.setprofile(None)
+        assert kept
+        assert (tmp_path / f"{name}-plain.h5").read_bytes() == (
+            tmp_path / f"{name}-profiled.h5").read_bytes()

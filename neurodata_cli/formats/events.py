@@ -130,6 +130,7 @@ def write(path: Path, shard: EventShard | EventStream) -> None:
             for name in EVENT_FIELDS:
                 events.create_dataset(name, data=shard.events[name], chunks=(CHUNK,),
                                       maxshape=(None,), track_times=False, **COMPRESSION)
+                f.flush()  # placement must not depend on garbage collection (_write_column)
             offsets, samples = shard.offsets, shard.samples
         else:
             offsets, samples = _stream(f, shard)
@@ -164,6 +165,10 @@ def _write_column(group: Any, name: str, array: np.ndarray) -> None:
     if array.dtype.kind in "UO":
         array = np.array([str(s) for s in array], dtype=STR)
     group.create_dataset(name, data=array, track_times=False)
+    # HDF5 places cached data in the file when it is flushed, which otherwise happens when the
+    # dataset object is garbage-collected: later under a profiler that holds frames (a Dask
+    # worker's), which moved the next object and changed the file's bytes. Flush now.
+    group.file.flush()
 
 
 def read(path: Path) -> EventShard:

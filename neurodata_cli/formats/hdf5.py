@@ -35,3 +35,4 @@ def write_groups(path: Path, data: dict[str, Any]) -> None:
             set_attrs(g, group.get("attrs", {}))
             for dname, array in group["datasets"].items():
                 g.create_dataset(dname, data=np.ascontiguousarray(array), track_times=False)
+                f.flush()  # placement must not depend on garbage collection (see events.py)
