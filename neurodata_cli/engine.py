@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import sys
 import time
@@ -40,6 +41,7 @@ from .manifest import (
 )
 
 INTERNAL = ".neurodata"
+PART = ".part"  # files being written end so; they never reach a finished folder
 
 
 @dataclass(frozen=True)
@@ -154,7 +156,9 @@ def write_artifact(root: Path, art: Artifact) -> dict[str, Any]:
     """Write one file under ``root``, whole or not at all, and describe it for the manifest."""
     path = root / art.path
     path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(path.name + ".part")
+    # A name of its own per writer: should a cluster run a shard twice at once (a worker
+    # presumed lost), each writer finishes a whole file and the last rename wins.
+    part = path.with_name(f"{path.name}.{os.getpid()}-{secrets.token_hex(4)}{PART}")
     digest = formats.write(art.kind, part, art.data)
     if digest is None:
         digest, size = sha256_file(part)
@@ -472,6 +476,8 @@ def _apply_commit(stage: Path, folder: Path, plan: dict[str, Any]) -> None:
         if stage.exists():
             write_manifest(stage, manifest)
             shutil.rmtree(stage / INTERNAL, ignore_errors=True)
+            for stray in stage.rglob(f"*{PART}"):  # left by writers that were killed
+                stray.unlink()
             if folder.exists():
                 shutil.rmtree(trash, ignore_errors=True)
                 os.replace(folder, trash)

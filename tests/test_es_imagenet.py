@@ -263,6 +263,8 @@ def test_a_failed_run_resumes_to_identical_bytes(run, tmp_path, tree, monkeypatc
     assert not (tmp_path / "cut" / "es-imagenet" / VERSION).exists()
     calls.clear()
     monkeypatch.setattr(es_imagenet, "build", real_build)
+    stage = tmp_path / "cut" / "es-imagenet" / f".{VERSION}.train.partial"
+    (stage / "es-imagenet-train-00002-of-00005.h5.1234-abcd.part").write_bytes(b"half a file")
     result = run(*args)
     assert "2 shards resumed" in result.output
     assert data_digest(tmp_path / "cut" / "es-imagenet" / VERSION) == data_digest(
