@@ -41,7 +41,6 @@ DEFAULT_THRESHOLD = 0.18
 # At most one event per window position and step.
 MAX_EVENTS = STEPS * (WINDOW[1] - WINDOW[0] - 1) ** 2
 _C_SLACK = 256  # the C path writes candidate slots up to a row past the last event
-EVENT_FIELDS = ("row", "col", "t", "p")
 
 try:
     from ._odg import convert as _convert_c
