@@ -19,13 +19,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import secrets
 import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -158,7 +156,7 @@ def write_artifact(root: Path, art: Artifact) -> dict[str, Any]:
     path.parent.mkdir(parents=True, exist_ok=True)
     # A name of its own per writer: should a cluster run a shard twice at once (a worker
     # presumed lost), each writer finishes a whole file and the last rename wins.
-    part = path.with_name(f"{path.name}.{os.getpid()}-{secrets.token_hex(4)}{PART}")
+    part = path.with_name(f"{path.name}.{os.getpid()}-{os.urandom(4).hex()}{PART}")
     digest = formats.write(art.kind, part, art.data)
     if digest is None:
         digest, size = sha256_file(part)
@@ -398,7 +396,7 @@ class Materialiser:
             entry = splits[f["split"]]
             entry["files"] += 1
             entry["records"] += f["records"]
-        created = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+        created = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())  # UTC, ISO 8601
         for entry in splits.values():
             entry["config"] = self.config
             entry["created"] = created

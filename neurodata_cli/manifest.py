@@ -7,7 +7,6 @@ import json
 import os
 import platform
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,8 +63,6 @@ def library_versions(hdf5: bool, extra: tuple[str, ...] = ()) -> dict[str, str]:
 
     ``extra`` names further distributions a dataset depends on (its decoder, its compressor).
     """
-    from importlib.metadata import PackageNotFoundError, version
-
     import numpy
 
     versions = {"python": platform.python_version(), "numpy": numpy.__version__}
@@ -74,6 +71,9 @@ def library_versions(hdf5: bool, extra: tuple[str, ...] = ()) -> dict[str, str]:
 
         versions["h5py"] = h5py.__version__
         versions["libhdf5"] = h5py.version.hdf5_version
+    if extra:
+        # importlib.metadata costs a run that needs none of it tens of milliseconds to import.
+        from importlib.metadata import PackageNotFoundError, version
     for name in extra:
         try:
             versions[name] = version(name)
@@ -150,6 +150,8 @@ def verify(folder: Path, workers: int | None = None) -> VerifyReport:
     report.unlisted = sorted(present - set(entries))
     report.missing = sorted(set(entries) - present)
     to_hash = sorted(set(entries) & present)
+    from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         digests = pool.map(lambda rel: sha256_file(folder / rel)[0], to_hash)
         for rel, digest in zip(to_hash, digests, strict=True):

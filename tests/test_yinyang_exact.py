@@ -17,7 +17,7 @@ PUBLISHED = [("train", 5000, 42), ("validation", 1000, 41), ("test", 1000, 40)]
 
 def test_the_c_accelerator_is_built():
     # The installed package must carry it; otherwise these tests would only cover the fallback.
-    assert yinyang._walk_c is not None
+    assert yinyang._generate_c is not None
 
 
 @pytest.mark.parametrize("split,size,seed", PUBLISHED)
@@ -62,6 +62,36 @@ def test_fast_generator_equals_the_per_sample_loop(size, seed, r_big, ratio, blo
                                            accelerated=accelerated)
         assert samples.tobytes() == want_samples.tobytes()
         assert np.array_equal(labels, want_labels) and labels.dtype == np.int64
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    size=st.integers(2, 300),
+    seed=st.integers(0, 2**32 - 1),
+    r_big=st.floats(0.05, 20.0),
+    ratio=st.floats(0.1, 0.95),
+    split=st.sampled_from([624, 700, 1900, 4000, 9000, 10**6]),
+)
+def test_the_helper_thread_changes_nothing(size, seed, r_big, ratio, split):
+    # Helpers starting anywhere, including past the end (they never meet the main walk).
+    r_small = r_big * ratio
+    want_samples, want_labels = reference_yinyang(size, seed, r_small, r_big)
+    samples = np.empty((size, 4))
+    labels = np.empty(size, dtype=np.int64)
+    yinyang._generate_c(seed, samples, labels, r_small, r_big, split)
+    assert samples.tobytes() == want_samples.tobytes()
+    assert np.array_equal(labels, want_labels)
+
+
+def test_the_helper_thread_meets_the_main_walk_on_a_large_run():
+    size = 200_000
+    one = np.empty((size, 4)), np.empty(size, dtype=np.int64)
+    two = np.empty((size, 4)), np.empty(size, dtype=np.int64)
+    assert yinyang._generate_c(7, *one, 0.1, 0.5, 0) == size
+    # Started about halfway, the helper supplies the second half.
+    met = yinyang._generate_c(7, *two, 0.1, 0.5, int(size / 2 * yinyang.words_per_sample(0.1, 0.5)))
+    assert size * 0.4 < met < size * 0.6
+    assert one[0].tobytes() == two[0].tobytes() and np.array_equal(one[1], two[1])
 
 
 def test_points_on_a_boundary_are_classed_as_the_reference_does():

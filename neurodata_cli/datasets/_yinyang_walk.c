@@ -1,16 +1,29 @@
-/* The Yin-Yang rejection walk over a block of raw MT19937 words.
+/* The Yin-Yang rejection walk, drawing its MT19937 words itself.
  *
  * The reference draws one sample at a time: goal = randint(3), then rand(2) pairs until a point in
  * the big circle has the goal's class. Both calls consume 32-bit MT19937 words in a fixed way, so
- * the walk can run over words drawn in bulk by numpy. This is the same walk as
- * `_walk_python` in yinyang.py, written in C because it is inherently sequential. Every float64
- * expression follows the reference's order of operations; the build turns off FMA contraction so
- * that each product is rounded as numpy rounds it.
+ * the walk only needs the word stream: MT19937 seeded as numpy's RandomState(seed) seeds it. This
+ * is the same walk as `_walk_python` in yinyang.py. Every float64 expression follows the
+ * reference's order of operations; the build turns off FMA contraction so that each product is
+ * rounded as numpy rounds it.
+ *
+ * The walk is sequential: where a sample starts depends on every sample before it. A second
+ * thread still halves the time, exactly. It starts walking at a guessed word position in the
+ * middle of the stream, as if a sample started there, and records where each of its samples
+ * starts. Two walks over one stream fall into step as soon as both start a sample at the same
+ * word (within a few dozen samples, as a Kruskal count does), and from there they agree forever.
+ * The main walk runs from word 0 until it starts a sample where the helper started one; the
+ * helper's samples from that one on are the true ones. Should they never meet, the main walk
+ * simply goes on alone: the result is the same either way, only the time differs.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 
 /* Compare sqrt(s) with r as the reference does (-1 below, 0 equal, 1 above), cheaply.
  *
@@ -85,89 +98,267 @@ static int accepts(double x, double y, int goal, double r_big, const radius *big
     return inside & (cls == goal);
 }
 
-/* rand(): 53 bits from two words, as numpy's legacy random_sample. */
-static double uniform(const uint32_t *w)
+/* MT19937 as numpy's legacy RandomState runs it: 624 words of state regenerated at once, each
+ * output word tempered. The regeneration loops are split where their reads switch from old to
+ * new state so that the compiler can vectorise them (reads are 1 and 227 words apart). */
+enum { MT_N = 624, MT_M = 397 };
+
+typedef struct {
+    uint32_t key[MT_N];
+    uint32_t out[MT_N];
+    int pos;       /* next word in out */
+    int64_t base;  /* stream index of out[0] */
+} mt_state;
+
+/* RandomState(seed): numpy's mt19937_seed (Knuth's initialiser), with the first refill due. */
+static void mt_seed(mt_state *s, uint32_t seed)
 {
-    uint64_t a = w[0] >> 5, b = w[1] >> 6;
-    return (double)(a * 67108864ULL + b) * (1.0 / 9007199254740992.0); /* exact: 2**-53 */
+    s->key[0] = seed;
+    for (int i = 1; i < MT_N; i++)
+        s->key[i] = 1812433253u * (s->key[i - 1] ^ (s->key[i - 1] >> 30)) + (uint32_t)i;
+    s->pos = MT_N;
+    s->base = -MT_N;
 }
 
-/* walk(words, start, samples, labels, done, want, r_small, r_big) -> (done, next_start)
- *
- * Reads `words` (uint32) from index `start`, which must be where a sample begins, and writes
- * samples [done, want) as rows x, y, 1-x, 1-y into `samples` (float64, want x 4) and labels into
- * `labels` (int64). Stops early when the words run out; the returned position is then the start
- * of the unfinished sample, so the caller carries the words from there into the next block.
- */
-static PyObject *walk(PyObject *self, PyObject *args)
+static inline uint32_t mt_mix(uint32_t upper, uint32_t lower, uint32_t far)
 {
-    Py_buffer words, samples, labels;
-    Py_ssize_t pos, done, want;
-    double r_small, r_big;
-    if (!PyArg_ParseTuple(args, "y*nw*w*nndd", &words, &pos, &samples, &labels, &done, &want,
-                          &r_small, &r_big))
-        return NULL;
-    const uint32_t *w = (const uint32_t *)words.buf;
-    Py_ssize_t n = words.len / 4;
-    double *out = (double *)samples.buf;
-    int64_t *lab = (int64_t *)labels.buf;
-    if (samples.len < want * 4 * (Py_ssize_t)sizeof(double) ||
-        labels.len < want * (Py_ssize_t)sizeof(int64_t) || pos < 0 || done < 0) {
-        PyBuffer_Release(&words);
-        PyBuffer_Release(&samples);
-        PyBuffer_Release(&labels);
-        PyErr_SetString(PyExc_ValueError, "walk: output buffers too small or negative index");
-        return NULL;
-    }
+    uint32_t y = (upper & 0x80000000u) | (lower & 0x7fffffffu);
+    return far ^ (y >> 1) ^ ((0u - (y & 1u)) & 0x9908b0dfu);
+}
 
-    radius big = make_radius(r_big), small = make_radius(r_small), half = make_radius(0.5 * r_big);
+static void mt_twist(uint32_t *k)
+{
+    int i;
+    for (i = 0; i < MT_N - MT_M; i++)
+        k[i] = mt_mix(k[i], k[i + 1], k[i + MT_M]);
+    for (; i < MT_N - 1; i++)
+        k[i] = mt_mix(k[i], k[i + 1], k[i + MT_M - MT_N]);
+    k[MT_N - 1] = mt_mix(k[MT_N - 1], k[0], k[MT_M - 1]);
+}
+
+static void mt_temper_all(mt_state *s)
+{
+    for (int i = 0; i < MT_N; i++) {
+        uint32_t y = s->key[i];
+        y ^= y >> 11;
+        y ^= (y << 7) & 0x9d2c5680u;
+        y ^= (y << 15) & 0xefc60000u;
+        y ^= y >> 18;
+        s->out[i] = y;
+    }
+}
+
+static void mt_refill(mt_state *s)
+{
+    mt_twist(s->key);
+    mt_temper_all(s);
+    s->base += MT_N;
+    s->pos = 0;
+}
+
+/* From a freshly seeded state, move to stream index `block` * 624, twisting without tempering. */
+static void mt_seek_block(mt_state *s, int64_t block)
+{
+    for (int64_t b = 0; b <= block; b++)
+        mt_twist(s->key);
+    mt_temper_all(s);
+    s->base = block * MT_N;
+    s->pos = 0;
+}
+
+static inline uint32_t mt_next(mt_state *s)
+{
+    if (__builtin_expect(s->pos == MT_N, 0))
+        mt_refill(s);
+    return s->out[s->pos++];
+}
+
+/* Stream index of the next word. */
+static inline int64_t mt_tell(const mt_state *s) { return s->base + s->pos; }
+
+/* rand(): 53 bits from two words, as numpy's legacy random_sample. The sum is below 2**53, so the
+ * signed conversion is exact (and cheaper than the unsigned one on x86-64). */
+static inline double uniform(mt_state *s)
+{
+    int64_t a = mt_next(s) >> 5;
+    int64_t b = mt_next(s) >> 6;
+    return (double)(a * 67108864 + b) * (1.0 / 9007199254740992.0); /* exact: 2**-53 */
+}
+
+typedef struct {
+    double r_big;
+    radius big, small, half;
+} geometry;
+
+/* One sample from the stream: the goal, then tries until one is accepted. */
+static inline int64_t draw_sample(mt_state *s, const geometry *g, double *row)
+{
+    uint32_t goal;
+    while ((goal = mt_next(s) & 3u) == 3u)
+        ;
+    double x, y;
+    do {
+        x = uniform(s) * 2. * g->r_big;
+        y = uniform(s) * 2. * g->r_big;
+    } while (!accepts(x, y, (int)goal, g->r_big, &g->big, &g->small, &g->half));
+    row[0] = x;
+    row[1] = y;
+    row[2] = 1. - x;
+    row[3] = 1. - y;
+    return (int64_t)goal;
+}
+
+/* The helper thread's walk from a guessed start: rows, labels and start indices of its samples. */
+typedef struct {
+    mt_state mt;
+    const geometry *g;
+    Py_ssize_t capacity;
+    double *rows;
+    int64_t *labels;
+    int64_t *starts;
+    _Atomic Py_ssize_t published; /* samples whose start is readable by the main walk */
+    _Atomic Py_ssize_t target;    /* stop once this many are done (set when the walks meet) */
+    _Atomic int stop;             /* the main walk finished without meeting it */
+} helper;
+
+static void *helper_run(void *arg)
+{
+    helper *h = arg;
+    for (Py_ssize_t k = 0; k < h->capacity; k++) {
+        if (k >= atomic_load_explicit(&h->target, memory_order_acquire) ||
+            atomic_load_explicit(&h->stop, memory_order_relaxed))
+            break;
+        h->starts[k] = mt_tell(&h->mt);
+        atomic_store_explicit(&h->published, k + 1, memory_order_release);
+        h->labels[k] = draw_sample(&h->mt, h->g, h->rows + 4 * k);
+    }
+    atomic_store_explicit(&h->published, h->capacity + 1, memory_order_release); /* done */
+    return NULL;
+}
+
+/* The main walk over samples [0, n) with an optional helper started at word `split`.
+ *
+ * Returns the index of the first sample the helper supplies (its rows are copied by the caller
+ * from helper sample `*from`), or n when the main walk did every sample itself.
+ */
+static Py_ssize_t main_walk(mt_state *s, const geometry *g, double *rows, int64_t *labels,
+                            Py_ssize_t n, helper *h, Py_ssize_t *from)
+{
+    Py_ssize_t j = 0; /* next helper sample whose start may still be met */
+    for (Py_ssize_t done = 0; done < n; done++) {
+        if (h != NULL) {
+            int64_t here = mt_tell(s);
+            if (here >= h->starts[0] || j > 0) {
+                /* Wait until the helper has recorded a start at or past here, or has ended. */
+                for (;;) {
+                    Py_ssize_t seen = atomic_load_explicit(&h->published, memory_order_acquire);
+                    Py_ssize_t avail = seen > h->capacity ? h->capacity : seen;
+                    while (j < avail && h->starts[j] < here)
+                        j++;
+                    if (j < avail || seen > h->capacity)
+                        break;
+                    sched_yield();
+                }
+                Py_ssize_t seen = atomic_load_explicit(&h->published, memory_order_acquire);
+                Py_ssize_t avail = seen > h->capacity ? h->capacity : seen;
+                /* Meeting needs the helper to hold every sample from j on (it almost always
+                 * does: it started later in the stream than the main walk). */
+                if (j < avail && h->starts[j] == here && j + (n - done) <= h->capacity) {
+                    *from = j;
+                    atomic_store_explicit(&h->target, j + (n - done), memory_order_release);
+                    return done;
+                }
+                if (j >= avail) /* the helper ended before here: nothing left to meet */
+                    h = NULL;
+            }
+        }
+        labels[done] = draw_sample(s, g, rows + 4 * done);
+    }
+    return n;
+}
+
+/* generate(seed, samples, labels, r_small, r_big, split)
+ *
+ * Writes every row of `samples` (float64, n x 4: x, y, 1-x, 1-y) and of `labels` (int64, n), as
+ * RandomState(seed) would draw them. `split` > 0 is the word at which a helper thread starts
+ * (a guess of where sample n/2 begins); 0 walks on one thread.
+ */
+static PyObject *generate(PyObject *self, PyObject *args)
+{
+    Py_buffer samples, labels;
+    unsigned long seed;
+    long long split;
+    double r_small, r_big;
+    if (!PyArg_ParseTuple(args, "kw*w*ddL", &seed, &samples, &labels, &r_small, &r_big, &split))
+        return NULL;
+    Py_ssize_t n = labels.len / (Py_ssize_t)sizeof(int64_t);
+    PyObject *result = NULL;
+    mt_state *s = NULL;
+    helper *h = NULL;
+    if (seed > 0xffffffffUL || split < 0 || samples.len != n * 4 * (Py_ssize_t)sizeof(double)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "generate: seed must fit 32 bits, split >= 0, samples n x 4");
+        goto done;
+    }
+    s = PyMem_RawMalloc(sizeof(mt_state));
+    if (s == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    mt_seed(s, (uint32_t)seed);
+    geometry g = {r_big, make_radius(r_big), make_radius(r_small), make_radius(0.5 * r_big)};
+    double *rows = (double *)samples.buf;
+    int64_t *lab = (int64_t *)labels.buf;
+    pthread_t thread;
+    int started = 0;
+    if (split >= MT_N && n > 1) {
+        /* Capacity for every sample: untouched pages of these buffers cost no memory. */
+        h = PyMem_RawCalloc(1, sizeof(helper));
+        if (h != NULL) {
+            h->capacity = n;
+            h->rows = PyMem_RawMalloc((size_t)n * 4 * sizeof(double));
+            h->labels = PyMem_RawMalloc((size_t)n * sizeof(int64_t));
+            h->starts = PyMem_RawMalloc((size_t)n * sizeof(int64_t));
+        }
+        if (h == NULL || h->rows == NULL || h->labels == NULL || h->starts == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        mt_seed(&h->mt, (uint32_t)seed);
+        h->g = &g;
+        atomic_store(&h->target, n);
+        /* The main walk reads starts[0] before the thread publishes it: set it here. */
+        mt_seek_block(&h->mt, split / MT_N);
+        h->starts[0] = mt_tell(&h->mt);
+        started = pthread_create(&thread, NULL, helper_run, h) == 0;
+    }
+    Py_ssize_t from = 0, mine;
     Py_BEGIN_ALLOW_THREADS
-    while (done < want) {
-        Py_ssize_t start = pos;
-        int goal = -1, found = 0;
-        double x = 0.0, y = 0.0;
-        while (pos < n) {
-            uint32_t v = w[pos++] & 3u;
-            if (v != 3u) {
-                goal = (int)v;
-                break;
-            }
-        }
-        if (goal < 0) {
-            pos = start;
-            break;
-        }
-        while (pos + 4 <= n) {
-            x = uniform(w + pos) * 2. * r_big;
-            y = uniform(w + pos + 2) * 2. * r_big;
-            pos += 4;
-            if (accepts(x, y, goal, r_big, &big, &small, &half)) {
-                found = 1;
-                break;
-            }
-        }
-        if (!found) {
-            pos = start;
-            break;
-        }
-        double *row = out + 4 * done;
-        row[0] = x;
-        row[1] = y;
-        row[2] = 1. - x;
-        row[3] = 1. - y;
-        lab[done] = goal;
-        done++;
+    mine = main_walk(s, &g, rows, lab, n, started ? h : NULL, &from);
+    if (started) {
+        if (mine == n)
+            atomic_store(&h->stop, 1);
+        pthread_join(thread, NULL);
+        memcpy(rows + 4 * mine, h->rows + 4 * from, (size_t)(n - mine) * 4 * sizeof(double));
+        memcpy(lab + mine, h->labels + from, (size_t)(n - mine) * sizeof(int64_t));
     }
     Py_END_ALLOW_THREADS
-
-    PyBuffer_Release(&words);
+    result = Py_BuildValue("n", mine);
+done:
+    if (h != NULL) {
+        PyMem_RawFree(h->rows);
+        PyMem_RawFree(h->labels);
+        PyMem_RawFree(h->starts);
+        PyMem_RawFree(h);
+    }
+    PyMem_RawFree(s);
     PyBuffer_Release(&samples);
     PyBuffer_Release(&labels);
-    return Py_BuildValue("nn", done, pos);
+    return result;
 }
 
 static PyMethodDef methods[] = {
-    {"walk", walk, METH_VARARGS, "Run the Yin-Yang rejection walk over a block of MT19937 words."},
+    {"generate", generate, METH_VARARGS, "Yin-Yang samples as RandomState(seed) draws them."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -3,14 +3,15 @@
 The reference draws one sample at a time from ``numpy.random.RandomState(seed)``: a goal class
 ``randint(3)``, then points ``rand(2) * 2 * r_big`` until one inside the big circle has the goal's
 class. Both calls consume raw 32-bit MT19937 words in a fixed way (``randint(3)``: one word per
-try, ``w & 3``, again while it is 3; ``rand()``: two words per double), so we draw the words in
-bulk with the same RandomState and replay the rejection walk over them.
+try, ``w & 3``, again while it is 3; ``rand()``: two words per double), so only the word stream
+matters. The C walk runs MT19937 itself from the state numpy's ``RandomState(seed)`` holds; the
+pure-Python fallback draws the words in bulk with that RandomState and replays the walk over them.
 """
 
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
+import os
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -33,9 +34,9 @@ FORMATS = ("hdf5", "npy")
 ENCODINGS = ("values", "spike-times")
 
 try:
-    from ._yinyang_walk import walk as _walk_c
+    from ._yinyang_walk import generate as _generate_c
 except ImportError:  # no compiler at install time: the Python walk gives the same bytes
-    _walk_c = None
+    _generate_c = None
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,11 @@ def parse_config(values: Values) -> Config:
 
 def _walk_python(words: np.ndarray, pos: int, samples: np.ndarray, labels: np.ndarray,
                  done: int, want: int, r_small: float, r_big: float) -> tuple[int, int]:
-    """The rejection walk over raw words, in plain Python (the C version does the same)."""
+    """The rejection walk over raw words, in plain Python (the C walk does the same).
+
+    Writes samples [done, want) from ``words[pos:]``; returns (done, next position), stopping
+    early at the start of a sample the words cannot finish.
+    """
     w = words.tolist()
     n = len(w)
     out = samples.reshape(-1)
@@ -147,38 +152,71 @@ def which_class(x: float, y: float, r_small: float, r_big: float) -> int:
 
 def generate(size: int, seed: int, r_small: float = 0.1, r_big: float = 0.5,
              block: int = 1 << 18, accelerated: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """``size`` samples (float64 rows x, y, 1-x, 1-y) and int64 labels, as the reference makes."""
-    walk = _walk_c if accelerated and _walk_c is not None else _walk_python
-    rng = np.random.RandomState(seed)
+    """``size`` samples (float64 rows x, y, 1-x, 1-y) and int64 labels, as the reference makes.
+
+    ``block`` is how many words the Python walk draws at a time; the C walk needs none.
+    """
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"seed {seed} must be between 0 and 2**32 - 1")
     samples = np.empty((size, 4), dtype=np.float64)
     labels = np.empty(size, dtype=np.int64)
-    # About 30 words make a sample. Blocks bound memory and stay in cache; a thread draws the
-    # next block while this one is walked (both release the GIL).
+    if accelerated and _generate_c is not None:
+        _generate_c(seed, samples, labels, r_small, r_big, _helper_start(size, r_small, r_big))
+        return samples, labels
+    rng = np.random.RandomState(seed)
+    # About 30 words make a sample. Blocks bound memory; a sample that straddles two blocks is
+    # finished on a joined buffer, grown until the sample fits.
     block = max(64, min(block, 32 * size + 64))
     done, tail = 0, np.empty(0, dtype=np.uint32)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        ahead = pool.submit(rng.randint, 0, 2**32, block, np.uint32)
-        while done < size:
-            words = ahead.result()
-            ahead = pool.submit(rng.randint, 0, 2**32, block, np.uint32)
-            pos = 0
-            if tail.size:
-                # Finish the sample that straddles two blocks on a small joined buffer, grown
-                # until the sample fits (or the whole block is joined).
-                k = 256
-                while True:
-                    joined = np.concatenate([tail, words[:k]])
-                    done2, pos2 = walk(joined, 0, samples, labels, done, done + 1, r_small, r_big)
-                    if done2 > done or k >= words.size:
-                        break
-                    k *= 8
-                if done2 == done:  # it outgrows this whole block too
-                    tail = joined
-                    continue
-                done, pos = done2, pos2 - tail.size
-            done, pos = walk(words, pos, samples, labels, done, size, r_small, r_big)
-            tail = words[pos:]
+    while done < size:
+        words = rng.randint(0, 2**32, block, np.uint32)
+        pos = 0
+        if tail.size:
+            k = 256
+            while True:
+                joined = np.concatenate([tail, words[:k]])
+                done2, pos2 = _walk_python(joined, 0, samples, labels, done, done + 1,
+                                           r_small, r_big)
+                if done2 > done or k >= words.size:
+                    break
+                k *= 8
+            if done2 == done:  # it outgrows this whole block too
+                tail = joined
+                continue
+            done, pos = done2, pos2 - tail.size
+        done, pos = _walk_python(words, pos, samples, labels, done, size, r_small, r_big)
+        tail = words[pos:]
     return samples, labels
+
+
+def words_per_sample(r_small: float, r_big: float) -> float:
+    """Expected MT19937 words one sample takes: 4/3 for the goal, 4 per try.
+
+    The chance that a try lands in class c is that class's share of the square the points are
+    drawn from: each dot has pi * r_small**2 (capped at the big circle), yin and yang halve the
+    rest of the big circle's pi/4.
+    """
+    p_in = math.pi / 4
+    p_dot = min(2 * math.pi * r_small**2, math.pi * r_big**2) / (4 * r_big**2)
+    p_side = max(p_in - p_dot, 1e-12) / 2
+    return 4 / 3 + 4 / 3 * (2 / p_side + 1 / max(p_dot, 1e-12))
+
+
+def _helper_start(size: int, r_small: float, r_big: float) -> int:
+    """Where the C walk's helper thread starts (0: none). Worth it only for large, ordinary runs."""
+    if size < 20_000 or _cpus() < 2:
+        return 0
+    per_sample = words_per_sample(r_small, r_big)
+    if per_sample > 1_000:  # tiny dots: a poor estimate and a long seek, so stay on one thread
+        return 0
+    return int(size / 2 * per_sample)
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def spike_times(samples: np.ndarray, st: SpikeTimes) -> np.ndarray:
