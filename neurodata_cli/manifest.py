@@ -45,8 +45,22 @@ def sums_text(files: Iterable[dict[str, Any]]) -> str:
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
     """Write SHA256SUMS, then manifest.json, each atomically."""
     atomic_write(folder / SUMS, sums_text(manifest["files"]).encode())
-    text = json.dumps(manifest, indent=2, sort_keys=False, ensure_ascii=False) + "\n"
-    atomic_write(folder / MANIFEST, text.encode())
+    atomic_write(folder / MANIFEST, manifest_text(manifest).encode())
+
+
+def manifest_text(manifest: dict[str, Any]) -> str:
+    """Indented JSON, with each entry of ``files`` on one line.
+
+    A folder may list tens of thousands of files; one line each keeps the manifest readable and
+    lets the C encoder write them (an indented dump goes through the slow pure-Python one).
+    """
+    head = {k: v for k, v in manifest.items() if k != "files"}
+    text = json.dumps(head, indent=2, ensure_ascii=False)
+    if "files" not in manifest:
+        return text + "\n"
+    rows = ",\n    ".join(json.dumps(f, ensure_ascii=False) for f in manifest["files"])
+    files = f'"files": [\n    {rows}\n  ]' if rows else '"files": []'
+    return (text[:-2] + ",\n  " if head else "{\n  ") + files + "\n}\n"
 
 
 def read_manifest(folder: Path) -> dict[str, Any] | None:

@@ -40,6 +40,7 @@ UNIT = "samples"
 SPLIT_SCOPED = True
 SPLIT_KEYS = frozenset({"splits", "sources"})
 FORMATS = ("hdf5", "bin")
+LIBRARIES = ("deflate",)  # the compressor of HDF5 event chunks
 SENSOR_SIZE = (34, 34, 2)
 EVENT_DTYPES = {"x": np.uint8, "y": np.uint8, "t": np.uint32, "p": np.uint8}
 
@@ -138,23 +139,32 @@ def make_groups(recordings: list[Recording], seed: int, k: int = 2,
     return groups
 
 
-def time_reverse(events: np.ndarray, swap_polarity: bool = False) -> np.ndarray:
-    """``t' = max(t) - t`` with the event order reversed, so times ascend."""
-    out = events[::-1].copy()
-    if out.size:
-        out["t"] = events["t"].max() - out["t"]
-        if swap_polarity:
-            out["p"] = 1 - out["p"]
-    return out
+def time_reverse(data: bytes, swap_polarity: bool = False) -> bytes:
+    """A recording's ``.bin`` bytes reversed in time: ``t' = max(t) - t``, the events in reverse
+    order so times ascend, x, y and polarity kept (polarity swapped on request)."""
+    raw = nmnist_bin.records(data)[::-1]
+    if not raw.size:
+        return b""
+    t = nmnist_bin.timestamps(raw)
+    t = t.max() - t
+    out = np.empty(raw.shape, dtype=np.uint8)
+    out[:, :2] = raw[:, :2]
+    polarity = raw[:, 2] & 0x80
+    if swap_polarity:
+        polarity ^= 0x80
+    out[:, 2] = polarity | (t >> 16).astype(np.uint8)
+    out[:, 3] = (t >> 8).astype(np.uint8)  # the casts keep the low 8 bits
+    out[:, 4] = t.astype(np.uint8)
+    return out.tobytes()
 
 
-def superimpose(group: Group, recordings: list[np.ndarray], swap_polarity: bool) -> np.ndarray:
-    """The sample's events: the reversed recordings first, then the kept ones."""
-    parts = []
-    for i in group.output_order:
-        ev = recordings[i]
-        parts.append(time_reverse(ev, swap_polarity) if group.reversed[i] else ev)
-    return np.concatenate(parts) if parts else np.empty(0, nmnist_bin.EVENT)
+def superimpose(group: Group, recordings: list[bytes], swap_polarity: bool) -> bytes:
+    """The sample's ``.bin`` bytes: the reversed recordings first, then the kept ones.
+
+    Working on the format's bytes, a kept recording is copied as it is, never decoded.
+    """
+    return b"".join(time_reverse(recordings[i], swap_polarity) if group.reversed[i]
+                    else recordings[i] for i in group.output_order)
 
 
 # ---- what the engine asks of a dataset --------------------------------------------------------
@@ -211,8 +221,9 @@ def build(cfg: Config, shard: Shard) -> ShardResult:
             recordings = []
             for rec in group.recordings:
                 data = reader.read(rec.rel)
+                nmnist_bin.records(data, reader.name(rec.rel))  # a whole number of events
                 digests.append(f"{rec.rel} {hashlib.sha256(data).hexdigest()}")
-                recordings.append(nmnist_bin.decode(data, reader.name(rec.rel)))
+                recordings.append(data)
             samples.append(superimpose(group, recordings, cfg.reverse_polarity))
     finally:
         reader.close()
@@ -220,13 +231,13 @@ def build(cfg: Config, shard: Shard) -> ShardResult:
         "samples": len(groups),
         "superimposed": sum(len(g.recordings) > 1 for g in groups),
         "single": sum(len(g.recordings) == 1 for g in groups),
-        "events": int(sum(s.size for s in samples)),
+        "events": sum(len(s) for s in samples) // 5,
         "input_recordings": digests,
     }}
     if cfg.format == "bin":
         folder = SPLIT_DIRS[src.split]
-        arts = [Artifact(f"{folder}/{g.file_name()}", "nmnist_bin", ev, 1, src.split)
-                for g, ev in zip(groups, samples, strict=True)]
+        arts = [Artifact(f"{folder}/{g.file_name()}", "nmnist_bin", data, 1, src.split)
+                for g, data in zip(groups, samples, strict=True)]
         return ShardResult(arts, stats)
     path = f"{NAME}-{src.split}-{index:05d}-of-{count:05d}.h5"
     return ShardResult([Artifact(path, "events", event_shard(cfg, src.split, groups, samples),
@@ -234,15 +245,19 @@ def build(cfg: Config, shard: Shard) -> ShardResult:
 
 
 def event_shard(cfg: Config, split: str, groups: tuple[Group, ...],
-                samples: list[np.ndarray]) -> EventShard:
-    events = np.concatenate(samples) if samples else np.empty(0, nmnist_bin.EVENT)
+                samples: list[bytes]) -> EventShard:
+    """The shard's samples (``.bin`` bytes each) decoded into the event-shard columns."""
     offsets = np.zeros(len(samples) + 1, dtype=np.uint64)
-    np.cumsum([s.size for s in samples], out=offsets[1:])
+    np.cumsum([len(s) // 5 for s in samples], out=offsets[1:])
+    total = int(offsets[-1])
+    events = {k: np.empty(total, dtype=dt) for k, dt in EVENT_DTYPES.items()}
+    for start, data in zip(offsets[:-1].tolist(), samples, strict=True):
+        nmnist_bin.decode_into(nmnist_bin.records(data), events, start)
     label = np.zeros((len(groups), 10), dtype=np.uint8)
     for row, g in enumerate(groups):
         label[row, list(g.digits)] = 1
     return EventShard(
-        events={k: events[k].astype(dt) for k, dt in EVENT_DTYPES.items()},
+        events=events,
         offsets=offsets,
         samples={
             "label": label,

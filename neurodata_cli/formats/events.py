@@ -21,7 +21,7 @@ EVENT_FIELDS = ("x", "y", "t", "p")
 # Fixed chunking keeps the bytes independent of how a shard happens to be written.
 CHUNK = 1 << 16
 COMPRESSION = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
-DEFLATE_LEVEL = 1  # streamed shards compress their chunks with libdeflate at this level
+DEFLATE_LEVEL = 1  # event chunks are compressed with libdeflate at this level
 
 
 def smallest_uint(max_value: int) -> np.dtype:
@@ -61,8 +61,8 @@ class _Appender:
     """Appends to the four event datasets a whole chunk at a time.
 
     Every chunk is written once, full (but the last), so the compressed bytes do not depend on
-    how the events arrive. (A whole ``EventShard`` is written in one call instead; the two give
-    the same data in differently laid-out files.)
+    how the events arrive: a whole ``EventShard`` and the same events streamed sample by sample
+    give the same file.
     """
 
     def __init__(self, group: Any, dtypes: dict[str, Any]):
@@ -81,6 +81,10 @@ class _Appender:
         n = len(events[EVENT_FIELDS[0]])
         done = 0
         while done < n:
+            if not self.filled and n - done >= CHUNK:  # a whole chunk: no copy into the buffer
+                self._write({name: events[name][done:done + CHUNK] for name in EVENT_FIELDS})
+                done += CHUNK
+                continue
             take = min(CHUNK - self.filled, n - done)
             for name in EVENT_FIELDS:
                 self.buffers[name][self.filled:self.filled + take] = events[name][done:done + take]
@@ -93,13 +97,18 @@ class _Appender:
     def _flush(self) -> None:
         if not self.filled:
             return
-        end = self.written + self.filled
-        for name in EVENT_FIELDS:
-            ds, buf = self.datasets[name], self.buffers[name]
+        for buf in self.buffers.values():
             buf[self.filled:] = 0  # the tail of the last chunk, as HDF5's fill value
+        self._write(self.buffers, self.filled)
+        self.filled = 0
+
+    def _write(self, chunks: dict[str, np.ndarray], count: int = CHUNK) -> None:
+        end = self.written + count
+        for name in EVENT_FIELDS:
+            ds = self.datasets[name]
             ds.resize((end,))
-            ds.id.write_direct_chunk((self.written,), _gzip_chunk(buf), 0)
-        self.written, self.filled = end, 0
+            ds.id.write_direct_chunk((self.written,), _gzip_chunk(chunks[name]), 0)
+        self.written = end
 
     def close(self) -> None:
         self._flush()
@@ -114,6 +123,7 @@ def _gzip_chunk(chunk: np.ndarray) -> bytes:
     """
     import deflate
 
+    chunk = np.ascontiguousarray(chunk)
     raw = chunk.view(np.uint8).reshape(-1, chunk.itemsize).T.tobytes()
     return deflate.zlib_compress(raw, DEFLATE_LEVEL)
 
@@ -126,11 +136,11 @@ def write(path: Path, shard: EventShard | EventStream) -> None:
     with h5py.File(path, "w", libver="earliest") as f:
         set_attrs(f, {"schema_version": SCHEMA_VERSION, **shard.attrs})
         if isinstance(shard, EventShard):
-            events = f.create_group("events")
-            for name in EVENT_FIELDS:
-                events.create_dataset(name, data=shard.events[name], chunks=(CHUNK,),
-                                      maxshape=(None,), track_times=False, **COMPRESSION)
-                f.flush()  # placement must not depend on garbage collection (_write_column)
+            events = {name: np.asarray(shard.events[name]) for name in EVENT_FIELDS}
+            appender = _Appender(f.create_group("events"),
+                                 {name: events[name].dtype for name in EVENT_FIELDS})
+            appender.append(events)
+            appender.close()
             offsets, samples = shard.offsets, shard.samples
         else:
             offsets, samples = _stream(f, shard)

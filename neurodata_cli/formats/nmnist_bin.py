@@ -17,18 +17,37 @@ EVENT = np.dtype([("x", np.uint8), ("y", np.uint8), ("t", np.uint32), ("p", np.u
 MAX_T = (1 << 23) - 1
 
 
-def decode(data: bytes, name: str = "<bytes>") -> np.ndarray:
-    """Events (fields x, y, t, p) from the bytes of a ``.bin`` file; ``name`` is for errors."""
+def records(data: bytes, name: str = "<bytes>") -> np.ndarray:
+    """The bytes of a ``.bin`` file as an (n, 5) uint8 view; ``name`` is for errors."""
     if len(data) % 5:
         raise RunError(f"{name}: {len(data)} bytes is not a whole number of 5-byte events")
-    raw = np.frombuffer(data, dtype=np.uint8).reshape(-1, 5)
+    return np.frombuffer(data, dtype=np.uint8).reshape(-1, 5)
+
+
+def timestamps(raw: np.ndarray) -> np.ndarray:
+    """The 23-bit timestamps (uint32) of (n, 5) records."""
+    return ((raw[:, 2].astype(np.uint32) & 0x7F) << 16) | (raw[:, 3].astype(np.uint32) << 8) \
+        | raw[:, 4]
+
+
+def decode(data: bytes, name: str = "<bytes>") -> np.ndarray:
+    """Events (fields x, y, t, p) from the bytes of a ``.bin`` file; ``name`` is for errors."""
+    raw = records(data, name)
     out = np.empty(raw.shape[0], dtype=EVENT)
     out["x"] = raw[:, 0]
     out["y"] = raw[:, 1]
     out["p"] = raw[:, 2] >> 7
-    out["t"] = ((raw[:, 2].astype(np.uint32) & 0x7F) << 16) | (raw[:, 3].astype(np.uint32) << 8) \
-        | raw[:, 4]
+    out["t"] = timestamps(raw)
     return out
+
+
+def decode_into(raw: np.ndarray, columns: dict[str, np.ndarray], start: int) -> None:
+    """Decode (n, 5) records into the x, y, t, p arrays of ``columns`` from index ``start``."""
+    end = start + raw.shape[0]
+    columns["x"][start:end] = raw[:, 0]
+    columns["y"][start:end] = raw[:, 1]
+    np.right_shift(raw[:, 2], 7, out=columns["p"][start:end])
+    columns["t"][start:end] = timestamps(raw)
 
 
 def encode(events: np.ndarray, name: str = "<events>") -> bytes:
@@ -53,8 +72,9 @@ def read(path: Path) -> np.ndarray:
     return decode(Path(path).read_bytes(), str(path))
 
 
-def write(path: Path, events: np.ndarray) -> str:
-    """Write the events; returns the file's sha256."""
+def write(path: Path, events: np.ndarray | bytes) -> str:
+    """Write events, or bytes already in the format; returns the file's sha256."""
+    data = events if isinstance(events, bytes) else encode(events, str(path))
     with HashingFile(path) as f:
-        f.write(encode(events, str(path)))
+        f.write(data)
         return f.hexdigest()
