@@ -9,9 +9,11 @@ with the package). Every listing is sorted, and hidden files (``.DS_Store``) are
 from __future__ import annotations
 
 import hashlib
+import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -123,14 +125,20 @@ def _entries(folder: Path) -> list[Path]:
                   key=lambda p: p.name)
 
 
-def decode(path: Path) -> np.ndarray:
-    """RGB uint8 [H, W, 3], as ``Image.open(path).convert('RGB')``; no EXIF rotation."""
+def open_rgb(path: Path) -> Any:
+    """The decoded Pillow image, as ``Image.open(path).convert('RGB')``; no EXIF rotation."""
     from PIL import Image
 
+    # One read of the whole file: Pillow reads a file in dozens of small pieces.
+    data = io.BytesIO(Path(path).read_bytes())
     with warnings.catch_warnings():
         # Palette transparency and large-image notices are not problems for a conversion.
         warnings.simplefilter("ignore")
-        with Image.open(path) as image:
-            image.load()
-            rgb = image if image.mode == "RGB" else image.convert("RGB")
-            return np.asarray(rgb)
+        with Image.open(data) as image:
+            image.load()  # leaving the block then only closes the file; the pixels stay
+            return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def decode(path: Path) -> np.ndarray:
+    """RGB uint8 [H, W, 3], as ``np.asarray(Image.open(path).convert('RGB'))``."""
+    return np.asarray(open_rgb(path))

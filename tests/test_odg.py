@@ -163,3 +163,53 @@ def test_resize_and_whole_conversion_match_torch_itself():
                 rows.append(np.column_stack([idx, np.full(len(idx), t)]))
             np.testing.assert_array_equal(np.concatenate(rows).astype(np.uint8),
                                           events.polarity(positive))
+
+
+@pytest.mark.parametrize("threshold", [0.18, 46 / 255, 0.9])
+def test_a_pillow_image_read_in_place_gives_the_array_s_events(threshold):
+    from PIL import Image
+
+    rng = np.random.default_rng(5)
+    images = [photo(name).convert("RGB") for name in PHOTOS[:3]]
+    images += [Image.fromarray(rng.integers(0, 256, (int(h), int(w), 3), dtype=np.uint8))
+               for h, w in [(375, 500), (1, 7), (254, 254), (600, 33), (2, 2)]]
+    for image in images:
+        got = fast.convert(image, threshold)
+        want = fast.convert(np.asarray(image), threshold)
+        assert (got.height, got.width) == (want.height, want.width)
+        for field in ("row", "col", "t", "p"):
+            np.testing.assert_array_equal(getattr(got, field), getattr(want, field))
+
+
+def test_pillow_lends_its_pixels_where_it_can_and_is_copied_where_not(monkeypatch):
+    from PIL import Image
+
+    image = photo(PHOTOS[0]).convert("RGB")
+    if hasattr(Image.Image, "__arrow_c_array__"):  # Pillow >= 11.2
+        assert fast._lent_pixels(image) is not None
+    want = fast.convert(np.asarray(image))
+
+    def refuse(self, *args):
+        raise ValueError("not a single block")
+
+    monkeypatch.setattr(Image.Image, "__arrow_c_array__", refuse, raising=False)
+    assert fast._lent_pixels(image) is None
+    np.testing.assert_array_equal(fast.convert(image).col, want.col)
+    assert fast._lent_pixels(image.convert("L")) is None  # only RGB is read in place
+
+
+def test_the_c_path_refuses_capsules_that_are_not_an_rgb_image():
+    from PIL import Image
+
+    grey = Image.new("L", (40, 30))
+    if not hasattr(grey, "__arrow_c_array__"):
+        pytest.skip("this Pillow cannot export images")
+    rows, cols = fast._source_indices(30, 40)
+    args = (fast.sign_table(0.18), 46, 46, fast._TRACE_BYTES, fast._scratch())
+    with pytest.raises(ValueError, match="not an exported RGB image"):
+        fast._convert_c(grey.__arrow_c_array__(), 30, 40, rows, cols, *args)
+    rgb = Image.new("RGB", (40, 30))
+    with pytest.raises(ValueError, match="not an exported RGB image"):  # the wrong size
+        fast._convert_c(rgb.__arrow_c_array__(), 31, 40, rows, cols, *args)
+    with pytest.raises(ValueError, match="PyCapsule"):
+        fast._convert_c((1, 2), 30, 40, rows, cols, *args)

@@ -18,6 +18,75 @@
 #define SIDE 254
 #define BORDER 2 /* zeros around V so every offset (0..2) reads inside the padded image */
 
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define PACKED_EMIT 1
+/* For an 8-bit mask m: the positions of its set bits, ascending, one per byte (then zeros), and
+ * how many there are. Emitting a word of 8 codes is then two lookups and whole-word stores. */
+static uint64_t set_positions[256];
+static uint8_t set_count[256];
+
+static void init_tables(void)
+{
+    for (int m = 0; m < 256; m++) {
+        uint64_t packed = 0;
+        int k = 0;
+        for (int bit = 0; bit < 8; bit++)
+            if (m >> bit & 1)
+                packed |= (uint64_t)bit << (8 * k++);
+        set_positions[m] = packed;
+        set_count[m] = (uint8_t)k;
+    }
+}
+
+/* Bit i of the result is the low bit of byte i of `bytes` (each byte 0 or 1). */
+static inline unsigned byte_mask(uint64_t bytes)
+{
+    return (unsigned)((bytes * 0x0102040810204080ULL) >> 56);
+}
+#endif
+
+#define ONES 0x0101010101010101ULL
+
+#if defined(PACKED_EMIT) && defined(__SSE2__)
+#include <emmintrin.h>
+#define SIMD_ROWS 1
+#define BLOCKS 16 /* 16-column blocks covering canvas columns 0..255 */
+
+/* Append the columns of the set bits of an 8-bit mask (columns base..base+7), all in one row. */
+static inline Py_ssize_t emit8(unsigned mask, int base, uint64_t row8, uint8_t *o_row,
+                               uint8_t *o_col, Py_ssize_t n)
+{
+    uint64_t cols = set_positions[mask] + (uint64_t)base * ONES;
+    memcpy(o_row + n, &row8, 8);
+    memcpy(o_col + n, &cols, 8);
+    return n + set_count[mask];
+}
+
+/* One canvas row with integer cutoffs, 16 columns at a time: saturating differences, compared
+ * in byte lanes, become bit masks; `keep` masks the window and the swept column strips. */
+static inline void simd_row(const uint8_t *a, const uint8_t *b, const uint16_t *keep,
+                            int blocks, __m128i up, __m128i down, uint64_t row8,
+                            uint8_t *o_row, uint8_t *o_col, Py_ssize_t *n,
+                            uint8_t *neg_row, uint8_t *neg_col, Py_ssize_t *nneg)
+{
+    for (int k = 1; k < blocks; k++) { /* block 0 lies left of the window */
+        __m128i x = _mm_loadu_si128((const __m128i *)(a + 16 * k));
+        __m128i y = _mm_loadu_si128((const __m128i *)(b + 16 * k));
+        __m128i rise = _mm_subs_epu8(x, y), fall = _mm_subs_epu8(y, x);
+        unsigned pm = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_max_epu8(rise, up), rise));
+        unsigned nm = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_max_epu8(fall, down), fall));
+        pm &= keep[k];
+        nm &= keep[k];
+        if (!(pm | nm))
+            continue;
+        *n = emit8(pm & 0xff, 16 * k, row8, o_row, o_col, *n);
+        *n = emit8(pm >> 8, 16 * k + 8, row8, o_row, o_col, *n);
+        *nneg = emit8(nm & 0xff, 16 * k, row8, neg_row, neg_col, *nneg);
+        *nneg = emit8(nm >> 8, 16 * k + 8, row8, neg_row, neg_col, *nneg);
+    }
+}
+#endif
+
 /* Whether index i of the canvas lies in a strip swept by an edge moving from a0 to a. */
 static int swept(int i, int a, int a0, int size)
 {
@@ -30,13 +99,17 @@ static int swept(int i, int a, int a0, int size)
  * With cutoffs (kp, kn) the sign table is known to be "a - b >= kp" / "b - a >= kn" (odg.py
  * checks that over all 65536 pairs before passing them), and this loop vectorises. Otherwise the
  * table itself is looked up. */
-static void row_codes(uint8_t *code, const uint8_t *a, const uint8_t *b, int lo, int hi,
-                      int kp, int kn, const int8_t *sign)
+static void row_codes(uint8_t *restrict code, const uint8_t *restrict a,
+                      const uint8_t *restrict b, int lo, int hi, int kp, int kn,
+                      const int8_t *sign)
 {
-    if (kp > 0 && kn > 0) {
+    if (kp > 0 && kn > 0 && kp < 256 && kn < 256) {
+        /* In byte lanes: a - b >= kp exactly when the saturating difference is. */
+        uint8_t up = (uint8_t)kp, down = (uint8_t)kn;
         for (int col = lo; col < hi; col++) {
-            int d = (int)a[col] - (int)b[col];
-            code[col] = (uint8_t)((d >= kp) | ((-d >= kn) << 1));
+            uint8_t x = a[col], y = b[col];
+            uint8_t rise = x > y ? (uint8_t)(x - y) : 0, fall = y > x ? (uint8_t)(y - x) : 0;
+            code[col] = (uint8_t)((rise >= up) | ((fall >= down) << 1));
         }
     } else {
         for (int col = lo; col < hi; col++) {
@@ -46,19 +119,92 @@ static void row_codes(uint8_t *code, const uint8_t *a, const uint8_t *b, int lo,
     }
 }
 
+/* The Arrow C data interface (a stable ABI), through which Pillow >= 11.2 lends an image's
+ * pixels without copying them: RGB images as fixed-size lists of 4 bytes (R, G, B, padding). */
+struct ArrowSchema {
+    const char *format;
+    const char *name;
+    const char *metadata;
+    int64_t flags;
+    int64_t n_children;
+    struct ArrowSchema **children;
+    struct ArrowSchema *dictionary;
+    void (*release)(struct ArrowSchema *);
+    void *private_data;
+};
+
+struct ArrowArray {
+    int64_t length;
+    int64_t null_count;
+    int64_t offset;
+    int64_t n_buffers;
+    int64_t n_children;
+    const void **buffers;
+    struct ArrowArray **children;
+    struct ArrowArray *dictionary;
+    void (*release)(struct ArrowArray *);
+    void *private_data;
+};
+
+/* The RGBX bytes of an exported h0 x w0 image, or NULL (with an exception set). */
+static const uint8_t *arrow_pixels(PyObject *pair, Py_ssize_t h0, Py_ssize_t w0)
+{
+    if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+        PyErr_SetString(PyExc_TypeError, "odg: expected (arrow_schema, arrow_array) capsules");
+        return NULL;
+    }
+    struct ArrowSchema *schema = PyCapsule_GetPointer(PyTuple_GET_ITEM(pair, 0), "arrow_schema");
+    struct ArrowArray *array = PyCapsule_GetPointer(PyTuple_GET_ITEM(pair, 1), "arrow_array");
+    if (schema == NULL || array == NULL)
+        return NULL;
+    if (schema->format == NULL || strcmp(schema->format, "+w:4") != 0 ||
+        schema->n_children != 1 || schema->children[0]->format == NULL ||
+        strcmp(schema->children[0]->format, "C") != 0 || array->n_children != 1 ||
+        array->length != h0 * w0 || array->offset != 0 || array->null_count != 0) {
+        PyErr_SetString(PyExc_ValueError, "odg: not an exported RGB image of that size");
+        return NULL;
+    }
+    struct ArrowArray *bytes = array->children[0];
+    if (bytes->n_buffers != 2 || bytes->length != 4 * h0 * w0 || bytes->offset != 0 ||
+        bytes->null_count != 0 || bytes->buffers[1] == NULL) {
+        PyErr_SetString(PyExc_ValueError, "odg: unexpected layout of the exported pixels");
+        return NULL;
+    }
+    return bytes->buffers[1];
+}
+
 static PyObject *convert(PyObject *self, PyObject *args)
 {
-    Py_buffer rgb, rows, cols, table, trace, out;
+    PyObject *pixels;
+    Py_buffer rgb = {0}, rows, cols, table, trace, out;
     Py_ssize_t h0, w0;
     int kp, kn;
-    if (!PyArg_ParseTuple(args, "y*nny*y*y*iiy*w*", &rgb, &h0, &w0, &rows, &cols, &table, &kp,
+    if (!PyArg_ParseTuple(args, "Onny*y*y*iiy*w*", &pixels, &h0, &w0, &rows, &cols, &table, &kp,
                           &kn, &trace, &out))
         return NULL;
     PyObject *result = NULL;
     Py_ssize_t h = rows.len / 4, w = cols.len / 4;
     Py_ssize_t cap = out.len / 4;
-    uint8_t *pad = NULL, *neg = NULL;
-    if (rgb.len != h0 * w0 * 3 || table.len != 65536 || trace.len != 2 * (STEPS + 1) ||
+    uint8_t *pad = NULL, *neg_row = NULL, *neg_col = NULL;
+    /* The pixels: a buffer of packed RGB, or an image lent through Arrow (RGBX). */
+    const uint8_t *src;
+    Py_ssize_t step;
+    if (PyTuple_Check(pixels)) {
+        src = arrow_pixels(pixels, h0, w0);
+        step = 4;
+        if (src == NULL)
+            goto done;
+    } else {
+        if (PyObject_GetBuffer(pixels, &rgb, PyBUF_SIMPLE) < 0)
+            goto done;
+        src = rgb.buf;
+        step = 3;
+        if (rgb.len != h0 * w0 * 3) {
+            PyErr_SetString(PyExc_ValueError, "odg: the RGB buffer is not h0 x w0 x 3");
+            goto done;
+        }
+    }
+    if (table.len != 65536 || trace.len != 2 * (STEPS + 1) ||
         h < 1 || w < 1 || h > SIDE || w > SIDE) {
         PyErr_SetString(PyExc_ValueError, "odg: inconsistent buffers");
         goto done;
@@ -77,20 +223,23 @@ static PyObject *convert(PyObject *self, PyObject *args)
     /* V resized, inside a zero border; canvas (row, col) of frame (r, c) reads
      * pad[(row - r + BORDER) * pw + (col - c + BORDER)], and rows up to h + 3 stay inside. */
     Py_ssize_t pw = w + 2 * BORDER + 2, ph = h + 2 * BORDER + 2;
-    pad = calloc((size_t)(ph * pw), 1);
-    neg = malloc((size_t)(WIN_HI + 8) * (WIN_HI + 8) * 2);
-    if (!pad || !neg) {
+    /* Slack past the end: 16-column loads may read beyond a row's last column (masked off). */
+    pad = calloc((size_t)(ph * pw) + 512, 1);
+    /* A step's negatives, held until its positives are out; 8 bytes of slack for word stores. */
+    size_t neg_cap = (size_t)(WIN_HI + 8) * (WIN_HI + 8) + 16;
+    neg_row = malloc(neg_cap);
+    neg_col = malloc(neg_cap);
+    if (!pad || !neg_row || !neg_col) {
         PyErr_NoMemory();
         goto done;
     }
     Py_ssize_t n = 0;
     Py_BEGIN_ALLOW_THREADS
-    const uint8_t *src = rgb.buf;
     for (Py_ssize_t i = 0; i < h; i++) {
-        const uint8_t *line = src + (Py_ssize_t)ri[i] * w0 * 3;
+        const uint8_t *line = src + (Py_ssize_t)ri[i] * w0 * step;
         uint8_t *dst = pad + (i + BORDER) * pw + BORDER;
         for (Py_ssize_t j = 0; j < w; j++) {
-            const uint8_t *px = line + (Py_ssize_t)ci[j] * 3;
+            const uint8_t *px = line + (Py_ssize_t)ci[j] * step;
             uint8_t m = px[0] > px[1] ? px[0] : px[1];
             dst[j] = m > px[2] ? m : px[2];
         }
@@ -106,11 +255,31 @@ static PyObject *convert(PyObject *self, PyObject *args)
         int r = tr[2 * t], c = tr[2 * t + 1], r0 = tr[2 * t - 2], c0 = tr[2 * t - 1];
         int clo = c < c0 ? c : c0, chi = c < c0 ? c0 : c;
         Py_ssize_t nneg = 0, first = n;
+#ifdef SIMD_ROWS
+        int simd = kp > 0 && kn > 0 && kp < 256 && kn < 256;
+        uint16_t keep[BLOCKS] = {0};
+        for (int col = WIN_LO; col < col_end; col++)
+            if (!swept(col, c, c0, (int)w))
+                keep[col >> 4] |= (uint16_t)(1u << (col & 15));
+        __m128i up = _mm_set1_epi8((char)kp), down = _mm_set1_epi8((char)kn);
+        int blocks = (col_end + 15) >> 4;
+#endif
         for (int row = WIN_LO; row < row_end; row++) {
             if (swept(row, r, r0, (int)h))
                 continue;
             const uint8_t *a = pad + (row - r + BORDER) * pw + BORDER - c;
             const uint8_t *b = pad + (row - r0 + BORDER) * pw + BORDER - c0;
+#ifdef SIMD_ROWS
+            if (simd) {
+                if (n + col_end + 16 > cap) {
+                    n = -1;
+                    break;
+                }
+                simd_row(a, b, keep, blocks, up, down, (uint64_t)row * ONES, o_row, o_col, &n,
+                         neg_row, neg_col, &nneg);
+                continue;
+            }
+#endif
             memset(code, 0, sizeof code);
             row_codes(code, a, b, WIN_LO, col_end, kp, kn, sign);
             /* The swept column strips (Python slices: empty when the bounds are reversed). */
@@ -122,22 +291,41 @@ static PyObject *convert(PyObject *self, PyObject *args)
                 n = -1;
                 break;
             }
+            /* Branch-free: events are too dense and irregular for branches to predict. Words
+             * are written whole at the next free slot, which advances by the events in them;
+             * the output has room for one more row, and 8 bytes more. */
+#ifdef PACKED_EMIT
+            uint64_t row8 = (uint64_t)row * ONES;
             for (int base = 0; base < col_end; base += 8) {
                 uint64_t word;
                 memcpy(&word, code + base, 8);
                 if (!word)
                     continue;
-                /* Branch-free: events are too dense and irregular for branches to predict.
-                 * Each position is written at the next free slot, which only advances for an
-                 * event; the output has room for one more row. */
+                unsigned pm = byte_mask(word & ONES), nm = byte_mask((word >> 1) & ONES);
+                uint64_t at = (uint64_t)base * ONES;
+                uint64_t pcols = set_positions[pm] + at, ncols = set_positions[nm] + at;
+                memcpy(o_row + n, &row8, 8);
+                memcpy(o_col + n, &pcols, 8);
+                n += set_count[pm];
+                memcpy(neg_row + nneg, &row8, 8);
+                memcpy(neg_col + nneg, &ncols, 8);
+                nneg += set_count[nm];
+            }
+#else
+            for (int base = 0; base < col_end; base += 8) {
+                uint64_t word;
+                memcpy(&word, code + base, 8);
+                if (!word)
+                    continue;
                 for (int col = base; col < base + 8; col++) {
                     int k = code[col];
                     o_row[n] = (uint8_t)row, o_col[n] = (uint8_t)col;
                     n += k & 1;
-                    neg[2 * nneg] = (uint8_t)row, neg[2 * nneg + 1] = (uint8_t)col;
+                    neg_row[nneg] = (uint8_t)row, neg_col[nneg] = (uint8_t)col;
                     nneg += k >> 1;
                 }
             }
+#endif
         }
         if (n < 0 || n + nneg > cap) {
             n = -1;
@@ -145,8 +333,11 @@ static PyObject *convert(PyObject *self, PyObject *args)
         }
         memset(o_t + first, t, (size_t)(n - first));
         memset(o_p + first, 1, (size_t)(n - first));
-        for (Py_ssize_t k = 0; k < nneg; k++, n++)
-            o_row[n] = neg[2 * k], o_col[n] = neg[2 * k + 1], o_t[n] = (uint8_t)t, o_p[n] = 0;
+        memcpy(o_row + n, neg_row, (size_t)nneg);
+        memcpy(o_col + n, neg_col, (size_t)nneg);
+        memset(o_t + n, t, (size_t)nneg);
+        memset(o_p + n, 0, (size_t)nneg);
+        n += nneg;
     }
     Py_END_ALLOW_THREADS
     if (n < 0) {
@@ -156,8 +347,10 @@ static PyObject *convert(PyObject *self, PyObject *args)
     result = PyLong_FromSsize_t(n);
 done:
     free(pad);
-    free(neg);
-    PyBuffer_Release(&rgb);
+    free(neg_row);
+    free(neg_col);
+    if (rgb.obj != NULL)
+        PyBuffer_Release(&rgb);
     PyBuffer_Release(&rows);
     PyBuffer_Release(&cols);
     PyBuffer_Release(&table);
@@ -168,10 +361,17 @@ done:
 
 static PyMethodDef methods[] = {
     {"convert", convert, METH_VARARGS,
-     "convert(rgb, h0, w0, rows, cols, table, kp, kn, trace, out) -> number of events"},
+     "convert(pixels, h0, w0, rows, cols, table, kp, kn, trace, out) -> number of events; "
+     "pixels: packed RGB bytes, or an RGB image's (arrow_schema, arrow_array) capsules"},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_odg", NULL, -1, methods};
 
-PyMODINIT_FUNC PyInit__odg(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__odg(void)
+{
+#ifdef PACKED_EMIT
+    init_tables();
+#endif
+    return PyModule_Create(&module);
+}

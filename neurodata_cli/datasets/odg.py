@@ -29,6 +29,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -87,6 +88,13 @@ def nearest_index(n_in: int, n_out: int) -> np.ndarray:
     return np.minimum(src, n_in - 1)
 
 
+@lru_cache(maxsize=256)
+def _source_indices(h0: int, w0: int) -> tuple[np.ndarray, np.ndarray]:
+    """The C path's int32 row and column indices; photo collections repeat a few sizes."""
+    h, w = resized_shape(h0, w0)
+    return nearest_index(h0, h).astype(np.int32), nearest_index(w0, w).astype(np.int32)
+
+
 @lru_cache(maxsize=16)
 def sign_table(threshold: float) -> np.ndarray:
     """int8 [256, 256]: the event at a position whose value goes from b (step t-1) to a (step t).
@@ -130,24 +138,46 @@ def value_image(rgb: np.ndarray) -> np.ndarray:
     return small.max(axis=2)
 
 
-def convert(rgb: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> Events:
-    """All events of one RGB uint8 image [H0, W0, 3]."""
-    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
-    if rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f"expected an RGB image [H, W, 3], got shape {rgb.shape}")
-    h0, w0 = rgb.shape[:2]
+def convert(image: Any, threshold: float = DEFAULT_THRESHOLD) -> Events:
+    """All events of one RGB image: uint8 [H, W, 3], or a Pillow image in mode RGB.
+
+    A Pillow image is read in place where Pillow lends its pixels through the Arrow C data
+    interface (Pillow >= 11.2), which spares a copy that costs about as much as the whole
+    conversion; otherwise it is copied into an array first.
+    """
+    pixels = _lent_pixels(image)
+    if pixels is None:
+        image = np.ascontiguousarray(image, dtype=np.uint8)
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"expected an RGB image [H, W, 3], got shape {image.shape}")
+        h0, w0 = image.shape[:2]
+    else:
+        w0, h0 = image.size
     h, w = resized_shape(h0, w0)
     if h == 0 or w == 0:
         return _empty(h, w)
-    rows = nearest_index(h0, h).astype(np.int32)
-    cols = nearest_index(w0, w).astype(np.int32)
+    if _convert_c is None:
+        return convert_numpy(np.asarray(image) if pixels is not None else image, threshold)
+    rows, cols = _source_indices(h0, w0)
     table = sign_table(float(threshold))
-    if _convert_c is not None:
-        out = _scratch()
-        kp, kn = integer_cutoffs(float(threshold))
-        n = _convert_c(rgb, h0, w0, rows, cols, table, kp, kn, _TRACE_BYTES, out)
-        return Events(*(out[k, :n].copy() for k in range(4)), height=h, width=w)
-    return convert_numpy(rgb, threshold)
+    out = _scratch()
+    kp, kn = integer_cutoffs(float(threshold))
+    n = _convert_c(image if pixels is None else pixels, h0, w0, rows, cols, table, kp, kn,
+                   _TRACE_BYTES, out)
+    return Events(*(out[k, :n].copy() for k in range(4)), height=h, width=w)
+
+
+def _lent_pixels(image: Any) -> tuple[Any, Any] | None:
+    """An RGB Pillow image's Arrow capsules, or None (an array, or a Pillow that cannot)."""
+    if isinstance(image, np.ndarray) or getattr(image, "mode", None) != "RGB":
+        return None
+    export = getattr(image, "__arrow_c_array__", None)
+    if export is None:
+        return None
+    try:
+        return export()
+    except Exception:  # e.g. an image too large for one block: read it through a copy
+        return None
 
 
 _LOCAL = threading.local()
