@@ -18,7 +18,7 @@ from ..config import Reader, Values
 from ..engine import Artifact, Shard, ShardResult
 from ..errors import RunError
 from ..formats.events import EventStream
-from ..imagenet_source import SPLITS, Source, decode, list_inputs
+from ..imagenet_source import SPLITS, Source, list_inputs, open_rgb
 from . import odg
 
 NAME = "es-imagenet"
@@ -128,6 +128,7 @@ def build(cfg: Config, shard: Shard) -> ShardResult:
                    "source": rel})
                  for i, rel, label, ev in samples),
         attrs=_attrs(cfg),
+        levels={"t": 2, "p": 2},  # constant within each (t, polarity) block of the order
     )
     path = f"{NAME}-{cfg.split}-{index:05d}-of-{count:05d}.h5"
     return ShardResult([Artifact(path, "events", stream, len(items), cfg.split)],
@@ -140,7 +141,7 @@ def _convert(cfg: Config, items: list[tuple[int, str, int]], stats: dict
     root = Path(cfg.source.root)
     for i, rel, label in items:
         try:
-            rgb = decode(root / rel)
+            rgb = open_rgb(root / rel)
         except Exception as exc:  # Pillow raises many kinds for a bad file; all mean unreadable
             stats["unreadable"] += 1
             reason = _reason(exc).replace(str(root / rel), rel)  # no absolute paths recorded

@@ -55,6 +55,9 @@ class EventStream:
     sample_dtypes: dict[str, Any]
     samples: Iterable[tuple[dict[str, np.ndarray], dict[str, Any]]]
     attrs: dict[str, Any] = field(default_factory=dict)
+    # libdeflate levels by field where DEFLATE_LEVEL is not the best choice: level 2 is faster
+    # than level 1 on long runs of one value (libdeflate 0.9), such as t in time order.
+    levels: dict[str, int] = field(default_factory=dict)
 
 
 class _Appender:
@@ -65,7 +68,8 @@ class _Appender:
     give the same file.
     """
 
-    def __init__(self, group: Any, dtypes: dict[str, Any]):
+    def __init__(self, group: Any, dtypes: dict[str, Any], levels: dict[str, int] | None = None):
+        self.levels = {name: (levels or {}).get(name, DEFLATE_LEVEL) for name in EVENT_FIELDS}
         self.datasets = {
             name: group.create_dataset(name, shape=(0,), dtype=np.dtype(dtypes[name]),
                                        chunks=(CHUNK,), maxshape=(None,), track_times=False,
@@ -105,16 +109,19 @@ class _Appender:
     def _write(self, chunks: dict[str, np.ndarray], count: int = CHUNK) -> None:
         end = self.written + count
         for name in EVENT_FIELDS:
-            ds = self.datasets[name]
-            ds.resize((end,))
-            ds.id.write_direct_chunk((self.written,), _gzip_chunk(chunks[name]), 0)
+            # The low-level calls (what Dataset.resize makes): its checks cost more than the
+            # call itself, four times per chunk.
+            dsid = self.datasets[name].id
+            dsid.set_extent((end,))
+            dsid.write_direct_chunk((self.written,),
+                                    _gzip_chunk(chunks[name], self.levels[name]), 0)
         self.written = end
 
     def close(self) -> None:
         self._flush()
 
 
-def _gzip_chunk(chunk: np.ndarray) -> bytes:
+def _gzip_chunk(chunk: np.ndarray, level: int = DEFLATE_LEVEL) -> bytes:
     """One chunk through the dataset's filters (shuffle, then zlib deflate), done here.
 
     libdeflate writes the same zlib format as HDF5's gzip filter, so any HDF5 reader inflates it,
@@ -125,7 +132,7 @@ def _gzip_chunk(chunk: np.ndarray) -> bytes:
 
     chunk = np.ascontiguousarray(chunk)
     raw = chunk.view(np.uint8).reshape(-1, chunk.itemsize).T.tobytes()
-    return deflate.zlib_compress(raw, DEFLATE_LEVEL)
+    return deflate.zlib_compress(raw, level)
 
 
 def write(path: Path, shard: EventShard | EventStream) -> None:
@@ -152,7 +159,7 @@ def write(path: Path, shard: EventShard | EventStream) -> None:
 
 
 def _stream(f: Any, stream: EventStream) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    appender = _Appender(f.create_group("events"), stream.event_dtypes)
+    appender = _Appender(f.create_group("events"), stream.event_dtypes, stream.levels)
     counts: list[int] = []
     columns: dict[str, list[Any]] = {name: [] for name in stream.sample_dtypes}
     for events, values in stream.samples:
