@@ -181,51 +181,128 @@ class InlineExecutor:
             yield run_shard(dataset, cfg, shard, str(stage))
 
 
+def start_worker_server(dataset: str) -> Any:
+    """The multiprocessing context for local workers, its server started (idempotent).
+
+    Called as early as a command knows it will use a local pool, so that the server's imports
+    run on another core while the command imports and plans.
+    """
+    import multiprocessing
+
+    # The forkserver runs "python -c ...", which puts the current folder first on sys.path
+    # (and Python 3.11 ignores the parent's sys.path it is handed). Run from a checkout of
+    # neurodata, workers would import the source tree, without the compiled kernels: the
+    # same bytes, many times slower. PYTHONSAFEPATH (3.11+) keeps the folder off the path;
+    # older Pythons use spawn, which restores the parent's sys.path.
+    safe = sys.version_info >= (3, 11) and sys.platform != "win32"
+    ctx = multiprocessing.get_context("forkserver" if safe else "spawn")
+    if not safe:
+        return ctx
+    # Workers fork from a server that has imported the dataset once, instead of each paying
+    # the imports (numpy, h5py, Pillow: a good part of a second) again.
+    from multiprocessing import forkserver
+
+    from .datasets import MODULES, WORKER_PRELOAD
+
+    ctx.set_forkserver_preload([f"{__package__}.datasets.{MODULES[dataset]}",
+                                f"{__package__}.formats.events", "h5py",
+                                *WORKER_PRELOAD.get(dataset, ())])
+    saved = os.environ.get("PYTHONSAFEPATH")
+    os.environ["PYTHONSAFEPATH"] = "1"  # read by the server when it is spawned
+    try:
+        forkserver.ensure_running()
+    finally:
+        if saved is None:
+            os.environ.pop("PYTHONSAFEPATH", None)
+        else:
+            os.environ["PYTHONSAFEPATH"] = saved
+    return ctx
+
+
 class PoolExecutor:
-    """A local process pool (default: one process per core); results come as shards finish."""
+    """Local processes (default: one per core); results come as shards finish.
+
+    With N workers, this process is one of them and a pool holds the other N - 1: work starts
+    at once instead of waiting for the pool's server to import, and no core is left to a
+    process that only waits. A thread here keeps the pool fed from the same queue of shards.
+    """
 
     def __init__(self, workers: int | None = None):
         self.workers = workers or os.cpu_count() or 1
+
+    def start(self, dataset: str) -> None:
+        """Start the worker server now, so that its imports overlap the run's planning."""
+        if self.workers > 1:
+            start_worker_server(dataset)
 
     def run(self, dataset: str, cfg: Any, shards: list[Shard], stage: Path
             ) -> Iterator[dict[str, Any]]:
         if self.workers <= 1 or len(shards) <= 1:
             yield from InlineExecutor().run(dataset, cfg, shards, stage)
             return
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        import queue
+        import threading
+        from collections import deque
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-        # The forkserver runs "python -c ...", which puts the current folder first on sys.path
-        # (and Python 3.11 ignores the parent's sys.path it is handed). Run from a checkout of
-        # neurodata, workers would import the source tree, without the compiled kernels: the
-        # same bytes, many times slower. PYTHONSAFEPATH (3.11+) keeps the folder off the path;
-        # older Pythons use spawn, which restores the parent's sys.path.
-        safe = sys.version_info >= (3, 11) and sys.platform != "win32"
-        ctx = multiprocessing.get_context("forkserver" if safe else "spawn")
-        if safe:
-            # Workers fork from a server that has imported the dataset once, instead of each
-            # paying the imports (numpy, h5py, Pillow: a good part of a second) again.
-            from .datasets import MODULES
+        helpers = min(self.workers - 1, len(shards) - 1)
+        pending = deque(shards)
+        lock = threading.Lock()
+        finished: queue.Queue = queue.Queue()  # pool futures, done, in the order they finish
+        stop = threading.Event()
 
-            ctx.set_forkserver_preload([f"{__package__}.datasets.{MODULES[dataset]}",
-                                        f"{__package__}.formats.events", "h5py"])
-        with ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx) as pool:
-            saved = os.environ.get("PYTHONSAFEPATH")
-            os.environ["PYTHONSAFEPATH"] = "1"  # read when the first submit starts the server
+        def take() -> Shard | None:
+            with lock:
+                return pending.popleft() if pending else None
+
+        def feed(pool: ProcessPoolExecutor) -> None:
+            running: set = set()
             try:
-                futures = [pool.submit(run_shard, dataset, cfg, s, str(stage)) for s in shards]
+                while not stop.is_set():
+                    while len(running) < helpers and (shard := take()) is not None:
+                        running.add(pool.submit(run_shard, dataset, cfg, shard, str(stage)))
+                    if not running:
+                        break
+                    done, running = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        finished.put(future)
             finally:
-                if saved is None:
-                    os.environ.pop("PYTHONSAFEPATH", None)
-                else:
-                    os.environ["PYTHONSAFEPATH"] = saved
-            try:
-                for future in as_completed(futures):
-                    yield future.result()
-            except BaseException:
-                for future in futures:
+                for future in running:
                     future.cancel()
-                raise
+                finished.put(None)  # the feeder is done
+
+        ctx = start_worker_server(dataset)
+        with ProcessPoolExecutor(max_workers=helpers, mp_context=ctx) as pool:
+            feeder = threading.Thread(target=feed, args=(pool,), daemon=True)
+            feeder.start()
+            feeding = True
+            try:
+                while True:
+                    while True:  # hand on what the pool finished
+                        try:
+                            future = finished.get_nowait()
+                        except queue.Empty:
+                            break
+                        if future is None:
+                            feeding = False
+                        else:
+                            yield future.result()
+                    shard = take()
+                    if shard is not None:
+                        yield run_shard(dataset, cfg, shard, str(stage))
+                    elif not feeding:
+                        break
+                    else:
+                        future = finished.get()  # nothing left here: wait for the pool
+                        if future is None:
+                            feeding = False
+                        else:
+                            yield future.result()
+            finally:
+                stop.set()
+                with lock:
+                    pending.clear()
+                feeder.join()
 
 
 class _NoBar:
@@ -264,6 +341,8 @@ class Materialiser:
         start = time.perf_counter()
         self._finish_interrupted_commit()
         existing = self._check_output()
+        if hasattr(self.executor, "start"):
+            self.executor.start(self.ds.NAME)
         shards = self.ds.plan(self.cfg)  # before the stage, so bad inputs leave nothing behind
         self._open_stage()
         done = self._finished_shards(shards)

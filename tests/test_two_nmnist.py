@@ -211,6 +211,20 @@ def test_k3_writes_reversed_recordings_first(run, tmp_path, tree):
 
 # ---- bad input --------------------------------------------------------------------------------
 
+def test_a_failing_shard_stops_a_two_worker_run_without_hanging(run, tmp_path):
+    # Every recording is broken, so whichever process (this one or the pool's) takes a shard
+    # fails; the run must end with the error, not wait for the rest.
+    tree = make_tree(tmp_path / "t", {"train": 1, "test": 2}, seed=2)
+    for path in (tree / "Test").rglob("*.bin"):
+        path.write_bytes(path.read_bytes()[:-1])
+    cfg = tmp_path / "small.yaml"
+    cfg.write_text("shard_size: 1\n")
+    result = run("2nmnist", "--nmnist-root", tree, "--split", "test", "--workers", "2",
+                 "--config", cfg, "--out", tmp_path / "o", code=1)
+    assert "5-byte" in result.output
+    assert not out_folder(tmp_path / "o").exists()
+
+
 def test_a_truncated_recording_exits_1_naming_it_and_leaves_nothing_complete(run, tmp_path):
     tree = make_tree(tmp_path / "t", {"train": 2, "test": 1}, seed=1)
     bad = sorted((tree / "Test" / "4").iterdir())[0]
