@@ -25,7 +25,7 @@ SCALE = float(os.environ.get("NEURODATA_BENCH_SCALE", "1"))
 IMAGES = max(200, int(4000 * SCALE))
 REFERENCE_IMAGES = max(100, IMAGES // 10)
 CLASSES = 10
-ROUNDS = 3
+ROUNDS = 5
 
 DECODE_ONLY = """
 import os, sys
