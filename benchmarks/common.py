@@ -19,7 +19,12 @@ def neurodata() -> list[str]:
 
 
 def timed_process(cmd: list[str], **kwargs) -> tuple[float, int]:
-    """Wall seconds and peak RSS (bytes) of one child process."""
+    """Wall seconds and peak RSS (bytes) of one child process.
+
+    Written-back first: the last run's output (and the removal of an older one) is otherwise
+    flushed while this one runs, on a core it would use.
+    """
+    os.sync()
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, **kwargs)
     _, status, usage = os.wait4(proc.pid, 0)

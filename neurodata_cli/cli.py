@@ -62,9 +62,10 @@ def start_local_workers(dataset: str, workers: int | None, scheduler: str | None
     that the two overlap (a few tenths of a second per run). A config that turns out to name a
     Dask executor only leaves the server idle until the command ends."""
     if scheduler is None and (workers or os.cpu_count() or 1) > 1:
-        from .engine import start_worker_server
+        from .engine import forking, start_worker_server
 
-        start_worker_server(dataset)
+        if not forking():  # forked workers need no server
+            start_worker_server(dataset)
 
 
 def make_executor(values: Any, workers: int | None, scheduler: str | None) -> Any:
@@ -350,6 +351,9 @@ def _short(value: Any) -> str:
 
 
 def main() -> None:
+    # numpy's OpenBLAS would start a thread per core at import; we do no linear algebra, and a
+    # process without threads is one that local workers can safely be forked from.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     # A closed pipe (neurodata info | head) is not an error worth a traceback.
     try:
         cli(prog_name="neurodata")

@@ -181,6 +181,12 @@ class InlineExecutor:
             yield run_shard(dataset, cfg, shard, str(stage))
 
 
+def forking() -> bool:
+    """Whether local workers are forked from this process: on Linux, where fork is the
+    platform's own way and a forked worker needs no imports of its own."""
+    return sys.platform.startswith("linux")
+
+
 def start_worker_server(dataset: str) -> Any:
     """The multiprocessing context for local workers, its server started (idempotent).
 
@@ -222,17 +228,32 @@ def start_worker_server(dataset: str) -> Any:
 class PoolExecutor:
     """Local processes (default: one per core); results come as shards finish.
 
-    With N workers, this process is one of them and a pool holds the other N - 1: work starts
-    at once instead of waiting for the pool's server to import, and no core is left to a
-    process that only waits. A thread here keeps the pool fed from the same queue of shards.
+    With N workers, this process is one of them and a pool holds the other N - 1, so no core is
+    left to a process that only waits. A thread here keeps the pool fed from the same queue of
+    shards. The run's engine calls ``start`` before planning (see there).
     """
 
     def __init__(self, workers: int | None = None):
         self.workers = workers or os.cpu_count() or 1
+        self._pool: Any = None
 
     def start(self, dataset: str) -> None:
-        """Start the worker server now, so that its imports overlap the run's planning."""
-        if self.workers > 1:
+        """Get the other workers ready while the run plans.
+
+        On Linux they are forked from this process now, before it starts any thread (the
+        progress bar's, the feeder's), so that they start at once with everything imported.
+        Elsewhere the worker server starts, and its imports overlap the planning.
+        """
+        if self.workers <= 1 or self._pool is not None:
+            return
+        if forking():
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._pool = ProcessPoolExecutor(max_workers=self.workers - 1,
+                                             mp_context=multiprocessing.get_context("fork"))
+            self._pool.submit(int).result()  # a fork pool starts all its processes at once
+        else:
             start_worker_server(dataset)
 
     def run(self, dataset: str, cfg: Any, shards: list[Shard], stage: Path
@@ -271,8 +292,10 @@ class PoolExecutor:
                     future.cancel()
                 finished.put(None)  # the feeder is done
 
-        ctx = start_worker_server(dataset)
-        with ProcessPoolExecutor(max_workers=helpers, mp_context=ctx) as pool:
+        pool, self._pool = self._pool, None
+        if pool is None:  # not started: processes from the server (never forked by a thread)
+            pool = ProcessPoolExecutor(max_workers=helpers, mp_context=start_worker_server(dataset))
+        with pool:
             feeder = threading.Thread(target=feed, args=(pool,), daemon=True)
             feeder.start()
             feeding = True

@@ -149,7 +149,12 @@ def test_splits_can_be_added_to_one_folder_one_at_a_time(run, tmp_path, tree):
     assert (out_folder(together) / "SHA256SUMS").read_text() == (folder / "SHA256SUMS").read_text()
 
 
-def test_one_and_two_workers_give_identical_bytes(run, tmp_path, tree):
+@pytest.mark.parametrize("forked", [True, False], ids=["forked", "server"])
+def test_one_and_two_workers_give_identical_bytes(run, tmp_path, tree, monkeypatch, forked):
+    # Linux forks the other workers; elsewhere they come from a forkserver (tried here too).
+    from neurodata_cli import engine
+
+    monkeypatch.setattr(engine, "forking", lambda: forked)
     cfg = tmp_path / "c.yaml"
     cfg.write_text("shard_size: 9\n")
     for workers in (1, 2):

@@ -173,6 +173,23 @@ static const uint8_t *arrow_pixels(PyObject *pair, Py_ssize_t h0, Py_ssize_t w0)
     return bytes->buffers[1];
 }
 
+/* V = max(R, G, B) at the nearest-neighbour source pixels, into the zero-bordered pad. Inlined
+ * with a constant pixel size, so that each pixel costs a few instructions. */
+static inline __attribute__((always_inline)) void
+gather_value(const uint8_t *src, Py_ssize_t step, Py_ssize_t w0, const int32_t *ri,
+             const int32_t *ci, Py_ssize_t h, Py_ssize_t w, uint8_t *pad, Py_ssize_t pw)
+{
+    for (Py_ssize_t i = 0; i < h; i++) {
+        const uint8_t *line = src + (Py_ssize_t)ri[i] * w0 * step;
+        uint8_t *dst = pad + (i + BORDER) * pw + BORDER;
+        for (Py_ssize_t j = 0; j < w; j++) {
+            const uint8_t *px = line + (Py_ssize_t)ci[j] * step;
+            uint8_t m = px[0] > px[1] ? px[0] : px[1];
+            dst[j] = m > px[2] ? m : px[2];
+        }
+    }
+}
+
 static PyObject *convert(PyObject *self, PyObject *args)
 {
     PyObject *pixels;
@@ -235,15 +252,10 @@ static PyObject *convert(PyObject *self, PyObject *args)
     }
     Py_ssize_t n = 0;
     Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < h; i++) {
-        const uint8_t *line = src + (Py_ssize_t)ri[i] * w0 * step;
-        uint8_t *dst = pad + (i + BORDER) * pw + BORDER;
-        for (Py_ssize_t j = 0; j < w; j++) {
-            const uint8_t *px = line + (Py_ssize_t)ci[j] * step;
-            uint8_t m = px[0] > px[1] ? px[0] : px[1];
-            dst[j] = m > px[2] ? m : px[2];
-        }
-    }
+    if (step == 4)
+        gather_value(src, 4, w0, ri, ci, h, w, pad, pw);
+    else
+        gather_value(src, 3, w0, ri, ci, h, w, pad, pw);
     const int8_t *sign = table.buf;
     const uint8_t *tr = trace.buf;
     uint8_t *o_row = out.buf, *o_col = o_row + cap, *o_t = o_col + cap, *o_p = o_t + cap;
