@@ -128,7 +128,7 @@ def build(cfg: Config, shard: Shard) -> ShardResult:
                    "source": rel})
                  for i, rel, label, ev in samples),
         attrs=_attrs(cfg),
-        levels={"t": 2, "p": 2},  # constant within each (t, polarity) block of the order
+        runs=frozenset({"t", "p"}),  # constant within each (t, polarity) block of the order
     )
     path = f"{NAME}-{cfg.split}-{index:05d}-of-{count:05d}.h5"
     return ShardResult([Artifact(path, "events", stream, len(items), cfg.split)],

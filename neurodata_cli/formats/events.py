@@ -55,9 +55,9 @@ class EventStream:
     sample_dtypes: dict[str, Any]
     samples: Iterable[tuple[dict[str, np.ndarray], dict[str, Any]]]
     attrs: dict[str, Any] = field(default_factory=dict)
-    # libdeflate levels by field where DEFLATE_LEVEL is not the best choice: level 2 is faster
-    # than level 1 on long runs of one value (libdeflate 0.9), such as t in time order.
-    levels: dict[str, int] = field(default_factory=dict)
+    # Fields made of long runs of one value (t in time order, say): their chunks are encoded by
+    # runs.py, in microseconds where libdeflate takes 70 to 160 per chunk of such data.
+    runs: frozenset[str] = frozenset()
 
 
 class _Appender:
@@ -68,8 +68,8 @@ class _Appender:
     give the same file.
     """
 
-    def __init__(self, group: Any, dtypes: dict[str, Any], levels: dict[str, int] | None = None):
-        self.levels = {name: (levels or {}).get(name, DEFLATE_LEVEL) for name in EVENT_FIELDS}
+    def __init__(self, group: Any, dtypes: dict[str, Any], runs: frozenset[str] = frozenset()):
+        self.runs = runs
         self.datasets = {
             name: group.create_dataset(name, shape=(0,), dtype=np.dtype(dtypes[name]),
                                        chunks=(CHUNK,), maxshape=(None,), track_times=False,
@@ -114,25 +114,30 @@ class _Appender:
             dsid = self.datasets[name].id
             dsid.set_extent((end,))
             dsid.write_direct_chunk((self.written,),
-                                    _gzip_chunk(chunks[name], self.levels[name]), 0)
+                                    _gzip_chunk(chunks[name], name in self.runs), 0)
         self.written = end
 
     def close(self) -> None:
         self._flush()
 
 
-def _gzip_chunk(chunk: np.ndarray, level: int = DEFLATE_LEVEL) -> bytes:
+def _gzip_chunk(chunk: np.ndarray, runs: bool = False) -> bytes:
     """One chunk through the dataset's filters (shuffle, then zlib deflate), done here.
 
     libdeflate writes the same zlib format as HDF5's gzip filter, so any HDF5 reader inflates it,
     about twice as fast as zlib at a similar size. Its output depends only on its version (in
-    the manifest), not on the machine.
+    the manifest), not on the machine. A field of long runs goes through runs.py instead, whose
+    output depends on nothing but the data.
     """
-    import deflate
-
     chunk = np.ascontiguousarray(chunk)
     raw = chunk.view(np.uint8).reshape(-1, chunk.itemsize).T.tobytes()
-    return deflate.zlib_compress(raw, level)
+    if runs:
+        from .runs import encode
+
+        return encode(raw)
+    import deflate
+
+    return deflate.zlib_compress(raw, DEFLATE_LEVEL)
 
 
 def write(path: Path, shard: EventShard | EventStream) -> None:
@@ -159,7 +164,7 @@ def write(path: Path, shard: EventShard | EventStream) -> None:
 
 
 def _stream(f: Any, stream: EventStream) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    appender = _Appender(f.create_group("events"), stream.event_dtypes, stream.levels)
+    appender = _Appender(f.create_group("events"), stream.event_dtypes, stream.runs)
     counts: list[int] = []
     columns: dict[str, list[Any]] = {name: [] for name in stream.sample_dtypes}
     for events, values in stream.samples:
