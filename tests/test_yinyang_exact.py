@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import h5py
 import numpy as np
 import pytest
@@ -73,25 +75,34 @@ def test_fast_generator_equals_the_per_sample_loop(size, seed, r_big, ratio, blo
     split=st.sampled_from([624, 700, 1900, 4000, 9000, 10**6]),
 )
 def test_the_helper_thread_changes_nothing(size, seed, r_big, ratio, split):
-    # Helpers starting anywhere, including past the end (they never meet the main walk).
+    # Helpers starting anywhere, including past the end (they never meet the main walk), and
+    # writing from rows the main walk reaches (it then takes them back and goes on alone).
     r_small = r_big * ratio
     want_samples, want_labels = reference_yinyang(size, seed, r_small, r_big)
-    samples = np.empty((size, 4))
-    labels = np.empty(size, dtype=np.int64)
-    yinyang._generate_c(seed, samples, labels, r_small, r_big, split)
-    assert samples.tobytes() == want_samples.tobytes()
-    assert np.array_equal(labels, want_labels)
+    for first_row in (size // 2 + 8, max(1, size // 4), size + 50):
+        rows = size + 100
+        samples = np.empty((rows, 4))
+        labels = np.empty(rows, dtype=np.int64)
+        _, *counts = yinyang._generate_c(seed, size, samples, labels, r_small, r_big, split,
+                                         first_row)
+        assert samples[:size].tobytes() == want_samples.tobytes()
+        assert np.array_equal(labels[:size], want_labels)
+        assert counts == np.bincount(want_labels, minlength=3).tolist()
 
 
 def test_the_helper_thread_meets_the_main_walk_on_a_large_run():
     size = 200_000
+    split, first_row, rows = yinyang._layout(size, 0.1, 0.5)
+    split = split or int(size / 2 * yinyang.words_per_sample(0.1, 0.5))  # even on one CPU
+    first_row, rows = first_row or size // 2 + 5000, max(rows, size + 10_000)
     one = np.empty((size, 4)), np.empty(size, dtype=np.int64)
-    two = np.empty((size, 4)), np.empty(size, dtype=np.int64)
-    assert yinyang._generate_c(7, *one, 0.1, 0.5, 0) == size
+    two = np.empty((rows, 4)), np.empty(rows, dtype=np.int64)
+    assert yinyang._generate_c(7, size, *one, 0.1, 0.5, 0, 0)[0] == size
     # Started about halfway, the helper supplies the second half.
-    met = yinyang._generate_c(7, *two, 0.1, 0.5, int(size / 2 * yinyang.words_per_sample(0.1, 0.5)))
+    met, *_ = yinyang._generate_c(7, size, *two, 0.1, 0.5, split, first_row)
     assert size * 0.4 < met < size * 0.6
-    assert one[0].tobytes() == two[0].tobytes() and np.array_equal(one[1], two[1])
+    assert one[0].tobytes() == two[0][:size].tobytes()
+    assert np.array_equal(one[1], two[1][:size])
 
 
 def test_points_on_a_boundary_are_classed_as_the_reference_does():
@@ -130,3 +141,38 @@ def test_spike_times_are_configurable_and_in_hdf5(run, tmp_path):
     with h5py.File(tmp_path / "o" / "yinyang" / "1.0.0" / "yinyang.h5", "r") as f:
         samples, times = f["train/samples"][()], f["train/spike_times"][()]
     assert np.array_equal(times[:, :4], 0.5 + samples * 2.5) and np.all(times[:, 4] == 1.0)
+
+
+@pytest.mark.parametrize("shape,descr", [((5000, 4), "<f8"), ((1000,), "<i8"), ((1,), "<i8"),
+                                         ((0, 4), "<f8"), ((10**12, 5), "<f8"), ((7, 5), "<f8")])
+def test_our_npy_header_is_the_one_numpy_writes(shape, descr):
+    import io
+
+    from neurodata_cli.formats import npy
+
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": descr, "fortran_order": False,
+                                                  "shape": shape})
+    assert npy.header(descr, shape) == buffer.getvalue()
+
+
+def test_the_numpy_free_npy_path_writes_what_the_array_path_writes(run, tmp_path, monkeypatch):
+    run("yinyang", "--size", "3000", "--seed", "9", "--format", "npy", "--out", tmp_path / "raw",
+        "--quiet")
+    monkeypatch.setattr(yinyang, "_generate_c", None)  # arrays from the Python walk
+    run("yinyang", "--size", "3000", "--seed", "9", "--format", "npy", "--out", tmp_path / "arr",
+        "--quiet")
+    a, b = (tmp_path / k / "yinyang" / "1.0.0" for k in ("raw", "arr"))
+    assert (a / "SHA256SUMS").read_bytes() == (b / "SHA256SUMS").read_bytes()
+    ma, mb = (json.loads((f / "manifest.json").read_text()) for f in (a, b))
+    assert ma["splits"]["train"]["stats"] == mb["splits"]["train"]["stats"]
+
+
+def test_the_numpy_version_is_read_without_importing_numpy(monkeypatch):
+    import sys
+
+    from neurodata_cli.manifest import _numpy_version
+
+    monkeypatch.delitem(sys.modules, "numpy")
+    assert _numpy_version() == np.__version__
+    assert "numpy" not in sys.modules

@@ -208,17 +208,19 @@ static inline int64_t draw_sample(mt_state *s, const geometry *g, double *row)
     return (int64_t)goal;
 }
 
-/* The helper thread's walk from a guessed start: rows, labels and start indices of its samples. */
+/* The helper thread's walk from a guessed start. It writes its samples straight into the output,
+ * from row `first_row` on (rows the main walk does not reach while the helper runs), and records
+ * where each of them starts in the stream. */
 typedef struct {
     mt_state mt;
     const geometry *g;
-    Py_ssize_t capacity;
-    double *rows;
+    Py_ssize_t capacity; /* output rows from first_row to the end of the buffers */
+    double *rows;        /* the output's row first_row */
     int64_t *labels;
     int64_t *starts;
     _Atomic Py_ssize_t published; /* samples whose start is readable by the main walk */
     _Atomic Py_ssize_t target;    /* stop once this many are done (set when the walks meet) */
-    _Atomic int stop;             /* the main walk finished without meeting it */
+    _Atomic int stop;             /* the main walk goes on alone */
 } helper;
 
 static void *helper_run(void *arg)
@@ -226,7 +228,7 @@ static void *helper_run(void *arg)
     helper *h = arg;
     for (Py_ssize_t k = 0; k < h->capacity; k++) {
         if (k >= atomic_load_explicit(&h->target, memory_order_acquire) ||
-            atomic_load_explicit(&h->stop, memory_order_relaxed))
+            atomic_load_explicit(&h->stop, memory_order_acquire))
             break;
         h->starts[k] = mt_tell(&h->mt);
         atomic_store_explicit(&h->published, k + 1, memory_order_release);
@@ -236,16 +238,28 @@ static void *helper_run(void *arg)
     return NULL;
 }
 
-/* The main walk over samples [0, n) with an optional helper started at word `split`.
+/* Tell the helper to stop, and wait until it has: it writes no row after this returns. */
+static void stop_helper(helper *h)
+{
+    atomic_store_explicit(&h->stop, 1, memory_order_release);
+    while (atomic_load_explicit(&h->published, memory_order_acquire) <= h->capacity)
+        sched_yield();
+}
+
+/* The main walk over samples [0, n), with an optional helper writing from row `first_row`.
  *
- * Returns the index of the first sample the helper supplies (its rows are copied by the caller
- * from helper sample `*from`), or n when the main walk did every sample itself.
+ * Returns the index of the first sample the helper supplies (the caller moves the helper's rows
+ * from its sample `*from` there), or n when the main walk did every sample itself.
  */
 static Py_ssize_t main_walk(mt_state *s, const geometry *g, double *rows, int64_t *labels,
-                            Py_ssize_t n, helper *h, Py_ssize_t *from)
+                            Py_ssize_t n, helper *h, Py_ssize_t first_row, Py_ssize_t *from)
 {
     Py_ssize_t j = 0; /* next helper sample whose start may still be met */
     for (Py_ssize_t done = 0; done < n; done++) {
+        if (h != NULL && done >= first_row) { /* the rows ahead are the helper's: take them back */
+            stop_helper(h);
+            h = NULL;
+        }
         if (h != NULL) {
             int64_t here = mt_tell(s);
             if (here >= h->starts[0] || j > 0) {
@@ -261,8 +275,8 @@ static Py_ssize_t main_walk(mt_state *s, const geometry *g, double *rows, int64_
                 }
                 Py_ssize_t seen = atomic_load_explicit(&h->published, memory_order_acquire);
                 Py_ssize_t avail = seen > h->capacity ? h->capacity : seen;
-                /* Meeting needs the helper to hold every sample from j on (it almost always
-                 * does: it started later in the stream than the main walk). */
+                /* Meeting needs room for the helper to write every sample from j on (there is,
+                 * unless the guess of where to start it was far off). */
                 if (j < avail && h->starts[j] == here && j + (n - done) <= h->capacity) {
                     *from = j;
                     atomic_store_explicit(&h->target, j + (n - done), memory_order_release);
@@ -274,30 +288,41 @@ static Py_ssize_t main_walk(mt_state *s, const geometry *g, double *rows, int64_
         }
         labels[done] = draw_sample(s, g, rows + 4 * done);
     }
+    if (h != NULL)
+        stop_helper(h);
     return n;
 }
 
-/* generate(seed, samples, labels, r_small, r_big, split)
+/* generate(seed, n, samples, labels, r_small, r_big, split, first_row)
+ *     -> (from_main, yin, yang, dot)
  *
- * Writes every row of `samples` (float64, n x 4: x, y, 1-x, 1-y) and of `labels` (int64, n), as
+ * Writes rows [0, n) of `samples` (float64, rows of x, y, 1-x, 1-y) and of `labels` (int64), as
  * RandomState(seed) would draw them. `split` > 0 is the word at which a helper thread starts
- * (a guess of where sample n/2 begins); 0 walks on one thread.
+ * (a guess of where sample n/2 begins); 0 walks on one thread. The helper writes from row
+ * `first_row` (past where the main walk will end, with a margin), so the buffers need room
+ * beyond n; its rows are moved into place at the end. Rows from n on are scratch. Returns how
+ * many samples the main walk drew (n when the helper never met it) and each class's count.
  */
 static PyObject *generate(PyObject *self, PyObject *args)
 {
     Py_buffer samples, labels;
     unsigned long seed;
     long long split;
+    Py_ssize_t n, first_row;
     double r_small, r_big;
-    if (!PyArg_ParseTuple(args, "kw*w*ddL", &seed, &samples, &labels, &r_small, &r_big, &split))
+    if (!PyArg_ParseTuple(args, "knw*w*ddLn", &seed, &n, &samples, &labels, &r_small, &r_big,
+                          &split, &first_row))
         return NULL;
-    Py_ssize_t n = labels.len / (Py_ssize_t)sizeof(int64_t);
+    Py_ssize_t cap = labels.len / (Py_ssize_t)sizeof(int64_t);
     PyObject *result = NULL;
     mt_state *s = NULL;
     helper *h = NULL;
-    if (seed > 0xffffffffUL || split < 0 || samples.len != n * 4 * (Py_ssize_t)sizeof(double)) {
+    if (seed > 0xffffffffUL || split < 0 || n < 0 || cap < n ||
+        samples.len < cap * 4 * (Py_ssize_t)sizeof(double) ||
+        (split > 0 && (first_row < 1 || first_row >= cap))) {
         PyErr_SetString(PyExc_ValueError,
-                        "generate: seed must fit 32 bits, split >= 0, samples n x 4");
+                        "generate: seed must fit 32 bits, split >= 0, buffers of n rows or more, "
+                        "0 < first_row < rows");
         goto done;
     }
     s = PyMem_RawMalloc(sizeof(mt_state));
@@ -312,42 +337,42 @@ static PyObject *generate(PyObject *self, PyObject *args)
     pthread_t thread;
     int started = 0;
     if (split >= MT_N && n > 1) {
-        /* Capacity for every sample: untouched pages of these buffers cost no memory. */
         h = PyMem_RawCalloc(1, sizeof(helper));
         if (h != NULL) {
-            h->capacity = n;
-            h->rows = PyMem_RawMalloc((size_t)n * 4 * sizeof(double));
-            h->labels = PyMem_RawMalloc((size_t)n * sizeof(int64_t));
-            h->starts = PyMem_RawMalloc((size_t)n * sizeof(int64_t));
+            h->capacity = cap - first_row;
+            h->rows = rows + 4 * first_row;
+            h->labels = lab + first_row;
+            h->starts = PyMem_RawMalloc((size_t)h->capacity * sizeof(int64_t));
         }
-        if (h == NULL || h->rows == NULL || h->labels == NULL || h->starts == NULL) {
+        if (h == NULL || h->starts == NULL) {
             PyErr_NoMemory();
             goto done;
         }
         mt_seed(&h->mt, (uint32_t)seed);
         h->g = &g;
-        atomic_store(&h->target, n);
+        atomic_store(&h->target, h->capacity);
         /* The main walk reads starts[0] before the thread publishes it: set it here. */
         mt_seek_block(&h->mt, split / MT_N);
         h->starts[0] = mt_tell(&h->mt);
         started = pthread_create(&thread, NULL, helper_run, h) == 0;
     }
-    Py_ssize_t from = 0, mine;
+    Py_ssize_t from = 0, mine, counts[3] = {0, 0, 0};
     Py_BEGIN_ALLOW_THREADS
-    mine = main_walk(s, &g, rows, lab, n, started ? h : NULL, &from);
+    mine = main_walk(s, &g, rows, lab, n, started ? h : NULL, first_row, &from);
     if (started) {
-        if (mine == n)
-            atomic_store(&h->stop, 1);
         pthread_join(thread, NULL);
-        memcpy(rows + 4 * mine, h->rows + 4 * from, (size_t)(n - mine) * 4 * sizeof(double));
-        memcpy(lab + mine, h->labels + from, (size_t)(n - mine) * sizeof(int64_t));
+        if (mine < n && first_row + from != mine) {
+            memmove(rows + 4 * mine, rows + 4 * (first_row + from),
+                    (size_t)(n - mine) * 4 * sizeof(double));
+            memmove(lab + mine, lab + first_row + from, (size_t)(n - mine) * sizeof(int64_t));
+        }
     }
+    for (Py_ssize_t i = 0; i < n; i++)
+        counts[lab[i]]++; /* labels are 0, 1 or 2 */
     Py_END_ALLOW_THREADS
-    result = Py_BuildValue("n", mine);
+    result = Py_BuildValue("nnnn", mine, counts[0], counts[1], counts[2]);
 done:
     if (h != NULL) {
-        PyMem_RawFree(h->rows);
-        PyMem_RawFree(h->labels);
         PyMem_RawFree(h->starts);
         PyMem_RawFree(h);
     }

@@ -13,12 +13,15 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import asdict, dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ..config import SAFE_NAME, Reader, Values
 from ..engine import Artifact, Shard, ShardResult
 from ..errors import ConfigError
+from ..formats.npy import Raw
+
+if TYPE_CHECKING:
+    import numpy as np
 
 NAME = "yinyang"
 VERSION = "1.0.0"
@@ -156,13 +159,18 @@ def generate(size: int, seed: int, r_small: float = 0.1, r_big: float = 0.5,
 
     ``block`` is how many words the Python walk draws at a time; the C walk needs none.
     """
+    import numpy as np
+
     if not 0 <= seed < 2**32:
         raise ValueError(f"seed {seed} must be between 0 and 2**32 - 1")
+    if accelerated and _generate_c is not None:
+        split, first_row, rows = _layout(size, r_small, r_big)
+        samples = np.empty((rows, 4), dtype=np.float64)
+        labels = np.empty(rows, dtype=np.int64)
+        _generate_c(seed, size, samples, labels, r_small, r_big, split, first_row)
+        return samples[:size], labels[:size]
     samples = np.empty((size, 4), dtype=np.float64)
     labels = np.empty(size, dtype=np.int64)
-    if accelerated and _generate_c is not None:
-        _generate_c(seed, samples, labels, r_small, r_big, _helper_start(size, r_small, r_big))
-        return samples, labels
     rng = np.random.RandomState(seed)
     # About 30 words make a sample. Blocks bound memory; a sample that straddles two blocks is
     # finished on a joined buffer, grown until the sample fits.
@@ -212,6 +220,20 @@ def _helper_start(size: int, r_small: float, r_big: float) -> int:
     return int(size / 2 * per_sample)
 
 
+def _layout(size: int, r_small: float, r_big: float) -> tuple[int, int, int]:
+    """The C walk's helper: (the word it starts at, the row it writes from, rows to allocate).
+
+    The main walk ends near sample size/2, give or take about sqrt(size) (words per sample vary
+    by about 1.5 times their mean). The helper writes from a margin of 8 sqrt(size) past that,
+    so the two never write the same rows; the rows beyond ``size`` are scratch.
+    """
+    split = _helper_start(size, r_small, r_big)
+    if not split:
+        return 0, 0, size
+    margin = 8 * math.isqrt(size) + 1024
+    return split, size // 2 + margin, size + 2 * margin
+
+
 def _cpus() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -221,6 +243,8 @@ def _cpus() -> int:
 
 def spike_times(samples: np.ndarray, st: SpikeTimes) -> np.ndarray:
     """Each value v becomes ``t_early + v * (t_late - t_early)``; a bias spike at ``t_bias``."""
+    import numpy as np
+
     out = np.empty((samples.shape[0], 5), dtype=np.float64)
     out[:, :4] = st.t_early + samples * (st.t_late - st.t_early)
     out[:, 4] = st.t_bias
@@ -252,14 +276,31 @@ def build(cfg: Config, shard: Shard) -> ShardResult:
     artifacts: list[Artifact] = []
     groups = {}
     stats = {}
+    raw = cfg.encoding == "values" and _generate_c is not None
+    if raw and cfg.format == "hdf5":
+        # h5py (and numpy under it) take a fifth of a large run to import; they import on
+        # another thread while the C walk, which releases the GIL, runs.
+        import threading
+
+        threading.Thread(target=_import_quietly, args=("h5py",), daemon=True).start()
     for split in cfg.splits:
-        samples, labels = generate(split.size, split.seed, cfg.r_small, cfg.r_big)
-        arrays = {"samples": samples, "labels": labels}
-        if cfg.encoding == "spike-times":
-            arrays["spike_times"] = spike_times(samples, cfg.spike_times)
-        counts = np.bincount(labels, minlength=3)
+        if raw:
+            arrays, counts = _generate_raw(split, cfg)
+            if cfg.format == "hdf5":
+                import numpy as np
+
+                arrays = {k: np.frombuffer(a.data, dtype=a.descr).reshape(a.shape)
+                          for k, a in arrays.items()}
+        else:
+            import numpy as np
+
+            samples, labels = generate(split.size, split.seed, cfg.r_small, cfg.r_big)
+            arrays = {"samples": samples, "labels": labels}
+            if cfg.encoding == "spike-times":
+                arrays["spike_times"] = spike_times(samples, cfg.spike_times)
+            counts = [int(c) for c in np.bincount(labels, minlength=3)]
         stats[split.name] = {"samples": split.size, "seed": split.seed,
-                             "class_counts": dict(zip(CLASS_NAMES, map(int, counts), strict=True))}
+                             "class_counts": dict(zip(CLASS_NAMES, counts, strict=True))}
         if cfg.format == "npy":
             for key, array in arrays.items():
                 artifacts.append(Artifact(f"{split.name}_{key}.npy", "npy", array, split.size,
@@ -273,6 +314,29 @@ def build(cfg: Config, shard: Shard) -> ShardResult:
         total = sum(s.size for s in cfg.splits)
         artifacts.append(Artifact("yinyang.h5", "hdf5_groups", data, total, "all"))
     return ShardResult(artifacts, stats)
+
+
+def _import_quietly(name: str) -> None:
+    """Import ahead of need; a failure shows where the module is really imported."""
+    from importlib import import_module
+
+    try:
+        import_module(name)
+    except Exception:
+        pass
+
+
+def _generate_raw(split: Split, cfg: Config) -> tuple[dict[str, Raw], list[int]]:
+    """``generate``'s bytes without importing numpy (a fifth of a run, for npy output)."""
+    import mmap
+
+    # Anonymous maps: memory the generator touches first, where bytearray would zero it first.
+    start, first_row, rows = _layout(split.size, cfg.r_small, cfg.r_big)
+    samples, labels = mmap.mmap(-1, 32 * rows), mmap.mmap(-1, 8 * rows)
+    _, *counts = _generate_c(split.seed, split.size, samples, labels, cfg.r_small, cfg.r_big,
+                             start, first_row)
+    return ({"samples": Raw(memoryview(samples)[:32 * split.size], "<f8", (split.size, 4)),
+             "labels": Raw(memoryview(labels)[:8 * split.size], "<i8", (split.size,))}, counts)
 
 
 def describe(stats: dict[str, dict]) -> str:
