@@ -359,3 +359,15 @@ def main() -> None:
         cli(prog_name="neurodata")
     except BrokenPipeError:
         os._exit(0)
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            raise
+    # A successful run ends without the interpreter's teardown: freeing every object and module
+    # one by one took 40 ms after a large run (a sixth of a million-sample Yin-Yang run). Every
+    # file is closed and every pool joined by now; the exit handlers still run.
+    import atexit
+
+    getattr(atexit, "_run_exitfuncs", lambda: None)()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
