@@ -191,3 +191,23 @@ def test_installed_console_script_and_module_entry_point(tmp_path):
     r = subprocess.run([exe, "yinyang", "--r-small", "x"], cwd=tmp_path, capture_output=True,
                        text=True)
     assert r.returncode == 2 and "--r-small" in r.stderr
+
+
+def test_the_console_script_keeps_exit_codes_and_output(tmp_path):
+    # main() ends a successful run without the interpreter's teardown: output must be flushed
+    # and failures must keep their codes.
+    from pathlib import Path
+
+    script = shutil.which("neurodata", path=str(Path(sys.executable).parent))
+    ok = subprocess.run([script, "yinyang", "--size", "500", "--format", "npy", "--out",
+                         str(tmp_path)], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert "yinyang 1.0.0" in ok.stdout and str(tmp_path) in ok.stdout
+    again = subprocess.run([script, "yinyang", "--size", "500", "--format", "npy", "--out",
+                            str(tmp_path)], capture_output=True, text=True)
+    assert again.returncode == 1 and "--overwrite" in again.stderr + again.stdout
+    usage = subprocess.run([script, "yinyang", "--size", "0"], capture_output=True, text=True)
+    assert usage.returncode == 2 and "--size" in usage.stderr
+    piped = subprocess.run(f"'{script}' info '{folder(tmp_path)}' | head -c 5", shell=True,
+                           capture_output=True, text=True)
+    assert piped.returncode == 0 and piped.stdout == "yinya"
