@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -18,21 +17,44 @@ def neurodata() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "neurodata_cli"]
 
 
+# Runs one command from a small process and reports its wall time and peak RSS. A child's peak
+# RSS on Linux starts at its parent's (fork shares the pages, and exec keeps the high-water
+# mark), so a command started straight from this process would inherit whatever the benchmark
+# itself holds.
+_LAUNCHER = """
+import os, sys, time
+report, cmd = sys.argv[1], sys.argv[2:]
+start = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(cmd[0], cmd)
+    finally:
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+seconds = time.perf_counter() - start
+with open(report, "w") as f:
+    f.write(f"{seconds} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}")
+"""
+
+
 def timed_process(cmd: list[str], **kwargs) -> tuple[float, int]:
     """Wall seconds and peak RSS (bytes) of one child process.
 
     Written-back first: the last run's output (and the removal of an older one) is otherwise
     flushed while this one runs, on a core it would use.
     """
+    import tempfile
+
     os.sync()
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, **kwargs)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise SystemExit(f"benchmark command failed ({proc.returncode}): {' '.join(cmd)}")
-    return seconds, usage.ru_maxrss * 1024
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "report"
+        subprocess.run([sys.executable, "-c", _LAUNCHER, str(report), *cmd],
+                       stdout=subprocess.DEVNULL, check=False, **kwargs)
+        seconds, rss, code = report.read_text().split()
+    if int(code) != 0:
+        raise SystemExit(f"benchmark command failed ({code}): {' '.join(cmd)}")
+    return float(seconds), int(rss) * 1024
 
 
 def fresh(path: Path) -> Path:

@@ -183,8 +183,9 @@ class InlineExecutor:
 
 def forking() -> bool:
     """Whether local workers are forked from this process: on Linux, where fork is the
-    platform's own way and a forked worker needs no imports of its own."""
-    return sys.platform.startswith("linux")
+    platform's own way and a forked worker needs no imports of its own, and from Python 3.11,
+    whose fork pools start all their processes before their first thread (gh-90622)."""
+    return sys.platform.startswith("linux") and sys.version_info >= (3, 11)
 
 
 def start_worker_server(dataset: str) -> Any:
@@ -256,9 +257,16 @@ class PoolExecutor:
         else:
             start_worker_server(dataset)
 
+    def close(self) -> None:
+        """Shut down a pool that ``start`` forked and no ``run`` used (or a run left)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
     def run(self, dataset: str, cfg: Any, shards: list[Shard], stage: Path
             ) -> Iterator[dict[str, Any]]:
         if self.workers <= 1 or len(shards) <= 1:
+            self.close()
             yield from InlineExecutor().run(dataset, cfg, shards, stage)
             return
         import queue
@@ -366,6 +374,14 @@ class Materialiser:
         existing = self._check_output()
         if hasattr(self.executor, "start"):
             self.executor.start(self.ds.NAME)
+        try:
+            return self._run(start, existing, on_shard)
+        finally:
+            if hasattr(self.executor, "close"):
+                self.executor.close()
+
+    def _run(self, start: float, existing: dict[str, Any] | None,
+             on_shard: Callable[[dict[str, Any]], None] | None) -> RunSummary:
         shards = self.ds.plan(self.cfg)  # before the stage, so bad inputs leave nothing behind
         self._open_stage()
         done = self._finished_shards(shards)
