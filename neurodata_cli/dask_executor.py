@@ -109,8 +109,10 @@ class DaskExecutor:
             self.check_storage(client, [str(Path(p).absolute()) for p in inputs], stage)
             run_id = secrets.token_hex(4)  # keys unique per run: a resumed run is a new graph
             futures = [
-                client.submit(run_shard, dataset, cfg, shard, str(stage), retries=self.retries,
-                              pure=False, key=f"neurodata-{dataset}-{shard.key}-{run_id}")
+                # Not exclusive: a worker presumed lost may still be writing the same shard.
+                client.submit(run_shard, dataset, cfg, shard, str(stage), False,
+                              retries=self.retries, pure=False,
+                              key=f"neurodata-{dataset}-{shard.key}-{run_id}")
                 for shard in shards
             ]
             try:

@@ -136,12 +136,17 @@ def _dataset(name: str) -> Dataset:
     return get(name)
 
 
-def run_shard(dataset: str, cfg: Any, shard: Shard, stage: str) -> dict[str, Any]:
-    """Build one shard, write its files into the stage, record it. Runs in any worker."""
+def run_shard(dataset: str, cfg: Any, shard: Shard, stage: str,
+              exclusive: bool = True) -> dict[str, Any]:
+    """Build one shard, write its files into the stage, record it. Runs in any worker.
+
+    ``exclusive``: no other process can be building this shard at the same time (true of local
+    runs; a cluster may run a shard again while a worker it presumed lost still writes).
+    """
     ds = _dataset(dataset)
     result = ds.build(cfg, shard)
     root = Path(stage)
-    files = [write_artifact(root, art) for art in result.artifacts]
+    files = [write_artifact(root, art, exclusive) for art in result.artifacts]
     record = {"key": shard.key, "split": shard.split, "units": shard.units, "files": files,
               "stats": result.stats}
     shard_dir = root / INTERNAL / "shards"
@@ -150,19 +155,26 @@ def run_shard(dataset: str, cfg: Any, shard: Shard, stage: str) -> dict[str, Any
     return record
 
 
-def write_artifact(root: Path, art: Artifact) -> dict[str, Any]:
-    """Write one file under ``root``, whole or not at all, and describe it for the manifest."""
+def write_artifact(root: Path, art: Artifact, exclusive: bool = True) -> dict[str, Any]:
+    """Write one file under ``root`` and describe it for the manifest.
+
+    The stage is hidden until the whole run commits, and a shard without its record is built
+    again, rewriting every file it had begun; so an exclusive writer writes in place. Others
+    write a file of their own and rename it: should a cluster run a shard twice at once, each
+    writer finishes a whole file and the last rename wins. (For a dataset of one small file per
+    sample, the rename was a third of the file system's work.)
+    """
     path = root / art.path
     path.parent.mkdir(parents=True, exist_ok=True)
-    # A name of its own per writer: should a cluster run a shard twice at once (a worker
-    # presumed lost), each writer finishes a whole file and the last rename wins.
-    part = path.with_name(f"{path.name}.{os.getpid()}-{os.urandom(4).hex()}{PART}")
-    digest = formats.write(art.kind, part, art.data)
+    target = path if exclusive else \
+        path.with_name(f"{path.name}.{os.getpid()}-{os.urandom(4).hex()}{PART}")
+    digest = formats.write(art.kind, target, art.data)
     if digest is None:
-        digest, size = sha256_file(part)
+        digest, size = sha256_file(target)
     else:
-        size = part.stat().st_size
-    os.replace(part, path)
+        size = target.stat().st_size
+    if target != path:
+        os.replace(target, path)
     return {"path": art.path, "bytes": size, "sha256": digest, "records": art.records,
             "split": art.split}
 
@@ -275,7 +287,9 @@ class PoolExecutor:
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
         helpers = min(self.workers - 1, len(shards) - 1)
-        pending = deque(shards)
+        # Largest first, so that small shards fill the gaps at the end instead of a large one
+        # running alone.
+        pending = deque(sorted(shards, key=lambda s: -s.units))
         lock = threading.Lock()
         finished: queue.Queue = queue.Queue()  # pool futures, done, in the order they finish
         stop = threading.Event()

@@ -211,3 +211,21 @@ def test_the_console_script_keeps_exit_codes_and_output(tmp_path):
     piped = subprocess.run(f"'{script}' info '{folder(tmp_path)}' | head -c 5", shell=True,
                            capture_output=True, text=True)
     assert piped.returncode == 0 and piped.stdout == "yinya"
+
+
+@pytest.mark.parametrize("exclusive", [True, False])
+def test_shard_files_are_written_in_place_only_by_an_exclusive_writer(tmp_path, monkeypatch,
+                                                                       exclusive):
+    import os
+
+    from neurodata_cli import engine
+
+    renamed = []
+    real_replace = os.replace
+    monkeypatch.setattr(engine.os, "replace", lambda a, b: (renamed.append(b), real_replace(a, b)))
+    art = engine.Artifact("sub/a.npy", "npy", np.arange(10), 10, "train")
+    entry = engine.write_artifact(tmp_path, art, exclusive)
+    assert np.array_equal(np.load(tmp_path / "sub" / "a.npy"), np.arange(10))
+    assert entry["bytes"] == (tmp_path / "sub" / "a.npy").stat().st_size
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["a.npy"]  # no .part left
+    assert bool(renamed) != exclusive  # a shared writer renames its own file into place
