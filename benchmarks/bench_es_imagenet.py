@@ -85,8 +85,15 @@ def main() -> int:
     print(f"es-imagenet: {IMAGES:,} ImageNet-sized JPEGs (q90) ready "
           f"({time.perf_counter() - t0:.0f} s)")
 
+    def warm() -> None:
+        # This machine's memory manager evicts idle page cache, so some inputs would come from
+        # disk in one run and from memory in the next; read them all before every timed run.
+        for path in sorted((root / "train").rglob("*.JPEG")):
+            path.read_bytes()
+
     def ours(fmt: str, workers: int, limit: int = 0) -> tuple[float, int, Path]:
         out = fresh(work / f"out-{fmt}-{workers}-{limit or 'all'}")
+        warm()
         seconds, rss = timed_process(neurodata() + [
             "es-imagenet", "--imagenet-root", str(root), "--format", fmt, "--workers",
             str(workers), "--shard-size", "100", "--out", str(out), "--quiet"]
@@ -96,6 +103,7 @@ def main() -> int:
     # Interleaved rounds, medians: this machine's speed drifts from minute to minute.
     decodes, ones, twos = [], [], []
     for _ in range(ROUNDS):
+        warm()
         decodes.append(timed_process([sys.executable, "-c", DECODE_ONLY, str(root)]))
         ones.append(ours("hdf5", 1))
         twos.append(ours("hdf5", 2))
