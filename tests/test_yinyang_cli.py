@@ -229,3 +229,16 @@ def test_shard_files_are_written_in_place_only_by_an_exclusive_writer(tmp_path, 
     assert entry["bytes"] == (tmp_path / "sub" / "a.npy").stat().st_size
     assert [p.name for p in (tmp_path / "sub").iterdir()] == ["a.npy"]  # no .part left
     assert bool(renamed) != exclusive  # a shared writer renames its own file into place
+
+
+@pytest.mark.parametrize("size", [0, 1, 4096, 8 * 2**20 - 1, 8 * 2**20, 8 * 2**20 + 1, 20_000_123])
+def test_file_hashes_through_map_windows_of_any_size(tmp_path, size):
+    import hashlib
+    import os
+
+    from neurodata_cli.manifest import sha256_file
+
+    data = os.urandom(size)
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    assert sha256_file(path) == (hashlib.sha256(data).hexdigest(), size)
