@@ -31,6 +31,7 @@ from . import __version__, formats
 from .errors import RunError
 from .manifest import (
     MANIFEST,
+    METADATA,
     atomic_write,
     library_versions,
     read_manifest,
@@ -598,6 +599,20 @@ def _split_stats(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _remove_unlisted(stage: Path, manifest: dict[str, Any]) -> None:
+    """Delete every file of the stage that the manifest does not list: what writers that were
+    killed left (partial files, their own ``.part`` files), and files of shards that an earlier
+    attempt planned differently. A finished folder holds exactly what it lists."""
+    keep = {f["path"] for f in manifest["files"]} | set(METADATA)
+    for root, _dirs, names in os.walk(stage, topdown=False):
+        rel_root = Path(root).relative_to(stage)
+        for name in names:
+            if (rel_root / name).as_posix() not in keep:
+                os.unlink(os.path.join(root, name))
+        if root != str(stage) and not os.listdir(root):
+            os.rmdir(root)
+
+
 def _apply_commit(stage: Path, folder: Path, plan: dict[str, Any]) -> None:
     """Idempotent: safe to run again after being cut short at any point."""
     manifest = plan["manifest"]
@@ -606,8 +621,7 @@ def _apply_commit(stage: Path, folder: Path, plan: dict[str, Any]) -> None:
         if stage.exists():
             write_manifest(stage, manifest)
             shutil.rmtree(stage / INTERNAL, ignore_errors=True)
-            for stray in stage.rglob(f"*{PART}"):  # left by writers that were killed
-                stray.unlink()
+            _remove_unlisted(stage, manifest)
             if folder.exists():
                 shutil.rmtree(trash, ignore_errors=True)
                 os.replace(folder, trash)

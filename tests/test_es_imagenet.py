@@ -265,10 +265,16 @@ def test_a_failed_run_resumes_to_identical_bytes(run, tmp_path, tree, monkeypatc
     monkeypatch.setattr(es_imagenet, "build", real_build)
     stage = tmp_path / "cut" / "es-imagenet" / f".{VERSION}.train.partial"
     (stage / "es-imagenet-train-00002-of-00005.h5.1234-abcd.part").write_bytes(b"half a file")
+    # Left by an attempt that planned differently (more inputs then), or written in place by a
+    # killed writer of a shard this run does not have: neither may reach the finished folder.
+    (stage / "es-imagenet-train-00003-of-00009.h5").write_bytes(b"an older plan's shard")
+    (stage / "old" / "deep").mkdir(parents=True)
+    (stage / "old" / "deep" / "x.npz").write_bytes(b"half a file")
     result = run(*args)
     assert "2 shards resumed" in result.output
     assert data_digest(tmp_path / "cut" / "es-imagenet" / VERSION) == data_digest(
         tmp_path / "whole" / "es-imagenet" / VERSION)
+    assert not (tmp_path / "cut" / "es-imagenet" / VERSION / "old").exists()
 
 
 def test_kill_9_then_the_same_command_resumes_to_identical_bytes(run, tmp_path):
