@@ -368,6 +368,9 @@ def main() -> None:
     import atexit
 
     getattr(atexit, "_run_exitfuncs", lambda: None)()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:  # the reader left early (| head): nothing left to say
+        pass
     os._exit(0)
