@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import WORK, fresh, median, neurodata, timed_process
+from common import WORK, fresh, median, neurodata, timed_process, warm
 
 SCALE = float(os.environ.get("NEURODATA_BENCH_SCALE", "1"))
 TRAIN, TEST = int(60_000 * SCALE), int(10_000 * SCALE)
@@ -91,15 +91,10 @@ def main() -> int:
     tree = make_tree(work / "tree")
     print(f"2nmnist: synthetic tree of {TRAIN + TEST:,} recordings ready "
           f"({time.perf_counter() - t0:.0f} s)")
-    def warm() -> None:
-        # This machine's memory manager evicts idle page cache; read the inputs before each
-        # timed run so that every run finds them in memory.
-        for path in tree.rglob("*.bin"):
-            path.read_bytes()
 
     def timed_baseline() -> float:
         out = fresh(work / "base")
-        warm()
+        warm(tree, "*.bin")
         return baseline(str(tree / "Train"), out, BASE_RECORDINGS)
 
     base = median([timed_baseline() for _ in range(2)])
@@ -107,12 +102,12 @@ def main() -> int:
     print(f"  byte-by-byte baseline: {BASE_RECORDINGS / base:,.0f} recordings/s -> "
           f"{base_total:.0f} s for all {TRAIN + TEST:,} (scaled from {BASE_RECORDINGS:,})")
     # Interleaved rounds, medians: writing 48,000 small files takes this machine's file system
-    # anywhere from 10 to 25 s from one run to the next.
+    # a different time from one run to the next.
     runs: dict[str, list[tuple[float, int]]] = {"bin": [], "hdf5": []}
     for _ in range(ROUNDS):
         for fmt, results in runs.items():
             out = fresh(work / fmt)
-            warm()
+            warm(tree, "*.bin")
             results.append(timed_process(neurodata() + [
                 "2nmnist", "--nmnist-root", str(tree), "--format", fmt, "--out", str(out),
                 "--quiet"]))

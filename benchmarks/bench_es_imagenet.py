@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import HERE, WORK, fresh, median, neurodata, timed_process
+from common import HERE, WORK, fresh, median, neurodata, timed_process, warm
 
 SCALE = float(os.environ.get("NEURODATA_BENCH_SCALE", "1"))
 IMAGES = max(200, int(4000 * SCALE))
@@ -85,15 +85,9 @@ def main() -> int:
     print(f"es-imagenet: {IMAGES:,} ImageNet-sized JPEGs (q90) ready "
           f"({time.perf_counter() - t0:.0f} s)")
 
-    def warm() -> None:
-        # This machine's memory manager evicts idle page cache, so some inputs would come from
-        # disk in one run and from memory in the next; read them all before every timed run.
-        for path in sorted((root / "train").rglob("*.JPEG")):
-            path.read_bytes()
-
     def ours(fmt: str, workers: int, limit: int = 0) -> tuple[float, int, Path]:
         out = fresh(work / f"out-{fmt}-{workers}-{limit or 'all'}")
-        warm()
+        warm(root / "train", "*.JPEG")
         seconds, rss = timed_process(neurodata() + [
             "es-imagenet", "--imagenet-root", str(root), "--format", fmt, "--workers",
             str(workers), "--shard-size", "100", "--out", str(out), "--quiet"]
@@ -103,7 +97,7 @@ def main() -> int:
     # Interleaved rounds, medians: this machine's speed drifts from minute to minute.
     decodes, ones, twos = [], [], []
     for _ in range(ROUNDS):
-        warm()
+        warm(root / "train", "*.JPEG")
         decodes.append(timed_process([sys.executable, "-c", DECODE_ONLY, str(root)]))
         ones.append(ours("hdf5", 1))
         twos.append(ours("hdf5", 2))

@@ -57,6 +57,14 @@ def timed_process(cmd: list[str], **kwargs) -> tuple[float, int]:
     return float(seconds), int(rss) * 1024
 
 
+def warm(folder: Path, pattern: str) -> None:
+    """Read every input before a timed run. This machine's memory manager (DAMON) evicts idle
+    page cache, so otherwise some inputs would come from disk in one run and from memory in the
+    next; baselines and ours are warmed alike."""
+    for path in sorted(folder.rglob(pattern)):
+        path.read_bytes()
+
+
 def fresh(path: Path) -> Path:
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
