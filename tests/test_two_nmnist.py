@@ -135,6 +135,15 @@ def test_provenance_csv_and_manifest_counts(run, tmp_path, tree):
     assert "pairs-test.csv" in (folder / "SHA256SUMS").read_text()
 
 
+def test_hdf5_manifest_records_libhdf5(run, tmp_path, tree):
+    import h5py
+
+    run("2nmnist", "--nmnist-root", tree, "--split", "test", "--out", tmp_path, "--quiet")
+    m = json.loads((out_folder(tmp_path) / "manifest.json").read_text())
+    assert m["libraries"]["libhdf5"] == h5py.version.hdf5_version
+    assert m["libraries"]["h5py"] == h5py.__version__
+
+
 def test_splits_can_be_added_to_one_folder_one_at_a_time(run, tmp_path, tree):
     run("2nmnist", "--nmnist-root", tree, "--split", "train", "--out", tmp_path, "--quiet")
     run("2nmnist", "--nmnist-root", tree, "--split", "test", "--out", tmp_path, "--quiet")

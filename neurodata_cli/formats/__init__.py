@@ -10,7 +10,7 @@ from typing import Any
 # kind -> "module:function"; imported on first use so that, say, npy output never loads h5py.
 WRITERS: dict[str, str] = {
     "npy": "npy:write",
-    "hdf5_groups": "hdf5:write_groups",
+    "hdf5_plain": "h5plain:write",
     "text": "text:write",
     "events": "events:write",
     "nmnist_bin": "nmnist_bin:write",
