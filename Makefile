@@ -41,7 +41,7 @@ bench: dev
 	$(BIN)/python benchmarks/run.py
 
 lint: dev
-	$(BIN)/ruff check neurodata_cli tests benchmarks
+	$(BIN)/ruff check neurodata_cli tests benchmarks setup.py
 
 clean:
 	rm -rf build $(VENV) *.egg-info

@@ -11,7 +11,8 @@ setup(
         Extension(
             "neurodata_cli.datasets._yinyang_walk",
             ["neurodata_cli/datasets/_yinyang_walk.c"],
-            # -O3 vectorises MT19937's regeneration. FMA contraction would change the rounding of the reference's float64 expressions.
+            # -O3 vectorises MT19937's regeneration. FMA contraction would change the rounding
+            # of the reference's float64 expressions.
             extra_compile_args=["-O3", "-ffp-contract=off"],
             optional=True,
         ),

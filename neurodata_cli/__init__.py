@@ -1,6 +1,6 @@
 """neurodata: materialise neuromorphic benchmark datasets, exactly and fast."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 
 def __getattr__(name: str):

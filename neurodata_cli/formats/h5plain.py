@@ -69,7 +69,7 @@ def as_raw(array: Any) -> Raw:
         return array
     import numpy as np
 
-    array = np.ascontiguousarray(array)
+    array = np.asarray(array, order="C")  # ascontiguousarray would make a 0-d array 1-d
     return Raw(memoryview(array).cast("B") if array.size else b"", array.dtype.str, array.shape)
 
 
