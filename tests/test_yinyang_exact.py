@@ -75,34 +75,46 @@ def test_fast_generator_equals_the_per_sample_loop(size, seed, r_big, ratio, blo
     split=st.sampled_from([624, 700, 1900, 4000, 9000, 10**6]),
 )
 def test_the_helper_thread_changes_nothing(size, seed, r_big, ratio, split):
-    # Helpers starting anywhere, including past the end (they never meet the main walk), and
-    # writing from rows the main walk reaches (it then takes them back and goes on alone).
+    # Helpers starting anywhere, including past the end (they never meet the main walk), writing
+    # from rows the main walk reaches (it then takes them back and goes on alone), or with room
+    # for a single row (the rows after it are drawn where it stopped). Rows past n stay as
+    # they were: the buffers may be views into one file that holds more after them.
     r_small = r_big * ratio
     want_samples, want_labels = reference_yinyang(size, seed, r_small, r_big)
-    for first_row in (size // 2 + 8, max(1, size // 4), size + 50):
-        rows = size + 100
-        samples = np.empty((rows, 4))
-        labels = np.empty(rows, dtype=np.int64)
-        _, *counts = yinyang._generate_c(seed, size, samples, labels, r_small, r_big, split,
-                                         first_row)
-        assert samples[:size].tobytes() == want_samples.tobytes()
-        assert np.array_equal(labels[:size], want_labels)
-        assert counts == np.bincount(want_labels, minlength=3).tolist()
+    for first_row in {min(size // 2 + 8, size - 1), max(1, size // 4), size - 1}:
+        for spare in (0, 7):
+            samples = np.full((size + spare, 4), -1.0)
+            labels = np.full(size + spare, -1, dtype=np.int64)
+            _, *counts = yinyang._generate_c(seed, size, samples, labels, r_small, r_big, split,
+                                             first_row)
+            assert samples[:size].tobytes() == want_samples.tobytes()
+            assert np.array_equal(labels[:size], want_labels)
+            assert (samples[size:] == -1).all() and (labels[size:] == -1).all()
+            assert counts == np.bincount(want_labels, minlength=3).tolist()
+
+
+def test_the_helper_must_start_writing_inside_the_output():
+    samples, labels = np.empty((10, 4)), np.empty(10, dtype=np.int64)
+    for first_row in (0, 10, 11):
+        with pytest.raises(ValueError, match="first_row"):
+            yinyang._generate_c(1, 10, samples, labels, 0.1, 0.5, 624, first_row)
+    with pytest.raises(ValueError, match="n rows"):
+        yinyang._generate_c(1, 11, samples, labels, 0.1, 0.5, 0, 0)
 
 
 def test_the_helper_thread_meets_the_main_walk_on_a_large_run():
     size = 200_000
-    split, first_row, rows = yinyang._layout(size, 0.1, 0.5)
+    split, first_row = yinyang._layout(size, 0.1, 0.5)
     split = split or int(size / 2 * yinyang.words_per_sample(0.1, 0.5))  # even on one CPU
-    first_row, rows = first_row or size // 2 + 5000, max(rows, size + 10_000)
+    first_row = first_row or size // 2 + 5000
     one = np.empty((size, 4)), np.empty(size, dtype=np.int64)
-    two = np.empty((rows, 4)), np.empty(rows, dtype=np.int64)
+    two = np.empty((size, 4)), np.empty(size, dtype=np.int64)
     assert yinyang._generate_c(7, size, *one, 0.1, 0.5, 0, 0)[0] == size
     # Started about halfway, the helper supplies the second half.
     met, *_ = yinyang._generate_c(7, size, *two, 0.1, 0.5, split, first_row)
     assert size * 0.4 < met < size * 0.6
-    assert one[0].tobytes() == two[0][:size].tobytes()
-    assert np.array_equal(one[1], two[1][:size])
+    assert one[0].tobytes() == two[0].tobytes()
+    assert np.array_equal(one[1], two[1])
 
 
 def test_points_on_a_boundary_are_classed_as_the_reference_does():

@@ -164,11 +164,10 @@ def generate(size: int, seed: int, r_small: float = 0.1, r_big: float = 0.5,
     if not 0 <= seed < 2**32:
         raise ValueError(f"seed {seed} must be between 0 and 2**32 - 1")
     if accelerated and _generate_c is not None:
-        split, first_row, rows = _layout(size, r_small, r_big)
-        samples = np.empty((rows, 4), dtype=np.float64)
-        labels = np.empty(rows, dtype=np.int64)
-        _generate_c(seed, size, samples, labels, r_small, r_big, split, first_row)
-        return samples[:size], labels[:size]
+        samples = np.empty((size, 4), dtype=np.float64)
+        labels = np.empty(size, dtype=np.int64)
+        _generate_c(seed, size, samples, labels, r_small, r_big, *_layout(size, r_small, r_big))
+        return samples, labels
     samples = np.empty((size, 4), dtype=np.float64)
     labels = np.empty(size, dtype=np.int64)
     rng = np.random.RandomState(seed)
@@ -220,18 +219,17 @@ def _helper_start(size: int, r_small: float, r_big: float) -> int:
     return int(size / 2 * per_sample)
 
 
-def _layout(size: int, r_small: float, r_big: float) -> tuple[int, int, int]:
-    """The C walk's helper: (the word it starts at, the row it writes from, rows to allocate).
+def _layout(size: int, r_small: float, r_big: float) -> tuple[int, int]:
+    """The C walk's helper: (the word it starts at, the row it writes from); (0, 0) for none.
 
     The main walk ends near sample size/2, give or take about sqrt(size) (words per sample vary
     by about 1.5 times their mean). The helper writes from a margin of 8 sqrt(size) past that,
-    so the two never write the same rows; the rows beyond ``size`` are scratch.
+    so the two never write the same rows.
     """
     split = _helper_start(size, r_small, r_big)
     if not split:
-        return 0, 0, size
-    margin = 8 * math.isqrt(size) + 1024
-    return split, size // 2 + margin, size + 2 * margin
+        return 0, 0
+    return split, size // 2 + 8 * math.isqrt(size) + 1024
 
 
 def _cpus() -> int:
@@ -311,12 +309,11 @@ def _generate_raw(split: Split, cfg: Config) -> tuple[dict[str, Raw], list[int]]
     import mmap
 
     # Anonymous maps: memory the generator touches first, where bytearray would zero it first.
-    start, first_row, rows = _layout(split.size, cfg.r_small, cfg.r_big)
-    samples, labels = mmap.mmap(-1, 32 * rows), mmap.mmap(-1, 8 * rows)
-    _, *counts = _generate_c(split.seed, split.size, samples, labels, cfg.r_small, cfg.r_big,
-                             start, first_row)
-    return ({"samples": Raw(memoryview(samples)[:32 * split.size], "<f8", (split.size, 4)),
-             "labels": Raw(memoryview(labels)[:8 * split.size], "<i8", (split.size,))}, counts)
+    n = split.size
+    samples, labels = mmap.mmap(-1, 32 * n), mmap.mmap(-1, 8 * n)
+    _, *counts = _generate_c(split.seed, n, samples, labels, cfg.r_small, cfg.r_big,
+                             *_layout(n, cfg.r_small, cfg.r_big))
+    return ({"samples": Raw(samples, "<f8", (n, 4)), "labels": Raw(labels, "<i8", (n,))}, counts)
 
 
 def describe(stats: dict[str, dict]) -> str:
