@@ -75,6 +75,9 @@ class ShardResult:
 
     artifacts: Iterable[Artifact]
     stats: dict[str, dict[str, Any]] = field(default_factory=dict)  # per split
+    # Calls that write the artifacts' ``formats.Slot`` arrays, in the files' own pages, once
+    # the writers have laid the files out (see formats.reserve).
+    fills: list[formats.Fill] = field(default_factory=list)
 
 
 class Dataset(Protocol):
@@ -147,7 +150,10 @@ def run_shard(dataset: str, cfg: Any, shard: Shard, stage: str,
     ds = _dataset(dataset)
     result = ds.build(cfg, shard)
     root = Path(stage)
-    files = [write_artifact(root, art, exclusive) for art in result.artifacts]
+    if result.fills:
+        files = write_filled(root, list(result.artifacts), result.fills, exclusive)
+    else:
+        files = [write_artifact(root, art, exclusive) for art in result.artifacts]
     record = {"key": shard.key, "split": shard.split, "units": shard.units, "files": files,
               "stats": result.stats}
     shard_dir = root / INTERNAL / "shards"
@@ -165,15 +171,65 @@ def write_artifact(root: Path, art: Artifact, exclusive: bool = True) -> dict[st
     writer finishes a whole file and the last rename wins. (For a dataset of one small file per
     sample, the rename was a third of the file system's work.)
     """
-    path = root / art.path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    target = path if exclusive else \
-        path.with_name(f"{path.name}.{os.getpid()}-{os.urandom(4).hex()}{PART}")
+    path, target = _target(root, art, exclusive)
     digest = formats.write(art.kind, target, art.data)
     if digest is None:
         digest, size = sha256_file(target)
     else:
         size = target.stat().st_size
+    return _written(art, path, target, digest, size)
+
+
+def write_filled(root: Path, artifacts: list[Artifact], fills: list[formats.Fill],
+                 exclusive: bool = True) -> list[dict[str, Any]]:
+    """Write artifacts whose arrays are filled in place: every file is laid out and mapped,
+    each fill writes into the pages, then the files are hashed (on threads: hashlib lets go of
+    the GIL) and closed."""
+    import threading
+
+    opened: list[tuple[Artifact, Path, Path, formats.MappedFile]] = []
+    try:
+        for art in artifacts:
+            path, target = _target(root, art, exclusive)
+            opened.append((art, path, target, formats.reserve(art.kind, target, art.data)))
+        buffers = {slot: view for *_, f in opened for slot, view in f.buffers.items()}
+        for fill in fills:
+            fill.run({name: buffers[slot] for name, slot in fill.slots.items()})
+        digests, errors = [""] * len(opened), []
+
+        def finish(i: int) -> None:
+            try:
+                digests[i] = opened[i][3].finish()
+            except BaseException as error:  # raised below, on this thread
+                errors.append(error)
+
+        threads = [threading.Thread(target=finish, args=(i,)) for i in range(1, len(opened))]
+        for t in threads:
+            t.start()
+        if opened:
+            finish(0)
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+    except BaseException:
+        for *_, f in opened:
+            f.close()
+        raise
+    return [_written(art, path, target, digest, target.stat().st_size)
+            for (art, path, target, _), digest in zip(opened, digests, strict=True)]
+
+
+def _target(root: Path, art: Artifact, exclusive: bool) -> tuple[Path, Path]:
+    """Where the artifact ends up, and the file it is written as first."""
+    path = root / art.path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if exclusive:
+        return path, path
+    return path, path.with_name(f"{path.name}.{os.getpid()}-{os.urandom(4).hex()}{PART}")
+
+
+def _written(art: Artifact, path: Path, target: Path, digest: str, size: int) -> dict[str, Any]:
     if target != path:
         os.replace(target, path)
     return {"path": art.path, "bytes": size, "sha256": digest, "records": art.records,

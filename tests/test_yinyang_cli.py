@@ -92,18 +92,24 @@ def test_rerun_is_refused_and_changes_nothing_then_overwrite_replaces(run, tmp_p
     assert sorted(p.name for p in (tmp_path / "yinyang").iterdir()) == ["1.0.0"]
 
 
-def test_a_failed_run_leaves_nothing_that_looks_complete(run, tmp_path, monkeypatch):
+@pytest.mark.parametrize("fmt, where", [("npy", "npy.reserve"), ("hdf5", "MappedFile.finish"),
+                                        ("npy", "MappedFile.finish"),
+                                        ("npy --encoding spike-times", "npy.write")])
+def test_a_failed_run_leaves_nothing_that_looks_complete(run, tmp_path, monkeypatch, fmt, where):
+    # Arrays are written in place (reserve, fill, finish) or, with spike times, by write.
+    from neurodata_cli import formats
     from neurodata_cli.formats import npy
 
-    def broken(path, array):
+    def broken(*args):
         raise OSError("disk full")
 
-    monkeypatch.setattr(npy, "write", broken)
+    owner, name = where.split(".")
+    monkeypatch.setattr({"npy": npy, "MappedFile": formats.MappedFile}[owner], name, broken)
     with pytest.raises(OSError):
-        run("yinyang", "--format", "npy", "--out", tmp_path, "--quiet", code=None)
+        run("yinyang", "--format", *fmt.split(), "--out", tmp_path, "--quiet", code=None)
     assert not folder(tmp_path).exists()
     monkeypatch.undo()
-    run("yinyang", "--format", "npy", "--out", tmp_path, "--quiet")
+    run("yinyang", "--format", *fmt.split(), "--out", tmp_path, "--quiet")
     assert run("verify", folder(tmp_path)).exit_code == 0
 
 

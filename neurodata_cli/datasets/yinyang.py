@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from ..config import SAFE_NAME, Reader, Values
 from ..engine import Artifact, Shard, ShardResult
 from ..errors import ConfigError
-from ..formats.npy import Raw
+from ..formats import Fill, Slot
 
 if TYPE_CHECKING:
     import numpy as np
@@ -274,11 +274,17 @@ def plan(cfg: Config) -> list[Shard]:
 def build(cfg: Config, shard: Shard) -> ShardResult:
     artifacts: list[Artifact] = []
     groups = {}
-    stats = {}
+    stats: dict[str, dict] = {}
+    fills = []
     for split in cfg.splits:
-        arrays: dict[str, Raw | np.ndarray]
+        arrays: dict[str, Slot | np.ndarray]
         if cfg.encoding == "values" and _generate_c is not None:
-            arrays, counts = _generate_raw(split, cfg)  # no numpy needed: a fifth of a large run
+            # The C walk writes straight into the output files (and needs no numpy, which takes
+            # a fifth of a large run to import); it counts the classes as it goes.
+            fill = _fill(split, cfg, stats)
+            fills.append(fill)
+            arrays = dict(fill.slots)
+            counts = [0, 0, 0]
         else:
             import numpy as np
 
@@ -301,19 +307,19 @@ def build(cfg: Config, shard: Shard) -> ShardResult:
         data = {"attrs": {"dataset": NAME, "version": VERSION}, "groups": groups}
         total = sum(s.size for s in cfg.splits)
         artifacts.append(Artifact("yinyang.h5", "hdf5_plain", data, total, "all"))
-    return ShardResult(artifacts, stats)
+    return ShardResult(artifacts, stats, fills)
 
 
-def _generate_raw(split: Split, cfg: Config) -> tuple[dict[str, Raw], list[int]]:
-    """``generate``'s bytes without importing numpy (a fifth of a run, for npy output)."""
-    import mmap
-
-    # Anonymous maps: memory the generator touches first, where bytearray would zero it first.
+def _fill(split: Split, cfg: Config, stats: dict[str, dict]) -> Fill:
+    """The C walk of one split, into buffers the writers give it; it sets the class counts."""
     n = split.size
-    samples, labels = mmap.mmap(-1, 32 * n), mmap.mmap(-1, 8 * n)
-    _, *counts = _generate_c(split.seed, n, samples, labels, cfg.r_small, cfg.r_big,
-                             *_layout(n, cfg.r_small, cfg.r_big))
-    return ({"samples": Raw(samples, "<f8", (n, 4)), "labels": Raw(labels, "<i8", (n,))}, counts)
+
+    def run(buffers: dict[str, memoryview]) -> None:
+        _, *counts = _generate_c(split.seed, n, buffers["samples"], buffers["labels"],
+                                 cfg.r_small, cfg.r_big, *_layout(n, cfg.r_small, cfg.r_big))
+        stats[split.name]["class_counts"] = dict(zip(CLASS_NAMES, counts, strict=True))
+
+    return Fill({"samples": Slot("<f8", (n, 4)), "labels": Slot("<i8", (n,))}, run)
 
 
 def describe(stats: dict[str, dict]) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
 from typing import Any
@@ -18,9 +20,92 @@ WRITERS: dict[str, str] = {
 }
 
 
+# Writers that can lay their file out first and hand out its pages to be filled (see Slot).
+RESERVERS: dict[str, str] = {
+    "npy": "npy:reserve",
+    "hdf5_plain": "h5plain:reserve",
+}
+
+
 def writer(kind: str) -> Callable[[Path, Any], str | None]:
     module, func = WRITERS[kind].split(":")
     return getattr(import_module(f"{__name__}.{module}"), func)
+
+
+def reserve(kind: str, path: Path, data: Any) -> MappedFile:
+    """Create the file with room for every ``Slot`` in ``data``; fill them, then ``finish``."""
+    module, func = RESERVERS[kind].split(":")
+    return getattr(import_module(f"{__name__}.{module}"), func)(path, data)
+
+
+@dataclass(eq=False)  # told apart by identity: two slots of one shape are two arrays
+class Slot:
+    """An array a writer lays out in its file and a dataset's ``Fill`` then writes in place.
+
+    A generator that fills the output file's own pages needs no buffer of its own and no copy
+    into the page cache: for a million Yin-Yang samples that halved the time spent writing.
+    """
+
+    descr: str  # a numpy type string, as '<f8'
+    shape: tuple[int, ...]
+
+    @property
+    def nbytes(self) -> int:
+        n = int(self.descr[2:])
+        for d in self.shape:
+            n *= d
+        return n
+
+
+@dataclass
+class Fill:
+    """One call that writes several slots (a generator that makes two arrays at once).
+
+    ``run`` gets a writable buffer of each slot's bytes, by name.
+    """
+
+    slots: dict[str, Slot]
+    run: Callable[[dict[str, memoryview]], None]
+
+
+class MappedFile:
+    """A file created at its final size and mapped: writers put their headers in, and the
+    slots' buffers are views of its pages. ``finish`` hashes and closes it."""
+
+    def __init__(self, path: Path, size: int):
+        import mmap
+
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.ftruncate(fd, size)
+            self._map = mmap.mmap(fd, size)
+        finally:
+            os.close(fd)  # the map holds the file
+        self._views: list[memoryview] = []
+        self.buffers: dict[Slot, memoryview] = {}
+
+    def put(self, offset: int, data: Any) -> None:
+        view = memoryview(data).cast("B")
+        self._map[offset:offset + view.nbytes] = view
+
+    def give(self, slot: Slot, offset: int) -> None:
+        view = memoryview(self._map)[offset:offset + slot.nbytes]
+        self._views.append(view)
+        self.buffers[slot] = view
+
+    def finish(self) -> str:
+        """The file's sha256; the file is closed (its pages are the page cache's)."""
+        import hashlib
+
+        digest = hashlib.sha256(self._map).hexdigest()
+        self.close()
+        return digest
+
+    def close(self) -> None:
+        for view in self._views:
+            view.release()
+        self._views, self.buffers = [], {}
+        self._map.close()  # closing twice is harmless
 
 
 def write(kind: str, path: Path, data: Any) -> str | None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import HashingFile
+from . import HashingFile, MappedFile, Slot
 from .npy import Raw
 
 UNDEF = 0xFFFF_FFFF_FFFF_FFFF  # the undefined address
@@ -45,7 +45,7 @@ _FLOATS = {4: (31, 23, 8, 23, 127), 8: (63, 52, 11, 52, 1023)}  # sign, exponent
 
 @dataclass
 class Dataset:
-    array: Raw
+    array: Raw | Slot
     attrs: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -57,15 +57,15 @@ class Group:
 
 def tree(data: Mapping[str, Any]) -> Group:
     """The shape ``write`` takes as a dict: ``{"attrs": {...}, "groups": {name: {"attrs": {...},
-    "datasets": {name: array}}}}``, where an array is a ``Raw`` or a numpy array."""
+    "datasets": {name: array}}}}``, where an array is a ``Raw``, a ``Slot`` or a numpy array."""
     groups = {name: Group({d: Dataset(as_raw(a)) for d, a in g["datasets"].items()},
                           g.get("attrs", {}))
               for name, g in data["groups"].items()}
     return Group(dict(groups), data.get("attrs", {}))
 
 
-def as_raw(array: Any) -> Raw:
-    if isinstance(array, Raw):
+def as_raw(array: Any) -> Raw | Slot:
+    if isinstance(array, (Raw, Slot)):
         return array
     import numpy as np
 
@@ -75,22 +75,36 @@ def as_raw(array: Any) -> Raw:
 
 def write(path: Path, data: Mapping[str, Any] | Group) -> str:
     """Write the file; returns its sha256."""
-    root = data if isinstance(data, Group) else tree(data)
-    meta, raw = layout(root)
+    meta, _, arrays = layout(data if isinstance(data, Group) else tree(data))
     with HashingFile(path) as f:
         f.write(meta)
         end = len(meta)
-        for offset, buffer in raw:
+        for offset, array in arrays:
+            if isinstance(array, Slot):
+                raise TypeError("an array to be filled in place needs reserve(), not write()")
             f.write(b"\0" * (offset - end))
-            f.write(buffer)
-            end = offset + len(buffer)
+            end = offset + f.write(memoryview(array.data).cast("B"))
         return f.hexdigest()
 
 
-def layout(root: Group) -> tuple[bytes, list[tuple[int, memoryview]]]:
-    """The metadata (from byte 0) and where each dataset's bytes go after it."""
+def reserve(path: Path, data: Mapping[str, Any] | Group) -> MappedFile:
+    """The file ``write`` would write, with each ``Slot``'s bytes left for its fill."""
+    meta, size, arrays = layout(data if isinstance(data, Group) else tree(data))
+    f = MappedFile(path, size)
+    f.put(0, meta)
+    for offset, array in arrays:
+        if isinstance(array, Slot):
+            f.give(array, offset)
+        else:
+            f.put(offset, array.data)
+    return f
+
+
+def layout(root: Group) -> tuple[bytes, int, list[tuple[int, Raw | Slot]]]:
+    """The metadata (from byte 0), the file's size, and where each array's bytes go."""
     plan = _Plan(root)
-    return plan.metadata(), [(n.data_addr, n.buffer) for n in plan.datasets if n.buffer.nbytes]
+    return plan.metadata(), plan.size, [(n.data_addr, n.obj.array)  # type: ignore[union-attr]
+                                        for n in plan.datasets if n.nbytes]
 
 
 # ---- encoding -----------------------------------------------------------------------------------
@@ -188,7 +202,9 @@ class _Node:
         self.header_size = 0
         self.children: list[_Node] = []
         if isinstance(obj, Dataset):
-            self.buffer = memoryview(obj.array.data).cast("B")
+            array = obj.array
+            self.nbytes = array.nbytes if isinstance(array, Slot) else \
+                memoryview(array.data).cast("B").nbytes
             self.data_addr = UNDEF
             return
         items = sorted((name.encode("utf-8"), child) for name, child in obj.children.items())
@@ -257,7 +273,7 @@ class _Node:
                                                       if self.tree_addrs else 0, self.heap_addr))]
         else:
             raw = self.obj.array  # type: ignore[union-attr]
-            nbytes = self.buffer.nbytes
+            nbytes = self.nbytes
             if nbytes != _count(raw.shape) * int(raw.descr[2:]):
                 raise ValueError(f"{nbytes} bytes do not make a {raw.descr} array of shape "
                                  f"{tuple(raw.shape)}")
@@ -322,10 +338,10 @@ class _Plan:
         self.strings.addr = addr
         addr += self.strings.size()
         for node in self.datasets:
-            if node.buffer.nbytes:
+            if node.nbytes:
                 addr += -addr % 8
                 node.data_addr = addr
-                addr += node.buffer.nbytes
+                addr += node.nbytes
             # An empty dataset keeps the undefined address, as libhdf5 leaves it.
         self.size = addr
 

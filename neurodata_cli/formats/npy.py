@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import HashingFile
+from . import HashingFile, MappedFile, Slot
 
 if TYPE_CHECKING:
     import numpy as np
@@ -49,6 +49,15 @@ def write(path: Path, array: np.ndarray | Raw) -> str:
         np.lib.format.write_array_header_1_0(f, np.lib.format.header_data_from_array_1_0(array))
         f.write(memoryview(array).cast("B"))
         return f.hexdigest()
+
+
+def reserve(path: Path, slot: Slot) -> MappedFile:
+    """The file ``write`` would write, with the array's bytes left for ``slot``'s fill."""
+    head = header(slot.descr, slot.shape)
+    f = MappedFile(path, len(head) + slot.nbytes)
+    f.put(0, head)
+    f.give(slot, len(head))
+    return f
 
 
 def read(path: Path, mmap: bool = False) -> np.ndarray:
