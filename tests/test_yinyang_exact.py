@@ -93,6 +93,27 @@ def test_the_helper_thread_changes_nothing(size, seed, r_big, ratio, split):
             assert counts == np.bincount(want_labels, minlength=3).tolist()
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    size=st.integers(1, 400),
+    seed=st.integers(0, 2**32 - 1),
+    r_big=st.floats(0.05, 20.0),
+    ratio=st.floats(0.1, 0.95),
+    margin=st.sampled_from([1e-6, 1e-3, 0.05, 0.5]),
+)
+def test_tries_near_a_boundary_take_the_exact_path_and_agree(size, seed, r_big, ratio, margin):
+    # In use, a try within 1e-9 (relative) of a boundary, about one in 10**8, is judged by the
+    # exact comparisons, one try at a time, wherever the four-at-once judging met it. A wider
+    # margin sends many tries that way, and the bytes must not change.
+    r_small = r_big * ratio
+    want_samples, want_labels = reference_yinyang(size, seed, r_small, r_big)
+    for split, first_row in ((0, 0), (624, max(1, size // 2))) if size > 1 else ((0, 0),):
+        samples, labels = np.empty((size, 4)), np.empty(size, dtype=np.int64)
+        yinyang._generate_c(seed, size, samples, labels, r_small, r_big, split, first_row, margin)
+        assert samples.tobytes() == want_samples.tobytes()
+        assert np.array_equal(labels, want_labels)
+
+
 def test_the_helper_must_start_writing_inside_the_output():
     samples, labels = np.empty((10, 4)), np.empty(10, dtype=np.int64)
     for first_row in (0, 10, 11):
@@ -100,6 +121,9 @@ def test_the_helper_must_start_writing_inside_the_output():
             yinyang._generate_c(1, 10, samples, labels, 0.1, 0.5, 624, first_row)
     with pytest.raises(ValueError, match="n rows"):
         yinyang._generate_c(1, 11, samples, labels, 0.1, 0.5, 0, 0)
+    for margin in (0.0, 1e-12, 1.0):
+        with pytest.raises(ValueError, match="margin"):
+            yinyang._generate_c(1, 10, samples, labels, 0.1, 0.5, 0, 0, margin)
 
 
 def test_the_helper_thread_meets_the_main_walk_on_a_large_run():

@@ -25,6 +25,9 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 /* Compare sqrt(s) with r as the reference does (-1 below, 0 equal, 1 above), cheaply.
  *
@@ -37,9 +40,9 @@ typedef struct {
     double r, lo, hi;
 } radius;
 
-static radius make_radius(double r)
+static radius make_radius(double r, double margin)
 {
-    radius out = {r, r * r * (1.0 - 1e-9), r * r * (1.0 + 1e-9)};
+    radius out = {r, r * r * (1.0 - margin), r * r * (1.0 + margin)};
     return out;
 }
 
@@ -186,10 +189,89 @@ static inline double uniform(mt_state *s)
     return (double)(a * 67108864 + b) * (1.0 / 9007199254740992.0); /* exact: 2**-53 */
 }
 
+#if defined(__SSE2__)
+/* The geometry's constants, two lanes each: two tries are judged at once. */
+typedef struct {
+    __m128d r, r15, r05, big_lo, big_hi, small_lo, small_hi, half_lo, half_hi;
+} lanes;
+#endif
+
 typedef struct {
     double r_big;
     radius big, small, half;
+#if defined(__SSE2__)
+    lanes v;
+#endif
 } geometry;
+
+/* `margin`: 1e-9 in use; the tests widen it so that many tries take the exact path. */
+static geometry make_geometry(double r_small, double r_big, double margin)
+{
+    geometry g = {r_big, make_radius(r_big, margin), make_radius(r_small, margin),
+                  make_radius(0.5 * r_big, margin)};
+#if defined(__SSE2__)
+    g.v.r = _mm_set1_pd(r_big);
+    g.v.r15 = _mm_set1_pd(1.5 * r_big);
+    g.v.r05 = _mm_set1_pd(0.5 * r_big);
+    g.v.big_lo = _mm_set1_pd(g.big.lo);
+    g.v.big_hi = _mm_set1_pd(g.big.hi);
+    g.v.small_lo = _mm_set1_pd(g.small.lo);
+    g.v.small_hi = _mm_set1_pd(g.small.hi);
+    g.v.half_lo = _mm_set1_pd(g.half.lo);
+    g.v.half_hi = _mm_set1_pd(g.half.hi);
+#endif
+    return g;
+}
+
+#if defined(__SSE2__)
+/* rand() * 2. * r_big for two tries, from their words (a, b) in lanes 0-1 and 2-3 of `ab`.
+ * (a >> 5) * 2**26 + (b >> 6) is an integer below 2**53, so summing the two exact doubles
+ * gives the very double of the scalar int64 conversion; the products round as the scalar's. */
+static inline __m128d uniform2(__m128i ab, __m128d r)
+{
+    __m128d a = _mm_cvtepi32_pd(_mm_srli_epi32(ab, 5));
+    __m128d b = _mm_cvtepi32_pd(_mm_srli_epi32(_mm_srli_si128(ab, 8), 6));
+    __m128d u = _mm_mul_pd(_mm_add_pd(_mm_mul_pd(a, _mm_set1_pd(67108864.0)), b),
+                           _mm_set1_pd(1.0 / 9007199254740992.0));
+    return _mm_mul_pd(_mm_mul_pd(u, _mm_set1_pd(2.)), r);
+}
+
+/* `accepts` for the two tries whose words are w[0..3] and w[4..7]: bit i of *accept and of
+ * *near for try i. */
+static inline void accepts2(const uint32_t *w, const lanes *v, __m128d want_dot,
+                            __m128d want_yang, __m128d want_yin, int *accept, int *near)
+{
+    __m128i t0 = _mm_loadu_si128((const __m128i *)w);       /* a0 b0 c0 d0 */
+    __m128i t1 = _mm_loadu_si128((const __m128i *)(w + 4)); /* a1 b1 c1 d1 */
+    __m128d x = uniform2(_mm_unpacklo_epi32(t0, t1), v->r);  /* from a0 a1 b0 b1 */
+    __m128d y = uniform2(_mm_unpackhi_epi32(t0, t1), v->r);  /* from c0 c1 d0 d1 */
+    __m128d dy = _mm_sub_pd(y, v->r), dx = _mm_sub_pd(x, v->r);
+    __m128d dr = _mm_sub_pd(x, v->r15), dl = _mm_sub_pd(x, v->r05);
+    __m128d dy2 = _mm_mul_pd(dy, dy);
+    __m128d s_big = _mm_add_pd(_mm_mul_pd(dx, dx), dy2);
+    __m128d s_right = _mm_add_pd(_mm_mul_pd(dr, dr), dy2);
+    __m128d s_left = _mm_add_pd(_mm_mul_pd(dl, dl), dy2);
+#define BETWEEN(s, lo, hi) _mm_and_pd(_mm_cmpge_pd(s, lo), _mm_cmple_pd(s, hi))
+    __m128d close = _mm_or_pd(
+        _mm_or_pd(BETWEEN(s_big, v->big_lo, v->big_hi), BETWEEN(s_right, v->small_lo, v->small_hi)),
+        _mm_or_pd(_mm_or_pd(BETWEEN(s_left, v->small_lo, v->small_hi),
+                            BETWEEN(s_right, v->half_lo, v->half_hi)),
+                  BETWEEN(s_left, v->half_lo, v->half_hi)));
+#undef BETWEEN
+    __m128d inside = _mm_cmplt_pd(s_big, v->big_lo);
+    __m128d right_small = _mm_cmplt_pd(s_right, v->small_lo);
+    __m128d left_small = _mm_cmplt_pd(s_left, v->small_lo);
+    __m128d dot = _mm_or_pd(right_small, left_small);
+    __m128d yang = _mm_or_pd(
+        _mm_or_pd(right_small, _mm_andnot_pd(left_small, _mm_cmplt_pd(s_left, v->half_lo))),
+        _mm_and_pd(_mm_cmpgt_pd(y, v->r), _mm_cmpgt_pd(s_right, v->half_hi)));
+    __m128d ok = _mm_or_pd(_mm_and_pd(dot, want_dot),
+                           _mm_andnot_pd(dot, _mm_or_pd(_mm_and_pd(yang, want_yang),
+                                                        _mm_andnot_pd(yang, want_yin))));
+    *accept = _mm_movemask_pd(_mm_and_pd(inside, ok));
+    *near = _mm_movemask_pd(close);
+}
+#endif
 
 /* One sample from the stream: the goal, then tries until one is accepted. */
 static inline int64_t draw_sample(mt_state *s, const geometry *g, double *row)
@@ -198,6 +280,27 @@ static inline int64_t draw_sample(mt_state *s, const geometry *g, double *row)
     while ((goal = mt_next(s) & 3u) == 3u)
         ;
     double x, y;
+#if defined(__SSE2__)
+    /* Four tries at a time while the block holds their 16 words. The first accepted one is
+     * taken again by the scalar code below, which also judges every try near a boundary. */
+    __m128d want_dot = _mm_castsi128_pd(_mm_set1_epi64x(goal == 2 ? -1 : 0));
+    __m128d want_yang = _mm_castsi128_pd(_mm_set1_epi64x(goal == 1 ? -1 : 0));
+    __m128d want_yin = _mm_castsi128_pd(_mm_set1_epi64x(goal == 0 ? -1 : 0));
+    while (s->pos + 16 <= MT_N) {
+        const uint32_t *w = s->out + s->pos;
+        int acc01, near01, acc23, near23;
+        accepts2(w, &g->v, want_dot, want_yang, want_yin, &acc01, &near01);
+        accepts2(w + 8, &g->v, want_dot, want_yang, want_yin, &acc23, &near23);
+        int accept = acc01 | acc23 << 2, near = near01 | near23 << 2;
+        if (near)
+            break; /* the scalar loop takes these tries one by one */
+        if (accept) {
+            s->pos += 4 * __builtin_ctz((unsigned)accept);
+            break; /* the scalar loop's first try is the accepted one */
+        }
+        s->pos += 16;
+    }
+#endif
     do {
         x = uniform(s) * 2. * g->r_big;
         y = uniform(s) * 2. * g->r_big;
@@ -303,7 +406,7 @@ static Py_ssize_t main_walk(mt_state *s, const geometry *g, double *rows, int64_
     return n;
 }
 
-/* generate(seed, n, samples, labels, r_small, r_big, split, first_row)
+/* generate(seed, n, samples, labels, r_small, r_big, split, first_row[, margin])
  *     -> (from_main, yin, yang, dot)
  *
  * Writes rows [0, n) of `samples` (float64, rows of x, y, 1-x, 1-y) and of `labels` (int64), as
@@ -321,20 +424,20 @@ static PyObject *generate(PyObject *self, PyObject *args)
     unsigned long seed;
     long long split;
     Py_ssize_t n, first_row;
-    double r_small, r_big;
-    if (!PyArg_ParseTuple(args, "knw*w*ddLn", &seed, &n, &samples, &labels, &r_small, &r_big,
-                          &split, &first_row))
+    double r_small, r_big, margin = 1e-9;
+    if (!PyArg_ParseTuple(args, "knw*w*ddLn|d", &seed, &n, &samples, &labels, &r_small, &r_big,
+                          &split, &first_row, &margin))
         return NULL;
     Py_ssize_t cap = labels.len / (Py_ssize_t)sizeof(int64_t);
     PyObject *result = NULL;
     mt_state *s = NULL;
     helper *h = NULL;
-    if (seed > 0xffffffffUL || split < 0 || n < 0 || cap < n ||
+    if (seed > 0xffffffffUL || split < 0 || n < 0 || cap < n || !(margin >= 1e-9 && margin < 1) ||
         samples.len < n * 4 * (Py_ssize_t)sizeof(double) ||
         (split > 0 && (first_row < 1 || first_row >= n))) {
         PyErr_SetString(PyExc_ValueError,
                         "generate: seed must fit 32 bits, split >= 0, buffers of n rows or more, "
-                        "0 < first_row < n");
+                        "0 < first_row < n, 1e-9 <= margin < 1");
         goto done;
     }
     s = PyMem_RawMalloc(sizeof(mt_state));
@@ -343,7 +446,7 @@ static PyObject *generate(PyObject *self, PyObject *args)
         goto done;
     }
     mt_seed(s, (uint32_t)seed);
-    geometry g = {r_big, make_radius(r_big), make_radius(r_small), make_radius(0.5 * r_big)};
+    geometry g = make_geometry(r_small, r_big, margin);
     double *rows = (double *)samples.buf;
     int64_t *lab = (int64_t *)labels.buf;
     pthread_t thread;
