@@ -19,7 +19,8 @@ FOLDER = click.Path(exists=True, file_okay=False, path_type=Path)
 
 
 def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Our errors become ``Error: ...`` on stderr with their exit code (2 usage, 1 runtime)."""
+    """Our errors become ``Error: ...`` on stderr with their exit code (2 usage, 1 runtime), and
+    so do the operating system's (exit 1)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -28,6 +29,9 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         except NeurodataError as exc:
             click.echo(f"Error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except OSError as exc:  # a full disk, a folder we may not write: a runtime failure
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(1)
         except KeyboardInterrupt:
             click.echo("Interrupted; rerun the same command to resume.", err=True)
             sys.exit(130)

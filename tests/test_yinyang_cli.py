@@ -105,12 +105,25 @@ def test_a_failed_run_leaves_nothing_that_looks_complete(run, tmp_path, monkeypa
 
     owner, name = where.split(".")
     monkeypatch.setattr({"npy": npy, "MappedFile": formats.MappedFile}[owner], name, broken)
-    with pytest.raises(OSError):
-        run("yinyang", "--format", *fmt.split(), "--out", tmp_path, "--quiet", code=None)
+    failed = run("yinyang", "--format", *fmt.split(), "--out", tmp_path, "--quiet", code=1)
+    assert "Error: disk full" in failed.output
     assert not folder(tmp_path).exists()
     monkeypatch.undo()
     run("yinyang", "--format", *fmt.split(), "--out", tmp_path, "--quiet")
     assert run("verify", folder(tmp_path)).exit_code == 0
+
+
+def test_a_full_disk_is_a_clear_error_naming_the_file(run, tmp_path, monkeypatch):
+    import errno
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("os.posix_fallocate", full, raising=False)
+    monkeypatch.setattr("os.ftruncate", full)
+    failed = run("yinyang", "--out", tmp_path, "--quiet", code=1)
+    assert "No space left on device" in failed.output and "yinyang.h5" in failed.output
+    assert "Traceback" not in failed.output and not folder(tmp_path).exists()
 
 
 def test_summary_line_and_info(run, tmp_path):

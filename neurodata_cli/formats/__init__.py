@@ -77,8 +77,15 @@ class MappedFile:
 
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            os.ftruncate(fd, size)
+            # Blocks are allocated now: a full disk is an OSError here, where a sparse file
+            # would kill the process with SIGBUS at the first page that finds no room.
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(fd, 0, size)
+            else:
+                os.ftruncate(fd, size)
             self._map = mmap.mmap(fd, size)
+        except OSError as exc:  # posix_fallocate's error names no file
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
         finally:
             os.close(fd)  # the map holds the file
         self._views: list[memoryview] = []
