@@ -453,9 +453,8 @@ static PyObject *generate(PyObject *self, PyObject *args)
     int started = 0;
     if (split >= MT_N && n > 1) {
         h = aligned_alloc(64, sizeof(helper)); /* a multiple of 64: its members are aligned */
-        if (h != NULL)
-            memset(h, 0, sizeof(helper));
         if (h != NULL) {
+            memset(h, 0, sizeof(helper));
             h->capacity = n - first_row;
             h->rows = rows + 4 * first_row;
             h->labels = lab + first_row;

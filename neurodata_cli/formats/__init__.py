@@ -27,15 +27,26 @@ RESERVERS: dict[str, str] = {
 }
 
 
-def writer(kind: str) -> Callable[[Path, Any], str | None]:
-    module, func = WRITERS[kind].split(":")
+def _function(table: dict[str, str], kind: str) -> Callable[..., Any]:
+    module, func = table[kind].split(":")
     return getattr(import_module(f"{__name__}.{module}"), func)
+
+
+def writer(kind: str) -> Callable[[Path, Any], str | None]:
+    return _function(WRITERS, kind)
 
 
 def reserve(kind: str, path: Path, data: Any) -> MappedFile:
     """Create the file with room for every ``Slot`` in ``data``; fill them, then ``finish``."""
-    module, func = RESERVERS[kind].split(":")
-    return getattr(import_module(f"{__name__}.{module}"), func)(path, data)
+    return _function(RESERVERS, kind)(path, data)
+
+
+def array_nbytes(descr: str, shape: tuple[int, ...]) -> int:
+    """The bytes of a C-order array of numpy type string ``descr`` (as '<f8') and ``shape``."""
+    n = int(descr[2:])
+    for d in shape:
+        n *= d
+    return n
 
 
 @dataclass(eq=False)  # told apart by identity: two slots of one shape are two arrays
@@ -51,10 +62,7 @@ class Slot:
 
     @property
     def nbytes(self) -> int:
-        n = int(self.descr[2:])
-        for d in self.shape:
-            n *= d
-        return n
+        return array_nbytes(self.descr, self.shape)
 
 
 @dataclass

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import HashingFile, MappedFile, Slot
+from . import HashingFile, MappedFile, Slot, array_nbytes
 from .npy import Raw
 
 UNDEF = 0xFFFF_FFFF_FFFF_FFFF  # the undefined address
@@ -274,7 +274,7 @@ class _Node:
         else:
             raw = self.obj.array  # type: ignore[union-attr]
             nbytes = self.nbytes
-            if nbytes != _count(raw.shape) * int(raw.descr[2:]):
+            if nbytes != array_nbytes(raw.descr, raw.shape):
                 raise ValueError(f"{nbytes} bytes do not make a {raw.descr} array of shape "
                                  f"{tuple(raw.shape)}")
             out = [
@@ -363,9 +363,3 @@ class _Plan:
                 + struct.pack("<QQQQ", 0, UNDEF, self.size, UNDEF)
                 + self.root.entry(0))
 
-
-def _count(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
