@@ -15,6 +15,10 @@ from yinyang_oracle import reference_yinyang
 from neurodata_cli.datasets import yinyang
 
 PUBLISHED = [("train", 5000, 42), ("validation", 1000, 41), ("test", 1000, 40)]
+# Any seed, and radii from small to large; r_small is r_big times the ratio.
+SEEDS = st.integers(0, 2**32 - 1)
+R_BIGS = st.floats(0.05, 20.0)
+RATIOS = st.floats(0.1, 0.95)
 
 
 def test_the_c_accelerator_is_built():
@@ -51,9 +55,9 @@ def test_hdf5_output_holds_the_published_arrays(run, tmp_path):
 @settings(max_examples=60, deadline=None)
 @given(
     size=st.integers(1, 120),
-    seed=st.integers(0, 2**32 - 1),
-    r_big=st.floats(0.05, 20.0),
-    ratio=st.floats(0.1, 0.95),
+    seed=SEEDS,
+    r_big=R_BIGS,
+    ratio=RATIOS,
     block=st.sampled_from([64, 97, 1000, 1 << 18]),
 )
 def test_fast_generator_equals_the_per_sample_loop(size, seed, r_big, ratio, block):
@@ -69,9 +73,9 @@ def test_fast_generator_equals_the_per_sample_loop(size, seed, r_big, ratio, blo
 @settings(max_examples=60, deadline=None)
 @given(
     size=st.integers(2, 300),
-    seed=st.integers(0, 2**32 - 1),
-    r_big=st.floats(0.05, 20.0),
-    ratio=st.floats(0.1, 0.95),
+    seed=SEEDS,
+    r_big=R_BIGS,
+    ratio=RATIOS,
     split=st.sampled_from([624, 700, 1900, 4000, 9000, 10**6]),
 )
 def test_the_helper_thread_changes_nothing(size, seed, r_big, ratio, split):
@@ -96,9 +100,9 @@ def test_the_helper_thread_changes_nothing(size, seed, r_big, ratio, split):
 @settings(max_examples=40, deadline=None)
 @given(
     size=st.integers(1, 400),
-    seed=st.integers(0, 2**32 - 1),
-    r_big=st.floats(0.05, 20.0),
-    ratio=st.floats(0.1, 0.95),
+    seed=SEEDS,
+    r_big=R_BIGS,
+    ratio=RATIOS,
     margin=st.sampled_from([1e-6, 1e-3, 0.05, 0.5]),
 )
 def test_tries_near_a_boundary_take_the_exact_path_and_agree(size, seed, r_big, ratio, margin):
