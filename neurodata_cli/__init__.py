@@ -1,12 +1,30 @@
-"""neurodata: materialise neuromorphic benchmark datasets, exactly and fast."""
+"""neurodata: materialise neuromorphic benchmark datasets, exactly and fast.
 
-__version__ = "0.3.0"
+``materialise(name, out=..., **options)`` writes a dataset and returns its summary;
+``open_dataset(folder)`` serves a materialised folder's samples.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.4.0"
+
+if TYPE_CHECKING:
+    from .api import materialise
+    from .reader import open_dataset
+
+__all__ = ["materialise", "open_dataset", "__version__"]
 
 
-def __getattr__(name: str):
-    # Lazy, so that `neurodata --version` and the CLI do not pay for numpy before they need it.
+def __getattr__(name: str) -> Any:
+    # Lazy, so that `neurodata --version` does not import numpy.
     if name == "open_dataset":
         from .reader import open_dataset
 
         return open_dataset
+    if name == "materialise":
+        from .api import materialise
+
+        return materialise
     raise AttributeError(f"module 'neurodata_cli' has no attribute {name!r}")

@@ -1,8 +1,8 @@
-"""YAML configs and command-line flags, resolved into validated values.
+"""YAML configs and command-line flags, resolved into a validated ``Config``.
 
-A dataset's packaged YAML (``configs/<name>.yaml``) holds its defaults. A user's ``--config`` file
-is laid over it, and flags over both. Every value remembers where it came from, so an error names
-the flag, or the key and the file.
+A dataset's ``options`` (its schema) give the defaults. A user's ``--config`` file is laid over
+them, and flags over both. Every value remembers where it came from, so an error names the flag,
+or the key and the file.
 """
 
 from __future__ import annotations
@@ -15,14 +15,10 @@ from typing import Any
 
 import yaml
 
+from .datasets.base import Config, Dataset, Option
 from .errors import ConfigError
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-def packaged_path(name: str) -> Path:
-    """Path of a file shipped in ``neurodata_cli/configs``."""
-    return Path(__file__).parent / "configs" / name
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
@@ -171,22 +167,120 @@ def _range(lo: int | None, hi: int | None) -> str:
     return f">= {lo}" if lo is not None else f"<= {hi}"
 
 
-def resolve(
-    dataset: str,
-    config_file: Path | None,
-    flags: Mapping[str, tuple[Any, str]],
-    replace: frozenset[str] = frozenset(),
-) -> Values:
-    """Packaged defaults, then ``config_file``, then flags (``{dotted key: (value, flag)}``)."""
+def nested(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"a.b": 1}`` as ``{"a": {"b": 1}}``."""
+    out: dict[str, Any] = {}
+    for dotted, value in flat.items():
+        node = out
+        *parents, last = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return out
+
+
+def defaults(ds: Dataset) -> dict[str, Any]:
+    """The schema's defaults as a YAML mapping (what ``neurodata config NAME`` prints)."""
+    return nested({o.key: o.default for o in ds.schema() if o.yaml})
+
+
+def resolve(ds: Dataset, config_file: Path | None,
+            flags: Mapping[str, tuple[Any, str]]) -> Values:
+    """Defaults, then ``config_file``, then flags (``{option name: (value, flag)}``)."""
     values = Values()
-    default = packaged_path(f"{dataset}.yaml")
-    values.lay_file(load_yaml(default), default, replace)
+    replace = frozenset(o.key for o in ds.schema() if o.replace)
+    values.lay_file(defaults(ds), Path(f"<{ds.name} defaults>"), replace)
     if config_file is not None:
-        values.lay_file(load_yaml(config_file), Path(config_file), replace)
-    for dotted, (value, flag) in flags.items():
-        if value is not None:
-            values.set_flag(dotted, value, flag)
+        data = load_yaml(config_file)
+        for option in ds.schema():
+            if not option.yaml and option.key in data:
+                raise ConfigError(f"unknown key '{option.key}' in {config_file}: it is the flag "
+                                  f"{option.flag_name} only")
+        values.lay_file(data, Path(config_file), replace)
+    by_name = {o.name: o for o in ds.schema()}
+    for name, (value, flag) in flags.items():
+        if value is not None and name in by_name:
+            values.set_flag(by_name[name].key, value, flag)
+    ds.prepare(values)
     return values
+
+
+def _read(reader: Reader, option: Option, key: str) -> Any:
+    if option.parse is not None:
+        return option.parse(reader, key)
+    if reader.data.get(key) is None and option.default is None:
+        reader.used.add(key)
+        return None
+    kind = option.kind
+    if isinstance(kind, tuple):
+        return reader.choice(key, kind)
+    if kind is bool:
+        return reader.boolean(key)
+    if kind is int:
+        return reader.integer(key, _int(option.lo), _int(option.hi))
+    if kind is float:
+        value = reader.number(key)
+        lo, hi = option.lo, option.hi
+        low = lo is not None and (value <= lo if option.open_bounds else value < lo)
+        high = hi is not None and (value >= hi if option.open_bounds else value > hi)
+        if low or high:
+            brackets = "()" if option.open_bounds else "[]"
+            raise reader.fail(key, f"{value} is outside {brackets[0]}{lo}, {hi}{brackets[1]}")
+        return value
+    value = reader.string(key)
+    return str(Path(value).expanduser()) if kind == "path" else value
+
+
+def _int(v: float | None) -> int | None:
+    return None if v is None else int(v)
+
+
+def parse(ds: Dataset, values: Values) -> Config:
+    """Validate merged values against the dataset's schema; errors name the flag or key."""
+    top = Reader(values)
+    readers: dict[str, Reader] = {"": top}
+    out: dict[str, Any] = {}
+    recorded: dict[str, Any] = {}
+    for option in ds.schema():
+        *parents, last = option.key.split(".")
+        prefix = ""
+        reader = top
+        for part in parents:
+            child = prefix + part
+            if child not in readers:
+                readers[child] = reader.mapping(part)
+            reader, prefix = readers[child], child + "."
+        value = (_read(reader, option, last) if option.yaml or last in reader.data
+                 else option.default)
+        reader.used.add(last)
+        out[option.name] = value
+        if option.manifest:
+            recorded[option.key] = value
+    for reader in readers.values():
+        reader.finish()
+    cfg = Config(out, nested(recorded))
+    cfg_values[id(cfg)] = values
+    try:
+        ds.check(cfg)
+    finally:
+        cfg_values.pop(id(cfg), None)
+    return cfg
+
+
+# The values a config was parsed from, while its dataset's ``check`` runs (for error origins).
+cfg_values: dict[int, Values] = {}
+
+
+def config_error(cfg: Config, key: str, message: str) -> ConfigError:
+    """An error naming where ``key`` (dotted) came from: a flag, or a file and key."""
+    values = cfg_values.get(id(cfg))
+    where = values.where(key) if values is not None else f"key '{key}'"
+    return ConfigError(f"invalid {where}: {message}")
+
+
+def where(cfg: Config, key: str) -> str:
+    values = cfg_values.get(id(cfg))
+    return values.where(key) if values is not None else f"key '{key}'"
 
 
 def take_executor(values: Values) -> tuple[str, str | None]:

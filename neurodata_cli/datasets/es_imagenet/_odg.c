@@ -47,46 +47,6 @@ static inline unsigned byte_mask(uint64_t bytes)
 
 #define ONES 0x0101010101010101ULL
 
-#if defined(PACKED_EMIT) && defined(__SSE2__)
-#include <emmintrin.h>
-#define SIMD_ROWS 1
-#define BLOCKS 16 /* 16-column blocks covering canvas columns 0..255 */
-
-/* Append the columns of the set bits of an 8-bit mask (columns base..base+7), all in one row. */
-static inline Py_ssize_t emit8(unsigned mask, int base, uint64_t row8, uint8_t *o_row,
-                               uint8_t *o_col, Py_ssize_t n)
-{
-    uint64_t cols = set_positions[mask] + (uint64_t)base * ONES;
-    memcpy(o_row + n, &row8, 8);
-    memcpy(o_col + n, &cols, 8);
-    return n + set_count[mask];
-}
-
-/* One canvas row with integer cutoffs, 16 columns at a time: saturating differences, compared
- * in byte lanes, become bit masks; `keep` masks the window and the swept column strips. */
-static inline void simd_row(const uint8_t *a, const uint8_t *b, const uint16_t *keep,
-                            int blocks, __m128i up, __m128i down, uint64_t row8,
-                            uint8_t *o_row, uint8_t *o_col, Py_ssize_t *n,
-                            uint8_t *neg_row, uint8_t *neg_col, Py_ssize_t *nneg)
-{
-    for (int k = 1; k < blocks; k++) { /* block 0 lies left of the window */
-        __m128i x = _mm_loadu_si128((const __m128i *)(a + 16 * k));
-        __m128i y = _mm_loadu_si128((const __m128i *)(b + 16 * k));
-        __m128i rise = _mm_subs_epu8(x, y), fall = _mm_subs_epu8(y, x);
-        unsigned pm = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_max_epu8(rise, up), rise));
-        unsigned nm = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_max_epu8(fall, down), fall));
-        pm &= keep[k];
-        nm &= keep[k];
-        if (!(pm | nm))
-            continue;
-        *n = emit8(pm & 0xff, 16 * k, row8, o_row, o_col, *n);
-        *n = emit8(pm >> 8, 16 * k + 8, row8, o_row, o_col, *n);
-        *nneg = emit8(nm & 0xff, 16 * k, row8, neg_row, neg_col, *nneg);
-        *nneg = emit8(nm >> 8, 16 * k + 8, row8, neg_row, neg_col, *nneg);
-    }
-}
-#endif
-
 /* Whether index i of the canvas lies in a strip swept by an edge moving from a0 to a. */
 static int swept(int i, int a, int a0, int size)
 {
@@ -240,7 +200,6 @@ static PyObject *convert(PyObject *self, PyObject *args)
     /* V resized, inside a zero border; canvas (row, col) of frame (r, c) reads
      * pad[(row - r + BORDER) * pw + (col - c + BORDER)], and rows up to h + 3 stay inside. */
     Py_ssize_t pw = w + 2 * BORDER + 2, ph = h + 2 * BORDER + 2;
-    /* Slack past the end: 16-column loads may read beyond a row's last column (masked off). */
     pad = calloc((size_t)(ph * pw) + 512, 1);
     /* A step's negatives, held until its positives are out; 8 bytes of slack for word stores. */
     size_t neg_cap = (size_t)(WIN_HI + 8) * (WIN_HI + 8) + 16;
@@ -267,31 +226,11 @@ static PyObject *convert(PyObject *self, PyObject *args)
         int r = tr[2 * t], c = tr[2 * t + 1], r0 = tr[2 * t - 2], c0 = tr[2 * t - 1];
         int clo = c < c0 ? c : c0, chi = c < c0 ? c0 : c;
         Py_ssize_t nneg = 0, first = n;
-#ifdef SIMD_ROWS
-        int simd = kp > 0 && kn > 0 && kp < 256 && kn < 256;
-        uint16_t keep[BLOCKS] = {0};
-        for (int col = WIN_LO; col < col_end; col++)
-            if (!swept(col, c, c0, (int)w))
-                keep[col >> 4] |= (uint16_t)(1u << (col & 15));
-        __m128i up = _mm_set1_epi8((char)kp), down = _mm_set1_epi8((char)kn);
-        int blocks = (col_end + 15) >> 4;
-#endif
         for (int row = WIN_LO; row < row_end; row++) {
             if (swept(row, r, r0, (int)h))
                 continue;
             const uint8_t *a = pad + (row - r + BORDER) * pw + BORDER - c;
             const uint8_t *b = pad + (row - r0 + BORDER) * pw + BORDER - c0;
-#ifdef SIMD_ROWS
-            if (simd) {
-                if (n + col_end + 16 > cap) {
-                    n = -1;
-                    break;
-                }
-                simd_row(a, b, keep, blocks, up, down, (uint64_t)row * ONES, o_row, o_col, &n,
-                         neg_row, neg_col, &nneg);
-                continue;
-            }
-#endif
             memset(code, 0, sizeof code);
             row_codes(code, a, b, WIN_LO, col_end, kp, kn, sign);
             /* The swept column strips (Python slices: empty when the bounds are reversed). */

@@ -7,14 +7,14 @@ import hashlib
 import http.client
 import os
 import re
-import sys
 import urllib.error
 import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .errors import RunError
+from ...errors import RunError
+from ...progress import progress
 
 SPLIT_DIRS = {"train": "Train", "test": "Test"}
 _MEMBER = re.compile(r"^(?P<top>[^/]+)/(?P<digit>[0-9])/(?P<name>[^/]+\.bin)$")
@@ -191,7 +191,4 @@ def download(url: str, md5: str, target: Path, quiet: bool = False, timeout: flo
 
 
 def _bar(total: int | None, initial: int, name: str, quiet: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, unit="B", unit_scale=True, desc=name,
-                disable=True if quiet else None, leave=False, file=sys.stderr)
+    return progress(total, "B", name, quiet, initial=initial, scale=False)

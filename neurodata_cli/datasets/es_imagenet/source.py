@@ -17,8 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import packaged_path
-from .errors import ConfigError, RunError
+from ...errors import ConfigError, RunError
 
 SPLITS = ("train", "val")
 DEFAULT_VAL_LABELS = "ilsvrc2012_val_labels.txt"
@@ -59,7 +58,7 @@ def locate(root: Path, split: str, val_labels: Path | None = None) -> Source:
     if val_labels is None and has_dirs:
         classes_from = "train" if (root / "train").is_dir() else "val"
         return Source(str(root), split, "folders", classes_from)
-    table = Path(val_labels) if val_labels is not None else packaged_path(DEFAULT_VAL_LABELS)
+    table = Path(val_labels) if val_labels is not None else Path(__file__).with_name(DEFAULT_VAL_LABELS)
     if not table.is_file():
         raise ConfigError(f"--val-labels {table} is not a file")
     digest = hashlib.sha256(table.read_bytes()).hexdigest()

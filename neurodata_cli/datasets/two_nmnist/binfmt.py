@@ -1,4 +1,5 @@
-"""The NMNIST 40-bit ``.bin`` event format, vectorised.
+"""The NMNIST 40-bit ``.bin`` event format, vectorised, and the authors' one-file-per-sample
+layout as a writer.
 
 Each event is 5 bytes, big-endian: x (byte 0), y (byte 1), polarity (bit 7 of byte 2, 1 = ON)
 and a 23-bit timestamp in microseconds (the low 7 bits of byte 2, then bytes 3 and 4).
@@ -6,12 +7,17 @@ and a 23-bit timestamp in microseconds (the low 7 bits of byte 2, then bytes 3 a
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ..errors import RunError
-from . import HashingFile
+from ...errors import RunError
+from ...writers import Store, Writer, to_structured, write_bytes
+from ..base import Block
+from .source import SPLIT_DIRS
 
 EVENT = np.dtype([("x", np.uint8), ("y", np.uint8), ("t", np.uint32), ("p", np.uint8)])
 MAX_T = (1 << 23) - 1
@@ -72,9 +78,48 @@ def read(path: Path) -> np.ndarray:
     return decode(Path(path).read_bytes(), str(path))
 
 
-def write(path: Path, events: np.ndarray | bytes) -> str:
-    """Write events, or bytes already in the format; returns the file's sha256."""
-    data = events if isinstance(events, bytes) else encode(events, str(path))
-    with HashingFile(path) as f:
-        f.write(data)
-        return f.hexdigest()
+class BinWriter(Writer):
+    """The authors' layout: one ``<Split>/<g>_<d1>[-<d2>].bin`` per sample, the exact bytes."""
+
+    name = "bin"
+
+    def write(self, stage: Path, ds: Any, cfg: Any, shard: Any,
+              blocks: Iterable[Block]) -> list[dict[str, Any]]:
+        folder = SPLIT_DIRS[shard.split]
+        return [write_bytes(stage, f"{folder}/{name}", data, shard.split, 1)
+                for block in blocks
+                for name, data in zip(block.columns["name"], block.columns["bin"], strict=True)]
+
+    def open(self, folder: Path, split: str, files: list[dict[str, Any]]) -> Store:
+        return BinStore(folder, files)
+
+
+class BinStore(Store):
+    """Samples of the authors' layout, in sample order; the label is in the file name."""
+
+    NAME = re.compile(r"^(\d+)_([\d-]+)\.bin$")
+
+    def __init__(self, folder: Path, files: list[dict[str, Any]]):
+        entries = []
+        for f in files:
+            match = self.NAME.match(Path(f["path"]).name)
+            if match:
+                digits = [int(d) for d in match.group(2).split("-")]
+                entries.append((int(match.group(1)), f["path"], digits))
+        entries.sort()
+        self.paths = [folder / p for _, p, _ in entries]
+        self.digits = [d for _, _, d in entries]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def read(self, i: int) -> dict[str, Any]:
+        i = self.check_index(i)
+        raw = decode(self.paths[i].read_bytes(), str(self.paths[i]))
+        label = np.zeros(10, dtype=np.uint8)
+        label[self.digits[i]] = 1
+        return {"events": to_structured(raw["x"], raw["y"], raw["t"], raw["p"]), "label": label,
+                "index": i, "source": self.paths[i].name}
+
+
+BIN = BinWriter()

@@ -1,0 +1,56 @@
+"""The public Python API; the command line is a thin layer over it.
+
+``materialise("yinyang", out=path, size=5000, seed=42)`` runs exactly what ``neurodata yinyang
+--out PATH --size 5000 --seed 42`` runs, and returns the run's ``RunSummary`` (its ``folder``,
+files, bytes, per-split statistics and summary ``line``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .engine import Materialiser, RunSummary
+from .errors import ConfigError
+
+
+def run(dataset: str, out: str | Path, options: Mapping[str, tuple[Any, str]], *,
+        config: str | Path | None = None, overwrite: bool = False, quiet: bool = True,
+        workers: int | None = None, scheduler: str | None = None) -> RunSummary:
+    """Materialise with options given as ``{name: (value, where it came from)}``."""
+    from .config import parse, resolve, take_executor
+    from .datasets import get
+    from .executors import make_executor
+
+    ds = get(dataset)
+    values = resolve(ds, Path(config) if config is not None else None, options)
+    kind, address = take_executor(values)
+    if scheduler is not None:
+        kind, address = "dask", scheduler
+    if kind == "dask" and not ds.distributed:
+        raise ConfigError(f"{ds.name} runs locally only; it has no Dask executor")
+    executor = make_executor(kind, address, workers)
+    cfg = parse(ds, values)  # every value checked before any I/O
+    return Materialiser(ds, cfg, Path(out), overwrite=overwrite, quiet=quiet,
+                        executor=executor).run()
+
+
+def materialise(dataset: str, out: str | Path = "data", *, config: str | Path | None = None,
+                overwrite: bool = False, quiet: bool = True, workers: int | None = None,
+                scheduler: str | None = None, **options: Any) -> RunSummary:
+    """Materialise ``dataset`` into ``<out>/<dataset>/<version>/`` and return its summary.
+
+    ``options`` are the dataset's flags by Python name (``r_small=0.2``, ``nmnist_root=...``,
+    ``shard_size=100``), laid over ``config`` (a YAML file) and the defaults. Errors raise
+    ``ConfigError`` (bad options) or ``RunError`` (bad inputs, refused output).
+    """
+    from .datasets import get
+
+    known = {o.name for o in get(dataset).schema()}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ConfigError(f"{dataset} has no option {unknown[0]!r}; it has "
+                          f"{', '.join(sorted(known))}")
+    return run(dataset, out, {k: (v, f"{k}={v!r}") for k, v in options.items()}, config=config,
+               overwrite=overwrite, quiet=quiet, workers=workers, scheduler=scheduler)

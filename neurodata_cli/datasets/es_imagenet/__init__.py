@@ -1,0 +1,205 @@
+"""ES-ImageNet (Lin et al., Frontiers in Neuroscience 2021): ImageNet through the ODG converter.
+
+Each split's sorted inputs are cut into shards of ``shard_size`` images. A shard decodes its
+images with Pillow and converts each with ``odg.convert``. An image that cannot be decoded, or
+that gives fewer than ``min_events`` events, is skipped and listed in the manifest with its
+reason; the split's statistics count inputs, conversions and skips, and each file's ``records``
+counts the samples it stores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...config import config_error
+from ...errors import ConfigError, RunError
+from ...writers.hdf5 import HDF5
+from ..base import Block, Config, Dataset, Option, Shard, SplitFile
+from . import odg
+from .npz import NPZ, npz_name
+from .source import SPLITS, list_inputs, locate, open_rgb
+
+SENSOR_SIZE = (odg.WINDOW[1], odg.WINDOW[1], 2)  # x, y < 240 in canvas coordinates
+
+
+@dataclass(frozen=True)
+class Part:
+    """One shard's inputs: paths relative to the root, their labels, and the first index."""
+
+    start: int
+    sources: tuple[str, ...]
+    labels: tuple[int, ...]
+
+
+class ESImageNet(Dataset):
+    """ES-ImageNet: ImageNet images converted to 8 steps of ON/OFF events by ODG.
+
+    Event-exact to the authors' converter. Inputs are sorted, so the output does not depend on
+    the filesystem or on --workers. A killed run resumes when the same command is run again.
+
+    \b
+    Examples:
+      neurodata es-imagenet --imagenet-root ~/datasets/imagenet
+      neurodata es-imagenet --imagenet-root ~/datasets/imagenet --split val --format npz
+      neurodata es-imagenet --imagenet-root /shared/imagenet --out /shared/data \\
+          --scheduler tcp://10.0.0.5:8786
+    """
+
+    name = "es-imagenet"
+    version = "1.0.0"
+    release_notes = {
+        "1.0.0": "Event-exact ODG conversion (the authors' traconvert.py) of sorted ImageNet "
+        "inputs; HDF5 event shards or the released npz layout.",
+    }
+    formats = {"hdf5": HDF5, "npz": NPZ}
+    unit = "images"
+    shard_size = 1000
+    split_scoped = True
+    split_keys = frozenset({"split", "source", "limit", "shard_size"})
+    distributed = True
+    libraries = ("Pillow",)
+    preload = ("PIL.Image", "PIL.JpegImagePlugin", "PIL.PngImagePlugin")
+    options = (
+        Option("imagenet_root", "path", None, "ImageNet folder holding train/<wnid>/* and/or "
+               "val/.", manifest=False),
+        Option("split", SPLITS, "train", "Which split to convert."),
+        Option("val_labels", "path", None, "Labels table '<file name> <label>' for a flat val/ "
+               "(default: the ILSVRC2012 ground truth shipped with neurodata).", manifest=False),
+        Option("threshold", float, odg.DEFAULT_THRESHOLD, "Event threshold on V/255 "
+               "differences.", lo=0, hi=1, open_bounds=True),
+        Option("min_events", int, 1000, "Skip images with fewer events.", lo=0),
+        Option("limit", int, None, "Convert only the first N inputs.", lo=1),
+    )
+
+    def check(self, cfg: Config) -> None:
+        if cfg.imagenet_root is None:
+            raise config_error(cfg, "imagenet_root", "es-imagenet needs --imagenet-root")
+
+    def splits(self, cfg: Config) -> list[str]:
+        return [cfg.split]
+
+    def locate(self, cfg: Config) -> Config:
+        source = locate(Path(cfg.imagenet_root), cfg.split,
+                        Path(cfg.val_labels) if cfg.val_labels else None)
+        return cfg.replace(record=True, source=source.describe(),
+                           trace=[list(p) for p in odg.TRACE], window=list(odg.WINDOW)) \
+            .replace(source=source)
+
+    def inputs(self, cfg: Config) -> list[str]:
+        return [str(Path(cfg.source.root) / cfg.split)]
+
+    def plan(self, cfg: Config) -> list[Shard]:
+        items = list_inputs(cfg.source)
+        if cfg.limit is not None:
+            items = items[:cfg.limit]
+        if not items:
+            raise RunError(f"{Path(cfg.source.root) / cfg.split} holds no input files")
+        if cfg.format == "npz":
+            _check_npz_names(cfg.split, items)
+        count = -(-len(items) // cfg.shard_size)
+        shards = []
+        for i in range(count):
+            start = i * cfg.shard_size
+            part = items[start:start + cfg.shard_size]
+            shards.append(Shard(cfg.split, i, count, len(part),
+                                Part(start, tuple(r for r, _ in part), tuple(l for _, l in part))))
+        return shards
+
+    def build(self, cfg: Config, shard: Shard) -> Iterator[Block]:
+        """One block per input: its sample, or nothing and a skip recorded."""
+        part: Part = shard.payload
+        root = Path(cfg.source.root)
+        for k, (rel, label) in enumerate(zip(part.sources, part.labels, strict=True)):
+            stats = {"images": 1, "converted": 0, "too_few_events": 0, "unreadable": 0,
+                     "events": 0, "skipped": []}
+            try:
+                rgb = open_rgb(root / rel)
+            except Exception as exc:  # Pillow raises many kinds for a bad file: all unreadable
+                reason = _reason(exc).replace(str(root / rel), rel)  # no absolute paths
+                stats["unreadable"] = 1
+                stats["skipped"] = [{"source": rel, "reason": f"unreadable: {reason}"}]
+                yield Block({}, stats=stats)
+                continue
+            ev = odg.convert(rgb, cfg.threshold)
+            if len(ev) < cfg.min_events:
+                note = "" if ev.height and ev.width else f", resized to {ev.height}x{ev.width}"
+                stats["too_few_events"] = 1
+                stats["skipped"] = [{"source": rel, "reason": f"too few events: {len(ev)} < "
+                                                              f"{cfg.min_events}{note}"}]
+                yield Block({}, stats=stats)
+                continue
+            stats["converted"], stats["events"] = 1, len(ev)
+            if cfg.format == "npz":
+                stats["label_lines"] = [f"{npz_name(cfg.split, rel, label)} {label} "
+                                        f"{ev.height} {ev.width}"]
+            columns = {"label": np.array([label], np.int16),
+                       "height": np.array([ev.height], np.uint8),
+                       "width": np.array([ev.width], np.uint8),
+                       "index": np.array([part.start + k], np.uint32),
+                       "source": np.array([rel], dtype=object)}
+            events = {"x": ev.col, "y": ev.row, "t": ev.t, "p": ev.p}
+            yield Block(columns, events, np.array([len(ev)], np.uint64), stats)
+
+    def split_files(self, cfg: Config, split: str, stats: dict[str, Any]) -> list[SplitFile]:
+        """The released label table beside the split folder (npz layout only)."""
+        if cfg.format != "npz":
+            return []
+        lines = stats.get("label_lines", [])
+        return [SplitFile(f"{split}label.txt", "".join(f"{line}\n" for line in lines))]
+
+    def finish_stats(self, split: str, stats: dict[str, Any]) -> dict[str, Any]:
+        stats = {k: v for k, v in stats.items() if k != "label_lines"}
+        stats["skipped"] = stats.get("skipped", [])
+        return stats
+
+    def shard_attrs(self, cfg: Config, shard: Shard) -> dict[str, Any]:
+        return {
+            "sensor_size": list(SENSOR_SIZE), "time_unit": "step",
+            "threshold": cfg.threshold, "min_events": cfg.min_events,
+            "trace": np.array(odg.TRACE, dtype=np.uint8), "window": list(odg.WINDOW),
+            "coordinates": "canvas (H+4) x (W+4); x = col, y = row",
+            "event_order": "by t; within a t positive (p=1) then negative, each by y then x",
+        }
+
+    def describe(self, stats: dict[str, dict[str, Any]]) -> str:
+        return "; ".join(
+            f"{split} {s['images']} images: {s['converted']} converted, {s['too_few_events']} "
+            f"too few events, {s['unreadable']} unreadable" for split, s in stats.items())
+
+    # ---- reading back -----------------------------------------------------------------------
+    def sample(self, record: dict[str, Any]) -> tuple[np.ndarray, int]:
+        return record["events"], int(record["label"])
+
+    def frames(self, record: dict[str, Any], **kwargs: Any) -> np.ndarray:
+        """``[2, 8, 224, 224]``, centred and cropped as the authors' loader does."""
+        from .draw import frames
+
+        return frames(record["events"], int(record["height"]), int(record["width"]))
+
+    def preview(self, data: Any, split: str, index: int) -> Any:
+        from .draw import preview
+
+        return preview(data.record(index), f"ES-ImageNet {split} sample {index}")
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _check_npz_names(split: str, items: list[tuple[str, int]]) -> None:
+    seen: dict[str, str] = {}
+    for rel, label in items:
+        name = npz_name(split, rel, label)
+        if name in seen:
+            raise RunError(f"{seen[name]} and {rel} would both be written as {name} in the npz "
+                           "layout; rename one, or use --format hdf5")
+        seen[name] = rel
+
+
+__all__ = ["ESImageNet", "ConfigError"]

@@ -1,0 +1,104 @@
+"""The released ES-ImageNet sample file: an npz holding ``pos`` and ``neg``.
+
+Each is uint8 [N, 3] of (row, col, t), as the authors' converter saves with
+``np.savez_compressed``. We write the same zip, but with fixed member timestamps and modes, so the
+bytes depend only on the events (numpy stamps members with the current time).
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from ...writers import Store, Writer, to_structured, write_bytes
+
+KEYS = ("pos", "neg")
+_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def encode(pos: np.ndarray, neg: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for key, array in zip(KEYS, (pos, neg), strict=True):
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.ascontiguousarray(array, dtype=np.uint8),
+                                      allow_pickle=False)
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=_EPOCH)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, member.getvalue())
+    return buffer.getvalue()
+
+
+def npz_name(split: str, rel: str, label: int) -> str:
+    """The released file name, relative to the split folder: ``class<L>/<stem>.npz`` (train)
+    or ``<stem>.npz`` (val)."""
+    stem = PurePosixPath(rel).stem
+    return f"class{label}/{stem}.npz" if split == "train" else f"{stem}.npz"
+
+
+def read(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(path) as npz:
+        return npz["pos"], npz["neg"]
+
+
+class NpzWriter(Writer):
+    """The released layout: one ``<split>/[class<L>/]<stem>.npz`` per image, and the label
+    table ``<split>label.txt`` (written by the dataset once the split is done)."""
+
+    name = "npz"
+
+    def write(self, stage: Path, ds: Any, cfg: Any, shard: Any,
+              blocks: Iterable[Any]) -> list[dict[str, Any]]:
+        files = []
+        for block in blocks:
+            if not len(block):
+                continue
+            ev = block.events
+            positive = ev["p"] == 1
+            pos = np.stack([ev["y"][positive], ev["x"][positive], ev["t"][positive]], axis=1)
+            neg = np.stack([ev["y"][~positive], ev["x"][~positive], ev["t"][~positive]], axis=1)
+            name = npz_name(shard.split, str(block.columns["source"][0]),
+                            int(block.columns["label"][0]))
+            files.append(write_bytes(stage, f"{shard.split}/{name}", encode(pos, neg),
+                                     shard.split, 1))
+        return files
+
+    def open(self, folder: Path, split: str, files: list[dict[str, Any]]) -> Store:
+        return NpzStore(folder, split)
+
+
+class NpzStore(Store):
+    """The released layout, indexed by ``<split>label.txt``; events in our order (by t, and
+    within a t the positive events first)."""
+
+    def __init__(self, folder: Path, split: str):
+        rows = [line.split() for line in
+                (folder / f"{split}label.txt").read_text().splitlines() if line.strip()]
+        self.names = [r[0] for r in rows]
+        self.paths = [folder / split / r[0] for r in rows]
+        self.labels = [int(r[1]) for r in rows]
+        self.sizes = [(int(r[2]), int(r[3])) for r in rows]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def read(self, i: int) -> dict[str, Any]:
+        i = self.check_index(i)
+        pos, neg = read(self.paths[i])
+        both = np.concatenate([pos, neg])
+        p = np.concatenate([np.ones(len(pos), np.int8), np.zeros(len(neg), np.int8)])
+        order = np.argsort(both[:, 2], kind="stable")
+        both, p = both[order], p[order]
+        h, w = self.sizes[i]
+        return {"events": to_structured(both[:, 1], both[:, 0], both[:, 2], p),
+                "label": self.labels[i], "height": h, "width": w,
+                "source": self.names[i]}
+
+
+NPZ = NpzWriter()

@@ -1,0 +1,222 @@
+"""2NMNIST (Jurado, Dunn, Shapero, IJCNN 2023): NMNIST recordings of different digits,
+superimposed, one of them time-reversed; the procedure is in ``superimpose.py``."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...config import Reader
+from ...errors import ConfigError, RunError
+from ...writers.hdf5 import HDF5
+from ..base import Block, Config, Dataset, Option, Shard, SplitFile
+from . import binfmt
+from .source import SplitSource, download, list_recordings, locate
+from .source import Reader as SourceReader
+from .superimpose import Group, make_groups, superimpose
+
+SENSOR_SIZE = (34, 34, 2)
+MENDELEY = "https://data.mendeley.com/public-files/datasets/468j46mzdv/files"
+DOWNLOADS = {
+    "train": {"url": f"{MENDELEY}/39c25547-014b-4137-a934-9d29fa53c7a0/file_downloaded",
+              "md5": "20959b8e626244a1b502305a9e6e2031", "file": "Train.zip"},
+    "test": {"url": f"{MENDELEY}/05a4d654-7e03-4c15-bdfa-9bb2bcbea494/file_downloaded",
+             "md5": "69ca8762b2fe404d9b9bad1103e97832", "file": "Test.zip"},
+}
+
+
+def _downloads(reader: Reader, key: str) -> dict[str, dict[str, str]]:
+    """Where ``--download`` fetches each split's archive, and what it must hash to."""
+    dl = reader.mapping(key)
+    out = {}
+    for split in ("train", "test"):
+        one = dl.mapping(split)
+        url, md5, file = one.string("url"), one.string("md5"), one.string("file")
+        if len(md5) != 32 or any(c not in "0123456789abcdefABCDEF" for c in md5):
+            raise one.fail("md5", f"{md5!r} is not an md5 hex digest")
+        one.finish()
+        out[split] = {"url": url, "md5": md5, "file": file}
+    dl.finish()
+    return out
+
+
+@dataclass(frozen=True)
+class Part:
+    """One shard's groups, and the split source they are read from."""
+
+    source: SplitSource
+    groups: tuple[Group, ...]
+
+
+class TwoNMNIST(Dataset):
+    """2NMNIST: pairs of different NMNIST digits superimposed, one time-reversed.
+
+    The paper's procedure, over sorted sources so every machine makes the same dataset.
+    Reads the official Train/Test folders or zips (in place), or downloads the zips.
+
+    \b
+    Examples:
+      neurodata 2nmnist --nmnist-root ~/datasets/NMNIST
+      neurodata 2nmnist --download --format bin --split test
+    """
+
+    name = "2nmnist"
+    version = "1.0.0"
+    release_notes = {
+        "1.0.0": "The paper's superimposition over sorted sources (machine-independent); "
+        "k-NMNIST for K > 2 reverses the recordings at odd positions of each group.",
+    }
+    formats = {"hdf5": HDF5, "bin": binfmt.BIN}
+    shard_size = 5000
+    split_scoped = True
+    split_keys = frozenset({"sources"})
+    distributed = True
+    attrs = {"sensor_size": list(SENSOR_SIZE), "time_unit": "us"}
+    options = (
+        Option("nmnist_root", "path", None, "Folder with Train/ and Test/ (<digit>/*.bin) or "
+               "Train.zip and Test.zip.", manifest=False),
+        Option("fetch", bool, False, "Fetch the official archives into --cache.",
+               flag="--download", yaml=False, manifest=False),
+        Option("download.cache", "path", "~/.cache/neurodata/nmnist",
+               "Where --download keeps the archives.", flag="--cache", manifest=False),
+        Option("download.archives", dict, DOWNLOADS, flag=False, manifest=False,
+               parse=_downloads),
+        Option("split", ("train", "test", "all"), "all", "Which splits to make.",
+               yaml=False, manifest=False),
+        Option("seed", int, 42, "RandomState seed, reset for each split.", lo=0, hi=2**32 - 1),
+        Option("k", int, 2, "Superimpose up to K distinct digits (2 = the paper).", lo=2,
+               hi=10),
+        Option("max_digit", int, 9, "Use recordings of digits 0..N.", lo=0, hi=9),
+        Option("reverse_polarity", bool, False, "Also swap ON/OFF in reversed recordings.",
+               flag=False),
+    )
+
+    def check(self, cfg: Config) -> None:
+        if (cfg.nmnist_root is None) == (not cfg.fetch):
+            raise ConfigError("give exactly one of --nmnist-root PATH and --download")
+
+    def splits(self, cfg: Config) -> list[str]:
+        return [s.split for s in cfg.sources]
+
+    def locate(self, cfg: Config) -> Config:
+        wanted = ["train", "test"] if cfg.split == "all" else [cfg.split]
+        root = Path(cfg.nmnist_root) if cfg.nmnist_root else None
+        if cfg.fetch:
+            root = Path(cfg.download_cache).expanduser()
+            for name in wanted:
+                entry = cfg.download_archives[name]
+                download(entry["url"], entry["md5"], root / entry["file"])
+        sources = tuple(locate(root, name) for name in wanted)
+        return cfg.replace(record=True, sources={s.split: s.describe() for s in sources}) \
+            .replace(sources=sources)
+
+    def inputs(self, cfg: Config) -> list[str]:
+        return [s.path for s in cfg.sources]
+
+    def plan(self, cfg: Config) -> list[Shard]:
+        shards = []
+        for src in cfg.sources:
+            groups = make_groups(list_recordings(src), cfg.seed, cfg.k, cfg.max_digit)
+            if not groups:
+                raise RunError(f"{src.describe()} holds no <digit>/*.bin recordings with digit "
+                               f"<= {cfg.max_digit}")
+            count = -(-len(groups) // cfg.shard_size)
+            for i in range(count):
+                part = tuple(groups[i * cfg.shard_size:(i + 1) * cfg.shard_size])
+                shards.append(Shard(src.split, i, count, len(part), Part(src, part)))
+        return shards
+
+    def build(self, cfg: Config, shard: Shard) -> Iterator[Block]:
+        part: Part = shard.payload
+        reader = SourceReader(part.source)
+        samples, digests = [], []
+        try:
+            for group in part.groups:
+                recordings = []
+                for rec in group.recordings:
+                    data = reader.read(rec.rel)
+                    binfmt.records(data, reader.name(rec.rel))  # a whole number of events
+                    digests.append(f"{rec.rel} {hashlib.sha256(data).hexdigest()}")
+                    recordings.append(data)
+                samples.append(superimpose(group, recordings, cfg.reverse_polarity))
+        finally:
+            reader.close()
+        groups = part.groups
+        stats = {"superimposed": sum(len(g.recordings) > 1 for g in groups),
+                 "single": sum(len(g.recordings) == 1 for g in groups),
+                 "events": sum(len(s) for s in samples) // 5,
+                 "input_recordings": digests}
+        if cfg.format == "bin":
+            stats["pairs"] = [[g.index, "-".join(map(str, g.digits)), "+".join(g.source()),
+                               "+".join(g.reversed_sources())] for g in groups]
+            yield Block({"name": np.array([g.file_name() for g in groups], dtype=object),
+                         "bin": np.array(samples + [b""], dtype=object)[:-1]}, stats=stats)
+            return
+        yield event_block(groups, samples, stats)
+
+    def split_files(self, cfg: Config, split: str, stats: dict[str, Any]) -> list[SplitFile]:
+        if cfg.format != "bin":
+            return []
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["sample", "labels", "sources", "reversed"])
+        writer.writerows(stats.get("pairs", []))
+        return [SplitFile(f"pairs-{split}.csv", out.getvalue())]
+
+    def finish_stats(self, split: str, stats: dict[str, Any]) -> dict[str, Any]:
+        """Replace the per-recording digests with one fingerprint of the split's inputs."""
+        stats = {k: v for k, v in stats.items() if k != "pairs"}
+        lines = sorted(stats.pop("input_recordings", []))
+        stats["inputs"] = {"recordings": len(lines),
+                           "sha256": hashlib.sha256("\n".join(lines).encode()).hexdigest()}
+        return stats
+
+    def shard_attrs(self, cfg: Config, shard: Shard) -> dict[str, Any]:
+        return {**self.attrs, "seed": cfg.seed, "k": cfg.k,
+                "reverse_polarity": cfg.reverse_polarity}
+
+    def describe(self, stats: dict[str, dict[str, Any]]) -> str:
+        return "; ".join(f"{split} {s['samples']} samples ({s['superimposed']} superimposed + "
+                         f"{s['single']} single)" for split, s in stats.items())
+
+    # ---- reading back -----------------------------------------------------------------------
+    def frames(self, record: dict[str, Any], n_time_bins: int = 6) -> np.ndarray:
+        """``[T, 2, 34, 34]`` event counts over ``n_time_bins`` equal time bins (channel 1 ON)."""
+        from .draw import frames
+
+        return frames(record["events"], n_time_bins)
+
+    def preview(self, data: Any, split: str, index: int) -> Any:
+        from .draw import preview
+
+        return preview(data.record(index), f"2NMNIST {split} sample {index}")
+
+
+def event_block(groups: tuple[Group, ...], samples: list[bytes], stats: dict) -> Block:
+    """The shard's samples (``.bin`` bytes each) decoded into event columns."""
+    counts = np.array([len(s) // 5 for s in samples], dtype=np.uint64)
+    total = int(counts.sum())
+    dtypes = {"x": np.uint8, "y": np.uint8, "t": np.uint32, "p": np.uint8}
+    events = {k: np.empty(total, dtype=dt) for k, dt in dtypes.items()}
+    start = 0
+    for data in samples:
+        raw = binfmt.records(data)
+        binfmt.decode_into(raw, events, start)
+        start += raw.shape[0]
+    label = np.zeros((len(groups), 10), dtype=np.uint8)
+    for row, g in enumerate(groups):
+        label[row, list(g.digits)] = 1
+    columns = {
+        "label": label,
+        "index": np.array([g.index for g in groups], dtype=np.uint32),
+        "source": np.array(["+".join(g.source()) for g in groups], dtype=object),
+        "reversed": np.array(["+".join(g.reversed_sources()) for g in groups], dtype=object),
+    }
+    return Block(columns, events, counts, stats)

@@ -1,0 +1,140 @@
+"""Yin-Yang (Kriener, Göltz, Petrovici 2022), bit-identical to the authors' generator."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ...config import Reader, Values, config_error
+from ...engine import RESERVED_SPLITS, SAFE_NAME
+from ...errors import ConfigError
+from ...writers import NPY
+from ...writers.hdf5 import HDF5
+from ..base import Block, Config, Dataset, Option, Shard
+from .generate import generate, spike_times
+
+CLASS_NAMES = ("yin", "yang", "dot")
+PAPER_SPLITS = {"train": {"size": 5000, "seed": 42}, "validation": {"size": 1000, "seed": 41},
+                "test": {"size": 1000, "seed": 40}}
+
+
+def _splits(reader: Reader, key: str) -> dict[str, dict[str, int]]:
+    """``{name: {size, seed}}``, checked; errors name the key and file, or the flag."""
+    sp = reader.mapping(key)
+    out = {}
+    for name in list(sp.data):
+        if not isinstance(name, str) or not SAFE_NAME.match(name) or name in RESERVED_SPLITS:
+            raise sp.fail(str(name), "a split name must be letters, digits, '.', '_' or '-', "
+                                     f"and not {', '.join(sorted(RESERVED_SPLITS))}")
+        one = sp.mapping(name)
+        out[name] = {"size": one.integer("size", lo=1), "seed": one.integer("seed", 0, 2**32 - 1)}
+        one.finish()
+    if not out:
+        raise reader.fail(key, "no splits to generate")
+    sp.finish()
+    return out
+
+
+@dataclass(frozen=True)
+class Part:
+    """One split's samples: the whole split is one walk of one RandomState."""
+
+    size: int
+    seed: int
+
+
+class YinYang(Dataset):
+    """The Yin-Yang dataset, bit-identical to the authors' generator.
+
+    Without --size it writes the config's splits (the paper's: train 5000/seed 42,
+    validation 1000/41, test 1000/40).
+
+    \b
+    Examples:
+      neurodata yinyang
+      neurodata yinyang --size 100000 --seed 7 --format npy --out /tmp/yy
+    """
+
+    name = "yinyang"
+    version = "1.0.0"
+    release_notes = {
+        "1.0.0": "Bit-identical to the reference generator (dataset.py of yin_yang_data_set) "
+        "for any size, seed, r_small and r_big; optional spike-time encoding.",
+    }
+    formats = {"hdf5": HDF5, "npy": NPY}
+    options = (
+        Option("size", int, None, "Generate one split of this many samples instead of the "
+               "config's splits.", yaml=False, manifest=False, lo=1),
+        Option("seed", int, None, "Seed of the --size split (default 42).", yaml=False,
+               manifest=False, lo=0, hi=2**32 - 1),
+        Option("split", str, None, "Name of the --size split (default train).", yaml=False,
+               manifest=False),
+        Option("r_small", float, 0.1, "Radius of the dots."),
+        Option("r_big", float, 0.5, "Radius of the whole circle."),
+        Option("encoding", ("values", "spike-times"), "values",
+               "Also write the spike-time encoding of Göltz et al."),
+        Option("spike_times.t_early", float, 0.15, flag=False),
+        Option("spike_times.t_late", float, 2.0, flag=False),
+        Option("spike_times.t_bias", float, 0.9, flag=False),
+        Option("splits", dict, PAPER_SPLITS, flag=False, replace=True, parse=_splits),
+    )
+
+    def prepare(self, values: Values) -> None:
+        size, seed, split = (values.data.pop(k, None) for k in ("size", "seed", "split"))
+        if size is None:
+            if seed is not None or split is not None:
+                raise ConfigError("--seed and --split choose a single split and need --size")
+            return
+        name = split or "train"
+        values.set_flag("splits", {name: {}}, "--split")
+        values.set_flag(f"splits.{name}.size", size, "--size")
+        values.set_flag(f"splits.{name}.seed", 42 if seed is None else seed, "--seed")
+
+    def check(self, cfg: Config) -> None:
+        if not 0 < cfg.r_small:
+            raise config_error(cfg, "r_small", f"{cfg.r_small} must be greater than 0")
+        if not cfg.r_small < cfg.r_big:
+            raise config_error(cfg, "r_small", f"{cfg.r_small} must be less than r_big "
+                                               f"({cfg.r_big})")
+        if not cfg.spike_times_t_early < cfg.spike_times_t_late:
+            raise config_error(cfg, "spike_times.t_early", f"{cfg.spike_times_t_early} must be "
+                               f"less than t_late ({cfg.spike_times_t_late})")
+
+    def splits(self, cfg: Config) -> list[str]:
+        return list(cfg.splits)
+
+    def plan(self, cfg: Config) -> list[Shard]:
+        return [Shard(name, 0, 1, s["size"], Part(s["size"], s["seed"]))
+                for name, s in cfg.splits.items()]
+
+    def build(self, cfg: Config, shard: Shard) -> Iterator[Block]:
+        part: Part = shard.payload
+        samples, labels = generate(part.size, part.seed, cfg.r_small, cfg.r_big)
+        columns = {"samples": samples, "labels": labels}
+        if cfg.encoding == "spike-times":
+            columns["spike_times"] = spike_times(samples, cfg.spike_times_t_early,
+                                                 cfg.spike_times_t_late, cfg.spike_times_t_bias)
+        counts = np.bincount(labels, minlength=3).tolist()
+        yield Block(columns, stats={"seed": part.seed,
+                                    "class_counts": dict(zip(CLASS_NAMES, counts, strict=True))})
+
+    def shard_attrs(self, cfg: Config, shard: Shard) -> dict[str, Any]:
+        return {"r_small": cfg.r_small, "r_big": cfg.r_big, "seed": shard.payload.seed,
+                "size": shard.payload.size, "class_names": list(CLASS_NAMES)}
+
+    def sample(self, record: dict[str, Any]) -> tuple[np.ndarray, int]:
+        """``(features float64[4], label)``; ``record["spike_times"]`` holds the encoding."""
+        return np.asarray(record["samples"], dtype=np.float64), int(record["labels"])
+
+    def preview(self, data: Any, split: str, index: int) -> Any:
+        from .draw import scatter
+
+        columns = data.columns()
+        return scatter(columns["samples"], columns["labels"], float(data.config["r_big"]),
+                       f"Yin-Yang {self.version}, {split}")
+
+    def preview_name(self, split: str, index: int) -> str:
+        return f"{self.name}-{self.version}-{split}.png"

@@ -1,0 +1,124 @@
+"""The Yin-Yang generator as pure functions, bit-identical to the authors' ``dataset.py``.
+
+The reference draws one sample at a time from ``numpy.random.RandomState(seed)``: a goal class
+``randint(3)``, then points ``rand(2) * 2 * r_big`` until one inside the big circle has the goal's
+class. Both calls consume raw 32-bit MT19937 words in a fixed way (``randint(3)``: one word per
+try, ``w & 3``, again while it is 3; ``rand()``: two words per double), so only the word stream
+matters. The C walk (``_walk.c``) runs MT19937 itself from the state ``RandomState(seed)`` holds;
+the pure-Python fallback draws the words in bulk with that RandomState and replays the walk.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+try:
+    from ._walk import generate as _generate_c
+except ImportError:  # no compiler at install time: the Python walk gives the same bytes
+    _generate_c = None
+
+
+def walk_python(words: np.ndarray, pos: int, samples: np.ndarray, labels: np.ndarray,
+                done: int, want: int, r_small: float, r_big: float) -> tuple[int, int]:
+    """The rejection walk over raw words, in plain Python (the C walk does the same).
+
+    Writes samples [done, want) from ``words[pos:]``; returns (done, next position), stopping
+    early at the start of a sample the words cannot finish.
+    """
+    w = words.tolist()
+    n = len(w)
+    out = samples.reshape(-1)
+    while done < want:
+        start, goal = pos, -1
+        while pos < n:
+            v = w[pos] & 3
+            pos += 1
+            if v != 3:
+                goal = v
+                break
+        found = False
+        if goal >= 0:
+            while pos + 4 <= n:
+                x = _uniform(w[pos], w[pos + 1]) * 2. * r_big
+                y = _uniform(w[pos + 2], w[pos + 3]) * 2. * r_big
+                pos += 4
+                if math.sqrt((x - r_big) ** 2 + (y - r_big) ** 2) > r_big:
+                    continue
+                if which_class(x, y, r_small, r_big) == goal:
+                    found = True
+                    break
+        if not found:
+            return done, start
+        out[4 * done: 4 * done + 4] = (x, y, 1. - x, 1. - y)
+        labels[done] = goal
+        done += 1
+    return done, pos
+
+
+def _uniform(a: int, b: int) -> float:
+    """``rand()``: 53 bits from two words, as numpy's legacy random_sample."""
+    return ((a >> 5) * 67108864 + (b >> 6)) / 9007199254740992.0
+
+
+def which_class(x: float, y: float, r_small: float, r_big: float) -> int:
+    """The reference's class of a point inside the big circle: 0 yin, 1 yang, 2 dot."""
+    d_right = math.sqrt((x - 1.5 * r_big) ** 2 + (y - r_big) ** 2)
+    d_left = math.sqrt((x - 0.5 * r_big) ** 2 + (y - r_big) ** 2)
+    if d_right < r_small or d_left < r_small:
+        return 2
+    if (d_right <= r_small or r_small < d_left <= 0.5 * r_big
+            or (y > r_big and d_right > 0.5 * r_big)):
+        return 1
+    return 0
+
+
+def generate(size: int, seed: int, r_small: float = 0.1, r_big: float = 0.5,
+             block: int = 1 << 18, accelerated: bool = True,
+             margin: float = 1e-9) -> tuple[np.ndarray, np.ndarray]:
+    """``size`` samples (float64 rows x, y, 1-x, 1-y) and int64 labels, as the reference makes.
+
+    ``block`` is how many words the Python walk draws at a time; ``margin`` is the C walk's band
+    around each boundary judged with the exact sqrt (the tests widen it).
+    """
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"seed {seed} must be between 0 and 2**32 - 1")
+    samples = np.empty((size, 4), dtype=np.float64)
+    labels = np.empty(size, dtype=np.int64)
+    if accelerated and _generate_c is not None:
+        _generate_c(seed, samples, labels, r_small, r_big, margin)
+        return samples, labels
+    rng = np.random.RandomState(seed)
+    # About 30 words make a sample. Blocks bound memory; a sample that straddles two blocks is
+    # finished on a joined buffer, grown until the sample fits.
+    block = max(64, min(block, 32 * size + 64))
+    done, tail = 0, np.empty(0, dtype=np.uint32)
+    while done < size:
+        words = rng.randint(0, 2**32, block, np.uint32)
+        pos = 0
+        if tail.size:
+            k = 256
+            while True:
+                joined = np.concatenate([tail, words[:k]])
+                done2, pos2 = walk_python(joined, 0, samples, labels, done, done + 1,
+                                          r_small, r_big)
+                if done2 > done or k >= words.size:
+                    break
+                k *= 8
+            if done2 == done:  # it outgrows this whole block too
+                tail = joined
+                continue
+            done, pos = done2, pos2 - tail.size
+        done, pos = walk_python(words, pos, samples, labels, done, size, r_small, r_big)
+        tail = words[pos:]
+    return samples, labels
+
+
+def spike_times(samples: np.ndarray, t_early: float, t_late: float,
+                t_bias: float) -> np.ndarray:
+    """Each value v becomes ``t_early + v * (t_late - t_early)``; a bias spike at ``t_bias``."""
+    out = np.empty((samples.shape[0], 5), dtype=np.float64)
+    out[:, :4] = t_early + samples * (t_late - t_early)
+    out[:, 4] = t_bias
+    return out

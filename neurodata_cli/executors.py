@@ -1,0 +1,208 @@
+"""Where shards run: inline, in a local process pool, or on a Dask cluster.
+
+Each executor runs ``engine.run_shard`` over shards and yields their records as they finish, in
+any order. The bytes never depend on which executor ran a shard, or how many workers it had.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .datasets.base import Config, Shard
+from .engine import run_shard
+from .errors import ConfigError, RunError
+
+
+class InlineExecutor:
+    """Shards one after another in this process."""
+
+    def run(self, dataset: str, cfg: Config, shards: list[Shard], stage: Path
+            ) -> Iterator[dict[str, Any]]:
+        for shard in shards:
+            yield run_shard(dataset, cfg, shard, str(stage))
+
+
+def _die_with_parent(parent: int) -> None:
+    """A worker ends when the command's process dies, by any signal (kill -9 included): on
+    Linux the kernel sends it SIGKILL. Elsewhere a worker notices at its next task."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        PR_SET_PDEATHSIG = 1
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent died before the request above took effect
+        os._exit(1)
+
+
+def _init_worker(parent: int, dataset: str) -> None:
+    """Pool initializer: tie the worker's life to the command's, then import what its shards
+    need once (a no-op for forked workers, which inherit the imports)."""
+    _die_with_parent(parent)
+    from importlib import import_module
+
+    from .datasets import get
+
+    for module in get(dataset).preload:
+        import_module(module)
+
+
+class LocalPool:
+    """Local processes (default: one per core), largest shards first."""
+
+    def __init__(self, workers: int | None = None):
+        self.workers = workers or os.cpu_count() or 1
+
+    def run(self, dataset: str, cfg: Config, shards: list[Shard], stage: Path
+            ) -> Iterator[dict[str, Any]]:
+        if self.workers <= 1 or len(shards) <= 1:
+            yield from InlineExecutor().run(dataset, cfg, shards, stage)
+            return
+        import multiprocessing
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+        # fork where the platform's own way is fork: workers start at once with everything
+        # this process imported; forkserver or spawn elsewhere.
+        method = "fork" if sys.platform.startswith("linux") else None
+        pool = ProcessPoolExecutor(max_workers=min(self.workers, len(shards)),
+                                   mp_context=multiprocessing.get_context(method),
+                                   initializer=_init_worker, initargs=(os.getpid(), dataset))
+        try:
+            # Largest first, so that small shards fill the gaps at the end.
+            order = sorted(shards, key=lambda s: -s.units)
+            pending = {pool.submit(run_shard, dataset, cfg, s, str(stage)) for s in order}
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield future.result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+# ---- Dask --------------------------------------------------------------------------------------
+
+INSTALL_HINT = "pip install 'neurodata[dask]' (or: pip install 'dask[distributed]')"
+CONNECT_TIMEOUT = "10s"
+RETRIES = 3
+
+
+def require_distributed() -> None:
+    """Exit 2 with the install command when dask.distributed is missing."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise ConfigError(f"--scheduler needs dask.distributed, which is not installed; "
+                          f"{INSTALL_HINT}") from None
+
+
+def probe_storage(inputs: list[str], stage: str, token: str) -> dict[str, str]:
+    """Runs on every worker: can it read the inputs and write into the stage?"""
+    problems = {}
+    for path in inputs:
+        if not os.path.exists(path):
+            problems[path] = "does not exist on this worker"
+        elif not os.access(path, os.R_OK | (os.X_OK if os.path.isdir(path) else 0)):
+            problems[path] = "is not readable on this worker"
+    probes = os.path.join(stage, ".neurodata", "probes")
+    try:
+        os.makedirs(probes, exist_ok=True)
+        name = f"{socket.gethostname()}-{os.getpid()}-{token}"
+        with open(os.path.join(probes, name), "w") as f:
+            f.write(token)
+        problems["__probe__"] = name
+    except OSError as exc:
+        problems[stage] = f"is not writable on this worker ({exc.strerror})"
+    return problems
+
+
+class DaskExecutor:
+    """One Dask task per shard, on an existing scheduler; records come back as tasks finish.
+
+    Workers run the same ``run_shard`` into the shared stage, so the bytes are a local run's; the
+    client alone writes the manifest. A lost worker's shard is run again elsewhere (files are
+    renamed into place whole), and a killed client resumes like a local run.
+    """
+
+    def __init__(self, address: str, retries: int = RETRIES):
+        self.address = address
+        self.retries = retries
+
+    def _connect(self) -> Any:
+        require_distributed()
+        from distributed import Client
+
+        try:
+            return Client(self.address, timeout=CONNECT_TIMEOUT)
+        except (OSError, TimeoutError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise RunError(f"cannot reach the Dask scheduler at {self.address} within "
+                           f"{CONNECT_TIMEOUT}: {first}") from None
+
+    def check_storage(self, client: Any, inputs: list[str], stage: Path) -> None:
+        """Fail before any work unless every worker reads the inputs and shares the stage."""
+        token = secrets.token_hex(8)
+        answers = client.run(probe_storage, inputs, str(stage), token, on_error="return")
+        if not answers:
+            raise RunError(f"the Dask cluster at {self.address} has no workers")
+        seen = stage / ".neurodata" / "probes"
+        bad = []
+        for worker, problems in sorted(answers.items()):
+            if isinstance(problems, BaseException):
+                bad.append(f"worker {worker}: could not run the storage check ({problems!r})")
+                continue
+            probe = problems.pop("__probe__", None)
+            for path, what in problems.items():
+                bad.append(f"worker {worker}: {path} {what}")
+            if probe is not None:
+                file = seen / probe
+                if not (file.is_file() and file.read_text() == token):
+                    bad.append(f"worker {worker}: wrote to {stage} but this machine does not see "
+                               "it; the output folder must be on storage shared with the workers "
+                               "at the same path")
+                file.unlink(missing_ok=True)
+        if bad:
+            raise RunError("the Dask workers cannot use the same files as this machine:\n  "
+                           + "\n  ".join(bad))
+
+    def run(self, dataset: str, cfg: Config, shards: list[Shard], stage: Path
+            ) -> Iterator[dict[str, Any]]:
+        from distributed import as_completed
+
+        from .datasets import get
+
+        client = self._connect()
+        try:
+            inputs = get(dataset).inputs(cfg)
+            self.check_storage(client, [str(Path(p).absolute()) for p in inputs], stage)
+            run_id = secrets.token_hex(4)  # keys unique per run: a resumed run is a new graph
+            futures = [client.submit(run_shard, dataset, cfg, shard, str(stage),
+                                     retries=self.retries, pure=False,
+                                     key=f"neurodata-{dataset}-{shard.key}-{run_id}")
+                       for shard in shards]
+            try:
+                for future in as_completed(futures):
+                    yield future.result()
+            except BaseException:
+                client.cancel(futures)
+                raise
+        finally:
+            client.close()
+
+
+def make_executor(kind: str, address: str | None, workers: int | None) -> Any:
+    """The local pool, or a Dask cluster."""
+    if kind == "local":
+        return LocalPool(workers)
+    if workers is not None:
+        raise ConfigError("--workers is for local runs; a Dask cluster has its own workers")
+    require_distributed()
+    return DaskExecutor(address or "")

@@ -1,0 +1,194 @@
+"""Writers: how a shard's blocks become files, and how those files read back.
+
+Each writer names the files it writes from the shard's split and key (the engine's names), and
+declares the libraries that shape its bytes, which the manifest records. Every file is written
+under a name only its own writer knows and renamed into place once whole, so a late or orphaned
+writer can never damage, or be recorded for, a file another run owns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from ..datasets.base import Block, Config, Dataset, Shard
+
+# Events as the reader serves them: tonic's fields, wide enough for any of our datasets.
+EVENT_DTYPE = np.dtype([("x", np.int16), ("y", np.int16), ("t", np.int64), ("p", np.int8)])
+EVENT_FIELDS = ("x", "y", "t", "p")
+
+
+def to_structured(x: Any, y: Any, t: Any, p: Any) -> np.ndarray:
+    events = np.empty(len(x), dtype=EVENT_DTYPE)
+    events["x"], events["y"], events["t"], events["p"] = x, y, t, p
+    return events
+
+
+def sha256_file(path: Path) -> str:
+    with open(path, "rb") as handle:
+        if hasattr(hashlib, "file_digest"):
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+        digest = hashlib.sha256()  # Python 3.10
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+        return digest.hexdigest()
+
+
+def file_entry(root: Path, rel: str, split: str, records: int) -> dict[str, Any]:
+    """A file's manifest entry: its path, size, sha256, and the samples stored in it."""
+    path = root / rel
+    return {"path": rel, "bytes": path.stat().st_size, "sha256": sha256_file(path),
+            "records": records, "split": split}
+
+
+@contextmanager
+def staged(root: Path, rel: str) -> Iterator[Path]:
+    """A temporary path to write ``root/rel`` at; renamed into place when the block ends."""
+    final = root / rel
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.{os.getpid()}-{os.urandom(4).hex()}.part")
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def shard_suffix(shard: Shard) -> str:
+    """'' for a split of one shard, else '-00003-of-00010'."""
+    return "" if shard.count == 1 else f"-{shard.index:05d}-of-{shard.count:05d}"
+
+
+def concatenated(blocks: Iterable[Block]) -> tuple[dict[str, np.ndarray], int]:
+    """All columns of the blocks joined, and how many samples they hold."""
+    parts: dict[str, list[np.ndarray]] = {}
+    n = 0
+    for block in blocks:
+        n += len(block)
+        for name, column in block.columns.items():
+            parts.setdefault(name, []).append(np.asarray(column))
+    joined = {k: v[0] if len(v) == 1 else np.concatenate(v) for k, v in parts.items()}
+    return joined, n
+
+
+class Store:
+    """Stored samples of one split: ``len``, ``read(i)`` (every stored field of sample i),
+    ``read_many(indices)``, and ``columns()`` for small datasets read whole."""
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def read(self, i: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def read_many(self, indices: Iterable[int]) -> list[dict[str, Any]]:
+        return [self.read(i) for i in indices]
+
+    def columns(self) -> dict[str, np.ndarray]:
+        raise NotImplementedError(f"{type(self).__name__} is read sample by sample")
+
+    def check_index(self, i: int) -> int:
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"sample {i} of {n}")
+        return int(i) % n
+
+
+class Writer:
+    """Writes a shard's blocks into files below the stage; opens them again for reading."""
+
+    name: str = ""
+    libraries: tuple[str, ...] = ()  # distributions whose versions shape the bytes
+
+    def versions(self) -> dict[str, str]:
+        from importlib.metadata import PackageNotFoundError, version
+
+        out = {}
+        for lib in self.libraries:
+            try:
+                out[lib] = version(lib)
+            except PackageNotFoundError:
+                out[lib] = "absent"
+        return out
+
+    def write(self, stage: Path, ds: Dataset, cfg: Config, shard: Shard,
+              blocks: Iterable[Block]) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def open(self, folder: Path, split: str, files: list[dict[str, Any]]) -> Store:
+        raise NotImplementedError
+
+
+def write_text(root: Path, rel: str, text: str, split: str, records: int) -> dict[str, Any]:
+    """A UTF-8 text file, LF endings exactly as given (label tables, provenance CSVs)."""
+    with staged(root, rel) as tmp:
+        tmp.write_bytes(text.encode("utf-8"))
+    return file_entry(root, rel, split, records)
+
+
+class NpyWriter(Writer):
+    """One ``<split>_<column>.npy`` per column (``-00003-of-00010`` when a split has shards),
+    the format ``np.save`` writes; columns only, no events."""
+
+    name = "npy"
+    libraries = ("numpy",)
+
+    def write(self, stage: Path, ds: Dataset, cfg: Config, shard: Shard,
+              blocks: Iterable[Block]) -> list[dict[str, Any]]:
+        columns, n = concatenated(blocks)
+        files = []
+        for name, column in columns.items():
+            rel = f"{shard.split}_{name}{shard_suffix(shard)}.npy"
+            with staged(stage, rel) as tmp, open(tmp, "wb") as handle:
+                np.save(handle, np.ascontiguousarray(column), allow_pickle=False)
+            files.append(file_entry(stage, rel, shard.split, n))
+        return files
+
+    def open(self, folder: Path, split: str, files: list[dict[str, Any]]) -> Store:
+        return NpyStore(folder, split, files)
+
+
+class NpyStore(Store):
+    """Memory-mapped columns; a split of several shards is indexed across them."""
+
+    def __init__(self, folder: Path, split: str, files: list[dict[str, Any]]):
+        by_column: dict[str, list[dict[str, Any]]] = {}
+        for f in sorted(files, key=lambda f: f["path"]):
+            stem = Path(f["path"]).stem[len(split) + 1:]
+            by_column.setdefault(stem.split("-", 1)[0], []).append(f)
+        self.parts = {name: [np.load(folder / f["path"], mmap_mode="r", allow_pickle=False)
+                             for f in fs] for name, fs in by_column.items()}
+        first = next(iter(by_column.values()), [])
+        self.starts = np.concatenate([[0], np.cumsum([f["records"] for f in first])])
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def read(self, i: int) -> dict[str, Any]:
+        i = self.check_index(i)
+        k = int(np.searchsorted(self.starts, i, side="right")) - 1
+        j = i - int(self.starts[k])
+        return {name: np.array(parts[k][j]) for name, parts in self.parts.items()}
+
+    def columns(self) -> dict[str, np.ndarray]:
+        return {name: parts[0] if len(parts) == 1 else np.concatenate(parts)
+                for name, parts in self.parts.items()}
+
+
+NPY = NpyWriter()
+
+
+def write_bytes(root: Path, rel: str, data: bytes, split: str, records: int) -> dict[str, Any]:
+    """A file of bytes already in memory, hashed from memory."""
+    with staged(root, rel) as tmp:
+        tmp.write_bytes(data)
+    return {"path": rel, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+            "records": records, "split": split}
