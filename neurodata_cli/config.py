@@ -8,6 +8,7 @@ or the key and the file.
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -227,8 +228,13 @@ def _read(reader: Reader, option: Option, key: str) -> Any:
             brackets = "()" if option.open_bounds else "[]"
             raise reader.fail(key, f"{value} is outside {brackets[0]}{lo}, {hi}{brackets[1]}")
         return value
-    value = reader.string(key)
-    return str(Path(value).expanduser()) if kind == "path" else value
+    if kind == "path":
+        raw = reader.data.get(key)
+        if isinstance(raw, os.PathLike):  # from the Python API
+            reader.used.add(key)
+            return str(Path(raw).expanduser())
+        return str(Path(reader.string(key)).expanduser())
+    return reader.string(key)
 
 
 def _int(v: float | None) -> int | None:

@@ -212,6 +212,17 @@ class Materialiser:
                 )
         return existing
 
+    def _split_config(self, split: str) -> dict[str, Any]:
+        """The config as one split records it: a split key that maps split names to values
+        (the sources of each split) keeps only this split's entry, so a folder made one split
+        at a time records the same as one made at once."""
+        out = {}
+        for key, value in self.config.items():
+            if key in self.ds.split_keys and isinstance(value, dict) and split in value:
+                value = {split: value[split]}
+            out[key] = value
+        return out
+
     def _shared_config(self, config: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in config.items() if k not in self.ds.split_keys}
 
@@ -281,11 +292,14 @@ class Materialiser:
             stats = self.ds.finish_stats(split, stats)
             stats.setdefault("samples", 0)
             splits[split] = {"format": writer.name, "files": 0, "records": 0, "stats": stats,
-                             "config": self.config}
+                             "config": self._split_config(split)}
         files = [f for rec in records for f in rec["files"]]
         for f in files:
             splits[f["split"]]["files"] += 1
-            splits[f["split"]]["records"] += f["records"]
+        for entry in splits.values():
+            # Samples stored in the split; a file's records are the samples stored in that file
+            # (each column file of an npy split stores all of them).
+            entry["records"] = entry["stats"]["samples"]
         if existing is not None:
             keep = {k: v for k, v in existing["splits"].items() if k not in splits}
             splits = {**keep, **splits}
@@ -332,7 +346,7 @@ class Materialiser:
         shutil.rmtree(self._commit_dir, ignore_errors=True)
 
     def _summary(self, manifest: dict[str, Any], seconds: float, resumed: int) -> RunSummary:
-        mine = {k: v for k, v in manifest["splits"].items() if k in self.claim}
+        mine = {k: manifest["splits"][k] for k in self.claim}
         files = [f for f in manifest["files"] if f["split"] in self.claim]
         total = sum(f["bytes"] for f in files)
         extra = self.ds.describe({k: v["stats"] for k, v in mine.items()})

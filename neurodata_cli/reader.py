@@ -93,9 +93,9 @@ class SplitView:
         """Everything stored for sample i but its events (source, labels, sizes)."""
         return {k: v for k, v in self.store.read(i).items() if k != "events"}
 
-    def to_frames(self, i: int, **kwargs: Any) -> np.ndarray:
+    def to_frames(self, i: int, *args: Any, **kwargs: Any) -> np.ndarray:
         """Dense frames of sample i, as the dataset defines them."""
-        return self.spec.frames(self.store.read(i), **kwargs)
+        return self.spec.frames(self.store.read(i), *args, **kwargs)
 
     def columns(self) -> dict[str, np.ndarray]:
         """Every stored column at once (small datasets)."""

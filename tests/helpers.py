@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-REFERENCE = REPO.parent / "shared" / "reference"
+DATA = REPO / "tests" / "data"  # the published reference files, copied into the repository
 
 
 def reference(*parts: str) -> Path:
-    path = REFERENCE.joinpath(*parts)
+    path = DATA.joinpath(*parts)
     if not path.exists():
-        pytest.fail(f"reference data missing: {path} (../shared must sit beside the repository)")
+        pytest.fail(f"reference data missing: {path}")
     return path
 
 
@@ -30,5 +30,31 @@ def tree_digest(folder: Path) -> dict[str, str]:
 
 
 def data_digest(folder: Path) -> dict[str, str]:
-    """Every file's sha256 but the manifest's, which records when and how long a run took."""
-    return {k: v for k, v in tree_digest(folder).items() if k != "manifest.json"}
+    """Every file's sha256 (the manifest holds no times, so it is compared too)."""
+    return tree_digest(folder)
+
+
+class Shard:
+    """An HDF5 shard read whole with plain h5py: ``events``, ``offsets``, ``samples``, ``attrs``."""
+
+    def __init__(self, path: Path):
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            self.events = {k: f["events"][k][()] for k in "xytp"} if "events" in f else {}
+            self.offsets = f["samples/offsets"][()] if "offsets" in f["samples"] else None
+            self.samples = {
+                name: ds.asstr()[()] if h5py.check_string_dtype(ds.dtype) else ds[()]
+                for name, ds in f["samples"].items() if name != "offsets"}
+            self.attrs = dict(f.attrs)
+
+
+def read_shard(path: Path) -> Shard:
+    return Shard(path)
+
+
+def data_sums(folder: Path) -> str:
+    """SHA256SUMS without the manifest's line: the data files' checksums alone (the manifest
+    also records where the inputs were read from)."""
+    lines = (Path(folder) / "SHA256SUMS").read_text().splitlines(keepends=True)
+    return "".join(line for line in lines if not line.endswith("  manifest.json\n"))

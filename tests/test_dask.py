@@ -121,9 +121,9 @@ def test_an_unreachable_scheduler_fails_within_seconds(run, tmp_path, tree):
 
 def test_workers_that_cannot_see_the_inputs_are_named_before_any_work(run, tmp_path, tree,
                                                                      cluster, monkeypatch):
-    from neurodata_cli.datasets import es_imagenet
+    from neurodata_cli.datasets.es_imagenet import ESImageNet
 
-    monkeypatch.setattr(es_imagenet, "input_paths", lambda cfg: ["/nonexistent/imagenet/train"])
+    monkeypatch.setattr(ESImageNet, "inputs", lambda self, cfg: ["/nonexistent/imagenet/train"])
     result = run("es-imagenet", "--imagenet-root", tree, "--out", tmp_path, "--scheduler",
                  cluster.scheduler_address, code=1)
     assert "/nonexistent/imagenet/train does not exist on this worker" in result.output
@@ -146,7 +146,7 @@ def test_workers_and_scheduler_do_not_mix(run, tmp_path, tree):
 
 
 def test_a_killed_client_resumes_with_identical_bytes(run, tmp_path, tree, cluster, monkeypatch):
-    from neurodata_cli import dask_executor
+    from neurodata_cli import executors as dask_executor
 
     want = local_run(run, tree, tmp_path / "local")
     real_run = dask_executor.DaskExecutor.run

@@ -15,13 +15,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from helpers import data_digest, reference, tree_digest
+from helpers import data_digest, read_shard, reference, tree_digest
 from imagenet_synth import make_tree, odd_files, save, synthetic
 from odg_oracle import odg
 from PIL import Image
 
-from neurodata_cli.formats import events as event_shard
-from neurodata_cli.imagenet_source import decode
+from neurodata_cli.datasets.es_imagenet.source import decode
 
 VERSION = "1.0.0"
 
@@ -48,7 +47,7 @@ def oracle_for(root: Path, rel: str, threshold: float = 0.18):
 def read_hdf5_samples(folder: Path, split: str) -> list[dict]:
     out = []
     for path in sorted(folder.glob(f"es-imagenet-{split}-*.h5")):
-        shard = event_shard.read(path)
+        shard = read_shard(path)
         off = shard.offsets
         for i in range(len(off) - 1):
             sl = slice(int(off[i]), int(off[i + 1]))
@@ -182,14 +181,14 @@ def test_val_from_folders_from_a_table_and_from_the_shipped_table(run, tmp_path)
 
 
 def test_the_shipped_tables_equal_the_reference():
-    from neurodata_cli.config import packaged_path
+    from neurodata_cli.datasets.es_imagenet import source
 
-    shipped = packaged_path("ilsvrc2012_val_labels.txt").read_bytes()
+    shipped = (Path(source.__file__).with_name(source.DEFAULT_VAL_LABELS)).read_bytes()
     assert shipped == reference("es-imagenet", "valorigin.txt").read_bytes()
 
 
 def test_imagenet_class_folders_give_the_released_train_labels(tmp_path):
-    from neurodata_cli.imagenet_source import list_inputs, locate
+    from neurodata_cli.datasets.es_imagenet.source import list_inputs, locate
 
     released = [line.split() for line in
                 reference("es-imagenet", "trainlabel_dir.txt").read_text().splitlines()]
@@ -243,17 +242,17 @@ def test_one_and_two_workers_give_identical_bytes(run, tmp_path, tree):
 
 
 def test_a_failed_run_resumes_to_identical_bytes(run, tmp_path, tree, monkeypatch):
-    from neurodata_cli.datasets import es_imagenet
+    from neurodata_cli.datasets.es_imagenet import ESImageNet as es_imagenet
 
     run("es-imagenet", "--imagenet-root", tree, "--out", tmp_path / "whole", "--shard-size", "4",
         "--workers", "1")
     real_build, calls = es_imagenet.build, []
 
-    def failing_build(cfg, shard):
+    def failing_build(self, cfg, shard):
         calls.append(shard.key)
         if len(calls) == 3:
             raise RuntimeError("power cut")
-        return real_build(cfg, shard)
+        return real_build(self, cfg, shard)
 
     monkeypatch.setattr(es_imagenet, "build", failing_build)
     args = ["es-imagenet", "--imagenet-root", tree, "--out", tmp_path / "cut", "--shard-size",

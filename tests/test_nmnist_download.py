@@ -9,8 +9,8 @@ import threading
 import pytest
 from nmnist_synth import make_tree, zip_tree
 
+from neurodata_cli.datasets.two_nmnist.source import download
 from neurodata_cli.errors import RunError
-from neurodata_cli.nmnist_source import download
 
 
 class Server:

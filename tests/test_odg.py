@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from imagenet_synth import PHOTOS, photo, synthetic
 from odg_oracle import odg, torch_nearest
 
-from neurodata_cli.datasets import odg as fast
+from neurodata_cli.datasets.es_imagenet import odg as fast
 
 THRESHOLDS = [0.18, 0.01, 0.1, 46 / 255, 0.2, 0.5, 0.9]
 PATHS = [pytest.param(fast.convert, id="c"), pytest.param(fast.convert_numpy, id="numpy")]

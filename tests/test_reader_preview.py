@@ -13,8 +13,17 @@ from nmnist_synth import oracle_2nmnist, write_bin_bytewise
 from PIL import Image
 
 from neurodata_cli import open_dataset, preview
-from neurodata_cli.datasets import odg, yinyang
-from neurodata_cli.imagenet_source import decode
+from neurodata_cli.datasets.es_imagenet import draw as es_draw
+from neurodata_cli.datasets.es_imagenet import odg
+from neurodata_cli.datasets.es_imagenet.source import decode
+from neurodata_cli.datasets.two_nmnist import draw as nm_draw
+from neurodata_cli.datasets.yinyang import draw as yy_draw
+from neurodata_cli.datasets.yinyang import walk as yinyang
+
+
+def draw(data, split: str, index: int, out: Path) -> Path:
+    """What ``neurodata preview`` draws for that sample."""
+    return preview.save(data.spec.preview(data[split], split, index), out)
 
 
 def folder(out: Path, dataset: str) -> Path:
@@ -36,23 +45,24 @@ def test_yinyang_reader_gives_the_generated_arrays(run, tmp_path, fmt):
         features, label = train[i]
         np.testing.assert_array_equal(features, samples[i])
         assert label == labels[i]
-    times, label = train.with_spike_times()[3]
-    assert times.shape == (5,) and label == labels[3]
+    record = train.record(3)
+    assert record["spike_times"].shape == (5,) and int(record["labels"]) == labels[3]
 
 
 def test_yinyang_preview_colours_match_classes(run, tmp_path):
     run("yinyang", "--out", tmp_path)
     data = open_dataset(folder(tmp_path, "yinyang"))
-    out = preview.preview(data, "train", 0, tmp_path / "yy.png")
+    out = draw(data, "train", 0, tmp_path / "yy.png")
     image = np.asarray(Image.open(out).convert("RGB"))
-    features, labels = data["train"].arrays()
+    columns = data["train"].columns()
+    features, labels = columns["samples"], columns["labels"]
     hits = 0
     for (x, y), label in zip(features[:, :2], labels, strict=True):
-        cx, cy = preview.yinyang_position(x, y, 0.5)
-        hits += tuple(image[cy, cx]) == preview.CLASS_COLOURS[label]
+        cx, cy = yy_draw.position(x, y, 0.5)
+        hits += tuple(image[cy, cx]) == yy_draw.CLASS_COLOURS[label]
     # Dots drawn later can cover earlier ones of another class only along the class borders.
     assert hits / len(labels) > 0.97
-    assert out.read_bytes() == preview.preview(data, "train", 0, tmp_path / "b.png").read_bytes()
+    assert out.read_bytes() == draw(data, "train", 0, tmp_path / "b.png").read_bytes()
 
 
 # ---- 2NMNIST ---------------------------------------------------------------------------------
@@ -102,10 +112,10 @@ def test_2nmnist_preview_shows_both_recordings(run, tmp_path):
     data = open_dataset(folder(tmp_path, "2nmnist"))
     ds = data["train"]
     pair = next(i for i in range(len(ds)) if ds[i][1].sum() == 2)
-    out = preview.preview(data, "train", pair, tmp_path / "p.png")
+    out = draw(data, "train", pair, tmp_path / "p.png")
     image = np.asarray(Image.open(out).convert("RGB"))
     for b in range(6):
-        left, top, right, bottom = preview.nmnist_tile_box(b)
+        left, top, right, bottom = nm_draw.tile_box(b)
         tile = image[top:bottom, left:right]
         coloured = (tile != 255).any(axis=2)
         half = (right - left) // 2
@@ -144,9 +154,9 @@ def test_es_imagenet_reader_gives_the_converted_events(run, tmp_path, photos, fm
 def test_reader_is_lazy_picklable_and_indexes_across_shards(run, tmp_path, photos):
     run("es-imagenet", "--imagenet-root", photos, "--out", tmp_path, "--shard-size", "3")
     ds = open_dataset(folder(tmp_path, "es-imagenet"))["train"]
-    assert ds._open is None  # nothing opened until a sample is asked for
+    assert ds.store._files == {}  # nothing opened until a sample is asked for
     first = ds[4]
-    assert ds._open is not None
+    assert ds.store._files
     copy = pickle.loads(pickle.dumps(ds))
     np.testing.assert_array_equal(copy[4][0], first[0])
     np.testing.assert_array_equal(ds[-1][0], ds[len(ds) - 1][0])
@@ -194,16 +204,16 @@ def test_es_imagenet_preview_has_8_frames_and_a_relief_of_the_photo(run, tmp_pat
     sources = sorted(p for p in (photos / "train").rglob("*.JPEG"))
     correlations = []
     for i, src in enumerate(sources):
-        ei = preview.edge_integral(ds.to_frames(i))
+        ei = es_draw.edge_integral(ds.to_frames(i))
         grad = gradient_magnitude_crop(decode(src))
         correlations.append(np.corrcoef(np.abs(ei).ravel(), grad.ravel())[0, 1])
     assert min(correlations) > 0.3, correlations
 
-    out = preview.preview(data, "train", 1, tmp_path / "es.png")
+    out = draw(data, "train", 1, tmp_path / "es.png")
     image = np.asarray(Image.open(out).convert("RGB")).astype(int)
     frames = ds.to_frames(1)
     for t in range(1, 9):
-        left, top, right, bottom = preview.es_frame_box(t)
+        left, top, right, bottom = es_draw.frame_box(t)
         tile = image[top:bottom, left:right]
         red = (tile == preview.ON).all(axis=2) | (tile == preview.BOTH).all(axis=2)
         blue = (tile == preview.OFF).all(axis=2) | (tile == preview.BOTH).all(axis=2)
@@ -212,7 +222,7 @@ def test_es_imagenet_preview_has_8_frames_and_a_relief_of_the_photo(run, tmp_pat
         blue[:16, :40] = off[:16, :40]
         np.testing.assert_array_equal(red, on)
         np.testing.assert_array_equal(blue, off)
-    left, top, right, bottom = preview.es_relief_box()
+    left, top, right, bottom = es_draw.relief_box()
     relief = image[top:bottom, left:right]
     assert (relief[..., 0] == relief[..., 1]).all() and (relief[..., 0] == relief[..., 2]).all()
     assert relief[..., 0].std() > 5

@@ -39,7 +39,7 @@ def test_sha256sums_format_and_manifest_contents(run, tmp_path):
     text = (f / "SHA256SUMS").read_bytes()
     assert b"\r" not in text and text.endswith(b"\n")
     paths = [line.split("  ", 1)[1] for line in text.decode().splitlines()]
-    assert paths == sorted(paths) and len(paths) == 6
+    assert paths == sorted(paths) and len(paths) == 7 and "manifest.json" in paths
     m = json.loads((f / "manifest.json").read_text())
     assert m["dataset"] == "yinyang" and m["version"] == "1.0.0"
     assert m["tool"]["version"] == __version__
@@ -54,20 +54,22 @@ def test_sha256sums_format_and_manifest_contents(run, tmp_path):
     assert "libhdf5" not in m["libraries"]
 
 
-def test_hdf5_is_written_by_our_writer_so_the_manifest_lists_no_libhdf5(run, tmp_path):
+def test_hdf5_is_written_by_h5py_so_the_manifest_lists_libhdf5(run, tmp_path):
     import h5py
 
     run("yinyang", "--size", "10", "--out", tmp_path, "--quiet")
     m = json.loads((folder(tmp_path) / "manifest.json").read_text())
-    assert "libhdf5" not in m["libraries"] and "h5py" not in m["libraries"]
-    with h5py.File(folder(tmp_path) / "yinyang.h5", "r") as f:
-        assert f["train/samples"].shape == (10, 4)
+    assert m["libraries"]["libhdf5"] == h5py.version.hdf5_version
+    assert m["libraries"]["h5py"] == h5py.__version__
+    with h5py.File(folder(tmp_path) / "yinyang-train-00000-of-00001.h5", "r") as f:
+        assert f["samples/samples"].shape == (10, 4)
+    assert m["files"][0]["records"] == 10 and m["splits"]["train"]["records"] == 10
 
 
 def test_verify_passes_then_names_flipped_missing_and_extra_files(run, tmp_path):
     run("yinyang", "--format", "npy", "--out", tmp_path, "--quiet")
     f = folder(tmp_path)
-    assert "OK: 6 files" in run("verify", f).output
+    assert "OK: 7 files" in run("verify", f).output
 
     blob = bytearray((f / "test_samples.npy").read_bytes())
     blob[200] ^= 0x01
@@ -89,48 +91,42 @@ def test_rerun_is_refused_and_changes_nothing_then_overwrite_replaces(run, tmp_p
     run("yinyang", "--format", "npy", "--size", "200", "--out", tmp_path, "--overwrite", "--quiet")
     assert np.load(folder(tmp_path) / "train_samples.npy").shape == (200, 4)
     assert run("verify", folder(tmp_path)).exit_code == 0
-    assert sorted(p.name for p in (tmp_path / "yinyang").iterdir()) == ["1.0.0"]
+    assert sorted(p.name for p in (tmp_path / "yinyang").iterdir()) == [".1.0.0.lock", "1.0.0"]
 
 
-@pytest.mark.parametrize("fmt, where", [("npy", "npy.reserve"), ("hdf5", "MappedFile.finish"),
-                                        ("npy", "MappedFile.finish"),
-                                        ("npy --encoding spike-times", "npy.write")])
-def test_a_failed_run_leaves_nothing_that_looks_complete(run, tmp_path, monkeypatch, fmt, where):
-    # Arrays are written in place (reserve, fill, finish) or, with spike times, by write.
-    from neurodata_cli import formats
-    from neurodata_cli.formats import npy
+@pytest.mark.parametrize("fmt, fail_at", [("npy", 1), ("npy", 2), ("hdf5", 1), ("hdf5", 3),
+                                          ("npy --encoding spike-times", 6)])
+def test_a_failed_run_leaves_nothing_that_looks_complete(run, tmp_path, monkeypatch, fmt,
+                                                        fail_at):
+    # A file that cannot be written (the disk fills) at any point of the run.
+    import os
 
-    def broken(*args):
-        raise OSError("disk full")
+    from neurodata_cli import writers
 
-    owner, name = where.split(".")
-    monkeypatch.setattr({"npy": npy, "MappedFile": formats.MappedFile}[owner], name, broken)
-    failed = run("yinyang", "--format", *fmt.split(), "--out", tmp_path, "--quiet", code=1)
-    assert "Error: disk full" in failed.output
+    calls, real = [], os.replace
+
+    def replace(a, b):
+        calls.append(b)
+        if len(calls) == fail_at:
+            raise OSError(28, "No space left on device")
+        return real(a, b)
+
+    monkeypatch.setattr(writers.os, "replace", replace)
+    failed = run("yinyang", "--format", *fmt.split(), "--out", tmp_path, "--quiet",
+                 "--workers", "1", code=1)
+    assert "No space left on device" in failed.output and "Traceback" not in failed.output
+    assert str(calls[fail_at - 1]) in failed.output  # the file is named
     assert not folder(tmp_path).exists()
     monkeypatch.undo()
     run("yinyang", "--format", *fmt.split(), "--out", tmp_path, "--quiet")
     assert run("verify", folder(tmp_path)).exit_code == 0
 
 
-def test_a_full_disk_is_a_clear_error_naming_the_file(run, tmp_path, monkeypatch):
-    import errno
-
-    def full(fd, offset, length):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr("os.posix_fallocate", full, raising=False)
-    monkeypatch.setattr("os.ftruncate", full)
-    failed = run("yinyang", "--out", tmp_path, "--quiet", code=1)
-    assert "No space left on device" in failed.output and "yinyang.h5" in failed.output
-    assert "Traceback" not in failed.output and not folder(tmp_path).exists()
-
-
 def test_summary_line_and_info(run, tmp_path):
     out = run("yinyang", "--out", tmp_path).output
     assert "train 5000, validation 1000, test 1000 samples" in out and "yinyang 1.0.0" in out
     info = run("info", folder(tmp_path)).output
-    assert "yinyang 1.0.0" in info and "train: samples 5000" in info
+    assert "yinyang 1.0.0" in info and "train (hdf5, 5000 samples)" in info
 
 
 def test_config_file_and_flags_are_resolved_into_the_manifest(run, tmp_path):
@@ -208,15 +204,14 @@ def test_installed_console_script_and_module_entry_point(tmp_path):
     r = subprocess.run([sys.executable, "-m", "neurodata_cli", "yinyang", "--size", "5",
                         "--out", "o"], cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert (tmp_path / "o" / "yinyang" / "1.0.0" / "yinyang.h5").is_file()
+    assert (tmp_path / "o" / "yinyang" / "1.0.0" / "yinyang-train-00000-of-00001.h5").is_file()
     r = subprocess.run([exe, "yinyang", "--r-small", "x"], cwd=tmp_path, capture_output=True,
                        text=True)
     assert r.returncode == 2 and "--r-small" in r.stderr
 
 
 def test_the_console_script_keeps_exit_codes_and_output(tmp_path):
-    # main() ends a successful run without the interpreter's teardown: output must be flushed
-    # and failures must keep their codes.
+    # Output is flushed, failures keep their codes, and a closed pipe ends quietly.
     from pathlib import Path
 
     script = shutil.which("neurodata", path=str(Path(sys.executable).parent))
@@ -234,32 +229,14 @@ def test_the_console_script_keeps_exit_codes_and_output(tmp_path):
     assert piped.returncode == 0 and piped.stdout == "yinya"
 
 
-@pytest.mark.parametrize("exclusive", [True, False])
-def test_shard_files_are_written_in_place_only_by_an_exclusive_writer(tmp_path, monkeypatch,
-                                                                       exclusive):
-    import os
-
-    from neurodata_cli import engine
-
-    renamed = []
-    real_replace = os.replace
-    monkeypatch.setattr(engine.os, "replace", lambda a, b: (renamed.append(b), real_replace(a, b)))
-    art = engine.Artifact("sub/a.npy", "npy", np.arange(10), 10, "train")
-    entry = engine.write_artifact(tmp_path, art, exclusive)
-    assert np.array_equal(np.load(tmp_path / "sub" / "a.npy"), np.arange(10))
-    assert entry["bytes"] == (tmp_path / "sub" / "a.npy").stat().st_size
-    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["a.npy"]  # no .part left
-    assert bool(renamed) != exclusive  # a shared writer renames its own file into place
-
-
-@pytest.mark.parametrize("size", [0, 1, 4096, 8 * 2**20 - 1, 8 * 2**20, 8 * 2**20 + 1, 20_000_123])
-def test_file_hashes_through_map_windows_of_any_size(tmp_path, size):
+@pytest.mark.parametrize("size", [0, 1, 4096, 2**20 + 1, 20_000_123])
+def test_file_hashes_of_any_size(tmp_path, size):
     import hashlib
     import os
 
-    from neurodata_cli.manifest import sha256_file
+    from neurodata_cli.writers import sha256_file
 
     data = os.urandom(size)
     path = tmp_path / "f.bin"
     path.write_bytes(data)
-    assert sha256_file(path) == (hashlib.sha256(data).hexdigest(), size)
+    assert sha256_file(path) == hashlib.sha256(data).hexdigest()

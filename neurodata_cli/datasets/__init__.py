@@ -3,7 +3,7 @@ through the entry-point group ``neurodata.datasets`` (each entry names a ``Datas
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import import_module
 
 from ..errors import ConfigError
@@ -32,7 +32,7 @@ def names() -> list[str]:
     return list(_specs())
 
 
-@lru_cache(maxsize=None)
+@cache
 def get(name: str) -> Dataset:
     """The dataset registered under ``name``."""
     spec = _specs().get(name)

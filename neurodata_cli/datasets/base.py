@@ -154,6 +154,8 @@ class Dataset:
     preload: ClassVar[tuple[str, ...]] = ()  # modules a worker imports before its first shard
     libraries: ClassVar[tuple[str, ...]] = ()  # distributions that shape the data (a decoder)
     attrs: ClassVar[dict[str, Any]] = {}  # stored with every shard (sensor size, time unit)
+    # Event datasets: the dtypes of x, y, t, p as stored (a shard of no samples still has them).
+    event_dtypes: ClassVar[dict[str, Any] | None] = None
 
     # ---- config and inputs ------------------------------------------------------------------
     def schema(self) -> tuple[Option, ...]:

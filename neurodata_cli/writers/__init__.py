@@ -57,6 +57,10 @@ def staged(root: Path, rel: str) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, final)
+    except OSError as exc:
+        if exc.filename is None:  # a full disk says so without naming the file
+            raise OSError(exc.errno, exc.strerror, str(final)) from None
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()

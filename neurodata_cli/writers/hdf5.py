@@ -114,6 +114,9 @@ class HDF5Writer(Writer):
                               "version": ds.version, "split": shard.split,
                               **ds.shard_attrs(cfg, shard)})
                 appender = None
+                if ds.event_dtypes is not None:
+                    appender = _Appender(f.create_group("events"),
+                                         {k: np.dtype(v) for k, v in ds.event_dtypes.items()})
                 counts: list[np.ndarray] = []
                 columns: dict[str, list[np.ndarray]] = {}
                 for block in blocks:

@@ -9,6 +9,7 @@ counts the samples it stores.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,7 @@ class ESImageNet(Dataset):
     formats = {"hdf5": HDF5, "npz": NPZ}
     unit = "images"
     shard_size = 1000
+    event_dtypes = {"x": np.uint8, "y": np.uint8, "t": np.uint8, "p": np.uint8}
     split_scoped = True
     split_keys = frozenset({"split", "source", "limit", "shard_size"})
     distributed = True
@@ -106,8 +108,8 @@ class ESImageNet(Dataset):
         for i in range(count):
             start = i * cfg.shard_size
             part = items[start:start + cfg.shard_size]
-            shards.append(Shard(cfg.split, i, count, len(part),
-                                Part(start, tuple(r for r, _ in part), tuple(l for _, l in part))))
+            rels, labels = zip(*part, strict=True)
+            shards.append(Shard(cfg.split, i, count, len(part), Part(start, rels, labels)))
         return shards
 
     def build(self, cfg: Config, shard: Shard) -> Iterator[Block]:
@@ -120,7 +122,9 @@ class ESImageNet(Dataset):
             try:
                 rgb = open_rgb(root / rel)
             except Exception as exc:  # Pillow raises many kinds for a bad file: all unreadable
-                reason = _reason(exc).replace(str(root / rel), rel)  # no absolute paths
+                # No absolute paths and no object addresses: the manifest is checksummed.
+                reason = re.sub(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>", rel,
+                                _reason(exc).replace(str(root / rel), rel))
                 stats["unreadable"] = 1
                 stats["skipped"] = [{"source": rel, "reason": f"unreadable: {reason}"}]
                 yield Block({}, stats=stats)

@@ -58,7 +58,7 @@ def locate(root: Path, split: str, val_labels: Path | None = None) -> Source:
     if val_labels is None and has_dirs:
         classes_from = "train" if (root / "train").is_dir() else "val"
         return Source(str(root), split, "folders", classes_from)
-    table = Path(val_labels) if val_labels is not None else Path(__file__).with_name(DEFAULT_VAL_LABELS)
+    table = Path(__file__).with_name(DEFAULT_VAL_LABELS) if val_labels is None else Path(val_labels)
     if not table.is_file():
         raise ConfigError(f"--val-labels {table} is not a file")
     digest = hashlib.sha256(table.read_bytes()).hexdigest()

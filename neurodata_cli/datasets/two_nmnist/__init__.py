@@ -18,8 +18,8 @@ from ...errors import ConfigError, RunError
 from ...writers.hdf5 import HDF5
 from ..base import Block, Config, Dataset, Option, Shard, SplitFile
 from . import binfmt
-from .source import SplitSource, download, list_recordings, locate
 from .source import Reader as SourceReader
+from .source import SplitSource, download, list_recordings, locate
 from .superimpose import Group, make_groups, superimpose
 
 SENSOR_SIZE = (34, 34, 2)
@@ -32,19 +32,14 @@ DOWNLOADS = {
 }
 
 
-def _downloads(reader: Reader, key: str) -> dict[str, dict[str, str]]:
-    """Where ``--download`` fetches each split's archive, and what it must hash to."""
-    dl = reader.mapping(key)
-    out = {}
-    for split in ("train", "test"):
-        one = dl.mapping(split)
-        url, md5, file = one.string("url"), one.string("md5"), one.string("file")
-        if len(md5) != 32 or any(c not in "0123456789abcdefABCDEF" for c in md5):
-            raise one.fail("md5", f"{md5!r} is not an md5 hex digest")
-        one.finish()
-        out[split] = {"url": url, "md5": md5, "file": file}
-    dl.finish()
-    return out
+def _archive(reader: Reader, key: str) -> dict[str, str]:
+    """Where ``--download`` fetches one split's archive, and what it must hash to."""
+    one = reader.mapping(key)
+    url, md5, file = one.string("url"), one.string("md5"), one.string("file")
+    if len(md5) != 32 or any(c not in "0123456789abcdefABCDEF" for c in md5):
+        raise one.fail("md5", f"{md5!r} is not an md5 hex digest")
+    one.finish()
+    return {"url": url, "md5": md5, "file": file}
 
 
 @dataclass(frozen=True)
@@ -75,6 +70,7 @@ class TwoNMNIST(Dataset):
     }
     formats = {"hdf5": HDF5, "bin": binfmt.BIN}
     shard_size = 5000
+    event_dtypes = {"x": np.uint8, "y": np.uint8, "t": np.uint32, "p": np.uint8}
     split_scoped = True
     split_keys = frozenset({"sources"})
     distributed = True
@@ -86,8 +82,10 @@ class TwoNMNIST(Dataset):
                flag="--download", yaml=False, manifest=False),
         Option("download.cache", "path", "~/.cache/neurodata/nmnist",
                "Where --download keeps the archives.", flag="--cache", manifest=False),
-        Option("download.archives", dict, DOWNLOADS, flag=False, manifest=False,
-               parse=_downloads),
+        Option("download.train", dict, DOWNLOADS["train"], flag=False, manifest=False,
+               parse=_archive),
+        Option("download.test", dict, DOWNLOADS["test"], flag=False, manifest=False,
+               parse=_archive),
         Option("split", ("train", "test", "all"), "all", "Which splits to make.",
                yaml=False, manifest=False),
         Option("seed", int, 42, "RandomState seed, reset for each split.", lo=0, hi=2**32 - 1),
@@ -111,7 +109,7 @@ class TwoNMNIST(Dataset):
         if cfg.fetch:
             root = Path(cfg.download_cache).expanduser()
             for name in wanted:
-                entry = cfg.download_archives[name]
+                entry = getattr(cfg, f"download_{name}")
                 download(entry["url"], entry["md5"], root / entry["file"])
         sources = tuple(locate(root, name) for name in wanted)
         return cfg.replace(record=True, sources={s.split: s.describe() for s in sources}) \
@@ -156,8 +154,10 @@ class TwoNMNIST(Dataset):
         if cfg.format == "bin":
             stats["pairs"] = [[g.index, "-".join(map(str, g.digits)), "+".join(g.source()),
                                "+".join(g.reversed_sources())] for g in groups]
+            data = np.empty(len(samples), dtype=object)
+            data[:] = samples
             yield Block({"name": np.array([g.file_name() for g in groups], dtype=object),
-                         "bin": np.array(samples + [b""], dtype=object)[:-1]}, stats=stats)
+                         "bin": data}, stats=stats)
             return
         yield event_block(groups, samples, stats)
 
@@ -203,8 +203,7 @@ def event_block(groups: tuple[Group, ...], samples: list[bytes], stats: dict) ->
     """The shard's samples (``.bin`` bytes each) decoded into event columns."""
     counts = np.array([len(s) // 5 for s in samples], dtype=np.uint64)
     total = int(counts.sum())
-    dtypes = {"x": np.uint8, "y": np.uint8, "t": np.uint32, "p": np.uint8}
-    events = {k: np.empty(total, dtype=dt) for k, dt in dtypes.items()}
+    events = {k: np.empty(total, dtype=dt) for k, dt in TwoNMNIST.event_dtypes.items()}
     start = 0
     for data in samples:
         raw = binfmt.records(data)

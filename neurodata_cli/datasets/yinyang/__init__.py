@@ -14,7 +14,7 @@ from ...errors import ConfigError
 from ...writers import NPY
 from ...writers.hdf5 import HDF5
 from ..base import Block, Config, Dataset, Option, Shard
-from .generate import generate, spike_times
+from .walk import generate, spike_times
 
 CLASS_NAMES = ("yin", "yang", "dot")
 PAPER_SPLITS = {"train": {"size": 5000, "seed": 42}, "validation": {"size": 1000, "seed": 41},

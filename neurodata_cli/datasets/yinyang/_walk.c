@@ -3,7 +3,7 @@
  * The reference draws one sample at a time: goal = randint(3), then rand(2) pairs until a point in
  * the big circle has the goal's class. Both calls consume 32-bit MT19937 words in a fixed way, so
  * the walk only needs the word stream: MT19937 seeded as numpy's RandomState(seed) seeds it. This
- * is the same walk as `walk_python` in generate.py. Every float64 expression follows the
+ * is the same walk as `walk_python` in walk.py. Every float64 expression follows the
  * reference's order of operations; the build turns off FMA contraction so that each product is
  * rounded as numpy rounds it.
  */
