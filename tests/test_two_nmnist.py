@@ -11,7 +11,7 @@ from helpers import data_sums, read_shard, reference
 from nmnist_synth import make_tree, oracle_2nmnist, recording, zip_tree
 
 from neurodata_cli.datasets.two_nmnist import binfmt as nmnist_bin
-from neurodata_cli.datasets.two_nmnist import superimpose
+from neurodata_cli.datasets.two_nmnist import procedure
 from neurodata_cli.datasets.two_nmnist.source import Recording
 from neurodata_cli.errors import RunError
 
@@ -195,7 +195,7 @@ def test_k_rule_reduces_to_the_paper_and_follows_its_definition(k):
     recs = [Recording(f"{d}/{rng.randint(0, 99999):05d}.bin", d)
             for d in rng.randint(0, 10, size=400)]
     recs = list({r.rel: r for r in recs}.values())
-    groups = superimpose.make_groups(recs, 42, k)
+    groups = procedure.make_groups(recs, 42, k)
     want = plain_k_groups(recs, 42, k)
     assert [list(g.recordings) for g in groups] == want
     assert sorted(r.rel for g in groups for r in g.recordings) == sorted(r.rel for r in recs)

@@ -1,5 +1,5 @@
 """2NMNIST (Jurado, Dunn, Shapero, IJCNN 2023): NMNIST recordings of different digits,
-superimposed, one of them time-reversed; the procedure is in ``superimpose.py``."""
+superimposed, one of them time-reversed; the procedure is in ``procedure.py``."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from ...errors import ConfigError, RunError
 from ...writers.hdf5 import HDF5
 from ..base import Block, Config, Dataset, Option, Shard, SplitFile
 from . import binfmt
+from .procedure import Group, make_groups, superimpose
 from .source import Reader as SourceReader
 from .source import SplitSource, download, list_recordings, locate
-from .superimpose import Group, make_groups, superimpose
 
 SENSOR_SIZE = (34, 34, 2)
 MENDELEY = "https://data.mendeley.com/public-files/datasets/468j46mzdv/files"
