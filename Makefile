@@ -31,17 +31,19 @@ run: install
 # which would pull gigabytes of CUDA packages).
 TORCH_WHEEL := $(firstword $(wildcard /opt/wheels/torch-2.13.0+cpu-*.whl))
 
+# The contract tests run over every registered dataset, the example plugin's `ramp` included.
 test: dev
 ifneq ($(TORCH_WHEEL),)
 	$(BIN)/pip install -q $(TORCH_WHEEL)
 endif
+	$(BIN)/pip install -q ./examples/plugin
 	$(BIN)/pytest
 
 bench: dev
 	$(BIN)/python benchmarks/run.py
 
 lint: dev
-	$(BIN)/ruff check neurodata_cli tests benchmarks setup.py
+	$(BIN)/ruff check neurodata_cli tests benchmarks examples setup.py
 
 clean:
-	rm -rf build $(VENV) *.egg-info
+	rm -rf build $(VENV) *.egg-info examples/plugin/build examples/plugin/*.egg-info

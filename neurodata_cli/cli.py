@@ -67,7 +67,8 @@ def _params(ds: Any) -> list[click.Parameter]:
             continue
         help_text = option.help
         if option.yaml:
-            default = f"; default {option.default}" if option.default not in (None, False) else ""
+            shown = option.default is not None and option.default is not False
+            default = f"; default {option.default}" if shown and option.kind is not dict else ""
             help_text += f" (config: {option.key}{default})"
         if option.kind is bool:
             params.append(click.Option([flag, option.name], is_flag=True, default=None,

@@ -134,7 +134,9 @@ class Materialiser:
         self.fingerprint = fingerprint(self.config)
         shards = self.ds.plan(self.cfg)  # before the stage, so bad inputs leave nothing behind
         with self._lock():
-            self._finish_interrupted_commit()
+            finished = self._finish_interrupted_commit()
+            if finished is not None:  # this very run was cut short in its commit: now done
+                return self._summary(finished, time.perf_counter() - start, len(shards))
             existing = self._check_output()
             self._open_stage()
             done = self._finished_shards(shards)
@@ -329,21 +331,25 @@ class Materialiser:
         The plan is written first, beside the stage, and removed last: a rerun that finds it
         finishes the commit, whatever point it was cut at.
         """
-        remove = []
-        if existing is not None:
-            remove = [f["path"] for f in existing["files"] if f["split"] in self.claim]
-        plan = {"manifest": manifest, "merge": existing is not None, "remove": remove,
-                "replaced_splits": self.claim}
+        plan = {"manifest": manifest, "merge": existing is not None,
+                "fingerprint": self.fingerprint}
         self._commit_dir.mkdir(exist_ok=True)
         atomic_write(self._commit_dir / "commit.json", json.dumps(plan).encode())
         _apply_commit(self.stage, self.folder, plan)
         shutil.rmtree(self._commit_dir)
 
-    def _finish_interrupted_commit(self) -> None:
+    def _finish_interrupted_commit(self) -> dict[str, Any] | None:
+        """Finish a commit an earlier attempt was cut short in; its manifest when that attempt
+        had this run's config (nothing is left to do), else None."""
         commit = self._commit_dir / "commit.json"
+        plan = None
         if commit.is_file():
-            _apply_commit(self.stage, self.folder, json.loads(commit.read_text()))
+            plan = json.loads(commit.read_text())
+            _apply_commit(self.stage, self.folder, plan)
         shutil.rmtree(self._commit_dir, ignore_errors=True)
+        if plan is not None and plan.get("fingerprint") == self.fingerprint:
+            return plan["manifest"]
+        return None
 
     def _summary(self, manifest: dict[str, Any], seconds: float, resumed: int) -> RunSummary:
         mine = {k: manifest["splits"][k] for k in self.claim}
@@ -401,36 +407,36 @@ def _remove_unlisted(stage: Path, manifest: dict[str, Any]) -> None:
 
 
 def _apply_commit(stage: Path, folder: Path, plan: dict[str, Any]) -> None:
-    """Idempotent: safe to run again after being cut short at any point."""
+    """Move the stage into place; idempotent, so safe to run again after being cut anywhere.
+
+    A merge (a new split into a finished folder) first links the files it keeps from the
+    finished folder into the stage, so that the stage is the whole new folder. The finished
+    folder is then swapped for it by two renames: it is never seen half-merged.
+    """
     manifest = plan["manifest"]
-    if not plan["merge"] or not folder.exists():
-        trash = folder.with_name(f".{folder.name}.replaced")
-        if stage.exists():
-            write_manifest(stage, manifest)
-            shutil.rmtree(stage / INTERNAL, ignore_errors=True)
-            _remove_unlisted(stage, manifest)
-            if folder.exists():
-                shutil.rmtree(trash, ignore_errors=True)
-                os.replace(folder, trash)
-            os.replace(stage, folder)
-        shutil.rmtree(trash, ignore_errors=True)
-        return
-    if plan["remove"]:
-        # Unlist the replaced files before deleting them, so the folder never lists a missing file.
-        old = read_manifest(folder) or manifest
-        gone = set(plan["remove"])
-        splits = {k: v for k, v in old["splits"].items() if k not in plan["replaced_splits"]}
-        write_manifest(folder, {**old, "splits": splits,
-                                "files": [f for f in old["files"] if f["path"] not in gone]})
-        for rel in plan["remove"]:
-            (folder / rel).unlink(missing_ok=True)
-    for f in manifest["files"]:
-        src, dst = stage / f["path"], folder / f["path"]
-        if src.exists():
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(src, dst)
-    write_manifest(folder, manifest)
-    shutil.rmtree(stage, ignore_errors=True)
+    trash = folder.with_name(f".{folder.name}.replaced")
+    if stage.exists():
+        if plan["merge"] and folder.exists():
+            for f in manifest["files"]:
+                src, dst = folder / f["path"], stage / f["path"]
+                if not dst.exists():  # a file of a split this run keeps
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    _link_or_copy(src, dst)
+        write_manifest(stage, manifest)
+        shutil.rmtree(stage / INTERNAL, ignore_errors=True)
+        _remove_unlisted(stage, manifest)
+        if folder.exists():
+            shutil.rmtree(trash, ignore_errors=True)
+            os.replace(folder, trash)
+        os.replace(stage, folder)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # a file system without hard links
+        shutil.copy2(src, dst)
 
 
 def _file_matches(path: Path, entry: dict[str, Any]) -> bool:

@@ -1,0 +1,35 @@
+"""A toy dataset for engine tests: ``size`` samples of one split, ``shard_size`` per shard."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from neurodata_cli.datasets.base import Block, Dataset, Option, Shard
+from neurodata_cli.writers import NPY
+
+
+class Toy(Dataset):
+    """Toy: sample i is [i, offset]."""
+
+    name = "toy"
+    version = "1.0.0"
+    formats = {"npy": NPY}
+    shard_size = 2
+    split_scoped = True
+    split_keys = frozenset({"split"})
+    options = (Option("split", str, "train", "The split to write."),
+               Option("size", int, 6, "Samples.", lo=1),
+               Option("offset", int, 0, "The second feature."))
+
+    def splits(self, cfg):
+        return [cfg.split]
+
+    def plan(self, cfg):
+        count = -(-cfg.size // cfg.shard_size)
+        return [Shard(cfg.split, k, count, min(cfg.shard_size, cfg.size - start), start)
+                for k, start in enumerate(range(0, cfg.size, cfg.shard_size))]
+
+    def build(self, cfg, shard):
+        i = np.arange(shard.payload, shard.payload + shard.units)
+        yield Block({"features": np.stack([i, np.full_like(i, cfg.offset)], axis=1),
+                     "label": i % 2})
