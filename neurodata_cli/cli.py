@@ -153,8 +153,7 @@ def cli() -> None:
 def preview(folder: Path, split: str | None, index: int, output: Path | None) -> None:
     """Draw a PNG of a materialised folder and print its path.
 
-    Yin-Yang: a scatter of one split, coloured by class. 2NMNIST: one sample's event frames
-    over time. ES-ImageNet: one sample's 8 event frames and its Edge-Integral relief.
+    Each dataset draws its own: a split's scatter, or one sample's event frames.
     """
     from .errors import ConfigError
     from .preview import save

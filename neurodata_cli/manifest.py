@@ -36,9 +36,36 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r"}
+
+
+def sums_line(path: str, digest: str) -> str:
+    """One line as GNU ``sha256sum`` writes it: a name holding a backslash, LF or CR is escaped
+    and the line starts with a backslash."""
+    if not any(c in path for c in _ESCAPES):
+        return f"{digest}  {path}\n"
+    return "\\" + f"{digest}  {''.join(_ESCAPES.get(c, c) for c in path)}\n"
+
+
 def sums_text(entries: Iterable[tuple[str, str]]) -> str:
     """``<sha256>  <path>`` lines, sorted by path, LF endings: what ``sha256sum -c`` reads."""
-    return "".join(f"{digest}  {path}\n" for path, digest in sorted(entries))
+    return "".join(sums_line(path, digest) for path, digest in sorted(entries))
+
+
+def _unescape(name: str) -> str | None:
+    out, i = [], 0
+    while i < len(name):
+        c = name[i]
+        if c == "\\":
+            nxt = name[i + 1:i + 2]
+            if nxt not in ("\\", "n", "r"):
+                return None
+            out.append({"\\": "\\", "n": "\n", "r": "\r"}[nxt])
+            i += 2
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
 
 
 def manifest_text(manifest: dict[str, Any]) -> str:
@@ -138,11 +165,13 @@ def parse_sums(path: Path) -> tuple[dict[str, str], list[str]]:
     with open(path, encoding="utf-8", newline="\n") as handle:
         for number, line in enumerate(handle, 1):
             line = line[:-1] if line.endswith("\n") else line
-            digest, sep, rel = line.partition("  ")
-            if not sep or len(digest) != 64 or not rel:
+            escaped = line.startswith("\\")
+            digest, sep, rel = (line[1:] if escaped else line).partition("  ")
+            name = _unescape(rel) if escaped else rel
+            if not sep or len(digest) != 64 or not name:
                 bad.append(f"{SUMS} line {number} is not '<sha256>  <path>'")
                 continue
-            entries[rel] = digest
+            entries[name] = digest
     return entries, bad
 
 

@@ -49,21 +49,26 @@ def file_entry(root: Path, rel: str, split: str, records: int) -> dict[str, Any]
 
 
 @contextmanager
-def staged(root: Path, rel: str) -> Iterator[Path]:
-    """A temporary path to write ``root/rel`` at; renamed into place when the block ends."""
+def staged(root: Path, rel: str, make_parent: bool = True) -> Iterator[Path]:
+    """A temporary path to write ``root/rel`` at; renamed into place when the block ends.
+
+    ``make_parent=False`` when the caller made the folder (a writer of one file per sample).
+    """
     final = root / rel
-    final.parent.mkdir(parents=True, exist_ok=True)
+    if make_parent:
+        final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.{os.getpid()}-{os.urandom(4).hex()}.part")
     try:
         yield tmp
         os.replace(tmp, final)
-    except OSError as exc:
-        if exc.filename is None:  # a full disk says so without naming the file
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        if isinstance(exc, OSError) and exc.filename is None:  # a full disk names no file
             raise OSError(exc.errno, exc.strerror, str(final)) from None
         raise
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def shard_suffix(shard: Shard) -> str:
@@ -190,9 +195,10 @@ class NpyStore(Store):
 NPY = NpyWriter()
 
 
-def write_bytes(root: Path, rel: str, data: bytes, split: str, records: int) -> dict[str, Any]:
+def write_bytes(root: Path, rel: str, data: bytes, split: str, records: int,
+                make_parent: bool = True) -> dict[str, Any]:
     """A file of bytes already in memory, hashed from memory."""
-    with staged(root, rel) as tmp:
+    with staged(root, rel, make_parent) as tmp:
         tmp.write_bytes(data)
     return {"path": rel, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
             "records": records, "split": split}

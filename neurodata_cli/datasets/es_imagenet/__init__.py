@@ -23,7 +23,7 @@ from ...writers.hdf5 import HDF5
 from ..base import Block, Config, Dataset, Option, Shard, SplitFile
 from . import odg
 from .npz import NPZ, npz_name
-from .source import SPLITS, list_inputs, locate, open_rgb
+from .source import SPLITS, Unusable, list_inputs, locate, open_rgb
 
 SENSOR_SIZE = (odg.WINDOW[1], odg.WINDOW[1], 2)  # x, y < 240 in canvas coordinates
 
@@ -121,6 +121,11 @@ class ESImageNet(Dataset):
                      "events": 0, "skipped": []}
             try:
                 rgb = open_rgb(root / rel)
+            except Unusable as exc:
+                stats["unreadable"] = 1
+                stats["skipped"] = [{"source": rel, "reason": str(exc)}]
+                yield Block({}, stats=stats)
+                continue
             except Exception as exc:  # Pillow raises many kinds for a bad file: all unreadable
                 # No absolute paths and no object addresses: the manifest is checksummed.
                 reason = re.sub(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>", rel,
@@ -197,9 +202,15 @@ def _reason(exc: Exception) -> str:
 
 
 def _check_npz_names(split: str, items: list[tuple[str, int]]) -> None:
+    """Names the npz layout cannot carry are refused before any work (exit 2): its label table
+    separates fields by white space, one line per file."""
     seen: dict[str, str] = {}
     for rel, label in items:
         name = npz_name(split, rel, label)
+        if any(c.isspace() for c in name):
+            raise ConfigError(f"input {rel!r} would be written as {name!r}, and the npz layout's "
+                              f"{split}label.txt cannot hold a name with white space; rename "
+                              "it, or use --format hdf5")
         if name in seen:
             raise RunError(f"{seen[name]} and {rel} would both be written as {name} in the npz "
                            "layout; rename one, or use --format hdf5")

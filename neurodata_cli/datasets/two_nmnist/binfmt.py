@@ -86,7 +86,8 @@ class BinWriter(Writer):
     def write(self, stage: Path, ds: Any, cfg: Any, shard: Any,
               blocks: Iterable[Block]) -> list[dict[str, Any]]:
         folder = SPLIT_DIRS[shard.split]
-        return [write_bytes(stage, f"{folder}/{name}", data, shard.split, 1)
+        (stage / folder).mkdir(parents=True, exist_ok=True)
+        return [write_bytes(stage, f"{folder}/{name}", data, shard.split, 1, make_parent=False)
                 for block in blocks
                 for name, data in zip(block.columns["name"], block.columns["bin"], strict=True)]
 

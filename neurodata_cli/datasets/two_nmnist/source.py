@@ -10,13 +10,17 @@ import re
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from ...errors import RunError
+from ...errors import ConfigError, RunError
 from ...progress import progress
 
 SPLIT_DIRS = {"train": "Train", "test": "Test"}
+# A recording is tens of kB (about 5,000 events of 5 bytes); a member or file past this is not
+# one, and is refused before it is inflated or read.
+MAX_RECORDING_BYTES = 8 * 2**20
 _MEMBER = re.compile(r"^(?P<top>[^/]+)/(?P<digit>[0-9])/(?P<name>[^/]+\.bin)$")
 
 
@@ -50,7 +54,7 @@ def locate(root: Path, split: str) -> SplitSource:
     """Find ``split`` under ``root``: a ``Train``/``Test`` folder in any case, or its zip."""
     root = Path(root)
     if not root.is_dir():
-        raise RunError(f"--nmnist-root {root} is not a folder")
+        raise ConfigError(f"--nmnist-root {root} is not a folder")
     entries = {p.name.lower(): p for p in sorted(root.iterdir())}
     folder = entries.get(split)
     if folder is not None and folder.is_dir():
@@ -88,11 +92,20 @@ def list_recordings(src: SplitSource) -> list[Recording]:
     """Every ``<digit>/<name>.bin`` of the split, in no particular order."""
     found = []
     if src.archive:
+        seen: set[str] = set()
         with _open_zip(src.path) as zf:
             for info in zf.infolist():
                 _check_member(src.path, info.filename)
+                if info.filename in seen:
+                    raise RunError(f"{src.path}: member {info.filename!r} appears twice; "
+                                   "refusing an archive that is ambiguous")
+                seen.add(info.filename)
                 if info.is_dir() or not info.filename.lower().endswith(".bin"):
                     continue
+                if info.file_size > MAX_RECORDING_BYTES:
+                    raise RunError(f"{src.path}: member {info.filename!r} inflates to "
+                                   f"{info.file_size} bytes, more than an NMNIST recording "
+                                   f"({MAX_RECORDING_BYTES}); refusing it")
                 m = _MEMBER.match(info.filename)
                 if not m or m["top"] != src.prefix:
                     raise RunError(f"{src.path}: member {info.filename!r} is not "
@@ -105,8 +118,13 @@ def list_recordings(src: SplitSource) -> list[Recording]:
     for digit_dir in digit_dirs:
         digit = int(digit_dir.name)
         with os.scandir(digit_dir.path) as entries:
-            found += [Recording(f"{digit_dir.name}/{e.name}", digit) for e in entries
-                      if e.name.endswith(".bin") and e.is_file()]
+            for e in entries:
+                if not e.name.endswith(".bin"):
+                    continue
+                if not e.is_file():  # never opened: a FIFO would hang the run
+                    raise RunError(f"{e.path} is not a regular file (a folder, FIFO, device or "
+                                   "dangling link), so it cannot be an NMNIST recording")
+                found.append(Recording(f"{digit_dir.name}/{e.name}", digit))
     return found
 
 
@@ -118,9 +136,18 @@ class Reader:
         self._zip = _open_zip(src.path) if src.archive else None
 
     def read(self, rel: str) -> bytes:
+        """A recording's bytes; a damaged member or an oversized file is a RunError naming it."""
         if self._zip is not None:
-            return self._zip.read(f"{self.src.prefix}/{rel}")
-        return (Path(self.src.path) / rel).read_bytes()
+            try:
+                return self._zip.read(f"{self.src.prefix}/{rel}")
+            except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+                raise RunError(f"{self.name(rel)}: cannot be read from the archive "
+                               f"({exc})") from None
+        path = Path(self.src.path) / rel
+        if path.stat().st_size > MAX_RECORDING_BYTES:
+            raise RunError(f"{path} is {path.stat().st_size} bytes, more than an NMNIST "
+                           f"recording ({MAX_RECORDING_BYTES}); refusing it")
+        return path.read_bytes()
 
     def name(self, rel: str) -> str:
         return f"{self.src.path}:{self.src.prefix}/{rel}" if self._zip else f"{self.src.path}/{rel}"
