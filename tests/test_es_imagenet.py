@@ -305,7 +305,7 @@ def test_kill_9_then_the_same_command_resumes_to_identical_bytes(run, tmp_path):
 
 @pytest.mark.parametrize(("args", "code", "words"), [
     (["--imagenet-root", "{tmp}/nothing"], 2, "--imagenet-root"),
-    (["--imagenet-root", "{tmp}"], 2, "no train/ folder"),
+    (["--imagenet-root", "{tmp}"], 1, "no train/ folder"),
     (["--imagenet-root", "{root}", "--val-labels", "{root}/labels.txt"], 2, "--split val"),
     (["--imagenet-root", "{root}", "--split", "val", "--val-labels", "{root}/bad.txt"], 2,
      "line 2"),

@@ -111,6 +111,7 @@ def nmnist_zip(tmp_path: Path, extra: list[tuple[str, bytes]]) -> Path:
     return zips
 
 
+@pytest.mark.filterwarnings("ignore:Duplicate name")
 def test_a_zip_with_a_member_twice_is_refused_naming_it(run, tmp_path):
     rng = np.random.RandomState(0)
     zips = nmnist_zip(tmp_path, [("Train/3/dup.bin", recording(rng)),

@@ -256,7 +256,7 @@ def test_zip_members_outside_the_archive_are_refused(run, tmp_path, tree):
 @pytest.mark.parametrize("args,code,words", [
     ([], 2, ["--nmnist-root", "--download"]),
     (["--nmnist-root", "X", "--download"], 2, ["exactly one"]),
-    (["--nmnist-root", "MISSING"], 1, ["MISSING"]),
+    (["--nmnist-root", "MISSING"], 2, ["MISSING"]),
     (["--nmnist-root", "EMPTY"], 1, ["Train"]),
     (["--nmnist-root", "X", "--k", "11"], 2, ["--k"]),
     (["--nmnist-root", "X", "--format", "npz"], 2, ["--format"]),
