@@ -167,7 +167,8 @@ def preview(folder: Path, split: str | None, index: int, output: Path | None) ->
     view = data[split]
     if index >= len(view):
         raise ConfigError(f"--index {index}: the {split} split has {len(view)} samples")
-    output = output or Path(data.spec.preview_name(split, index))
+    output = output or Path(data.spec.preview_name(split, index).replace(
+        data.spec.name, data.dataset, 1))
     click.echo(save(data.spec.preview(view, split, index), output))
 
 

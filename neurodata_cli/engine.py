@@ -120,7 +120,8 @@ class Materialiser:
 
         self.ds, self.cfg, self.overwrite, self.quiet = ds, cfg, overwrite, quiet
         self.executor = executor or InlineExecutor()
-        self.base = Path(out) / ds.name
+        self.name = ds.output_name(cfg)
+        self.base = Path(out) / self.name
         self.folder = self.base / ds.version
 
     # ---- the run ------------------------------------------------------------------------
@@ -141,7 +142,7 @@ class Materialiser:
             self._open_stage()
             done = self._finished_shards(shards)
             todo = [s for s in shards if s.key not in done]
-            bar = progress(sum(s.units for s in shards), self.ds.unit, self.ds.name, self.quiet,
+            bar = progress(sum(s.units for s in shards), self.ds.unit, self.name, self.quiet,
                            initial=sum(s.units for s in shards if s.key in done))
             try:
                 for record in self.executor.run(self.ds.name, self.cfg, todo, self.stage):
@@ -195,7 +196,7 @@ class Materialiser:
         if not self.ds.split_scoped:
             if self.overwrite:
                 return None
-            raise RunError(f"{self.folder} already holds a finished {self.ds.name} "
+            raise RunError(f"{self.folder} already holds a finished {self.name} "
                            f"{self.ds.version}; {hint}")
         present = set(existing.get("splits", {}))
         clash = sorted(present & set(self.claim))
@@ -311,7 +312,8 @@ class Materialiser:
         for name in self.ds.libraries:
             libraries.update(_dist_version(name))
         return {
-            "dataset": self.ds.name,
+            "dataset": self.name,
+            "builder": self.ds.name,  # the registered dataset that wrote it (reads it back)
             "version": self.ds.version,
             "release_notes": self.ds.release_notes.get(self.ds.version, ""),
             "tool": {"name": "neurodata", "version": __version__},
@@ -356,7 +358,7 @@ class Materialiser:
         files = [f for f in manifest["files"] if f["split"] in self.claim]
         total = sum(f["bytes"] for f in files)
         extra = self.ds.describe({k: v["stats"] for k, v in mine.items()})
-        line = (f"{self.ds.name} {self.ds.version}: {extra}; {len(files)} files, "
+        line = (f"{self.name} {self.ds.version}: {extra}; {len(files)} files, "
                 f"{_human(total)} in {self.folder} ({seconds:.2f} s"
                 + (f", {resumed} shards resumed" if resumed else "") + ")")
         return RunSummary(self.folder, len(files), total, mine, seconds, resumed, line)

@@ -37,7 +37,7 @@ class Materialised:
         self.folder = folder
         self.manifest = manifest
         self.dataset = manifest["dataset"]
-        self.spec = get(self.dataset)
+        self.spec = get(manifest.get("builder", self.dataset))
         self.splits = sorted(manifest["splits"])
 
     def __getitem__(self, split: str) -> SplitView:
@@ -53,7 +53,7 @@ class Materialised:
         if len(store) != entry["records"]:
             raise RunError(f"{self.folder}: split {split} holds {len(store)} samples, its "
                            f"manifest says {entry['records']}")
-        return SplitView(self.spec, split, store, entry.get("config", {}))
+        return SplitView(self.spec, split, store, entry.get("config", {}), self.dataset)
 
     def __repr__(self) -> str:
         return f"<{self.dataset} {self.manifest['version']} in {self.folder}: {self.splits}>"
@@ -63,8 +63,10 @@ class SplitView:
     """One split's samples: ``ds[i]`` is what the dataset serves (events or features, and the
     label); ``record(i)`` is everything stored for sample i."""
 
-    def __init__(self, spec: Dataset, split: str, store: Store, config: dict[str, Any]):
+    def __init__(self, spec: Dataset, split: str, store: Store, config: dict[str, Any],
+                 dataset: str = ""):
         self.spec, self.split, self.store, self.config = spec, split, store, config
+        self.dataset = dataset or spec.name  # its name in the folder (3nmnist, say)
 
     def __len__(self) -> int:
         return len(self.store)

@@ -36,15 +36,15 @@ def inputs(name: str, root: Path, long: bool) -> list[str]:
             return []
         cfg = root / "yy.yaml"
         cfg.write_text("splits:\n" + "".join(f"  s{k}: {{size: 300000, seed: {k}}}\n"
-                                             for k in range(8)))
+                                             for k in range(16)))
         return ["--config", str(cfg)]
     if name == "2nmnist":
-        tree = nmnist_tree(root / "nmnist", {"train": 40 if long else 6, "test": 3})
+        tree = nmnist_tree(root / "nmnist", {"train": 80 if long else 6, "test": 3})
         return ["--nmnist-root", str(tree), "--shard-size", "8" if long else "7"]
     if name == "es-imagenet":
         if long:
-            for k in range(40):
-                save(synthetic(k, (400, 300)), root / "im" / "train" / f"n{k % 2:08d}" /
+            for k in range(80):
+                save(synthetic(k % 40, (400, 300)), root / "im" / "train" / f"n{k % 2:08d}" /
                      f"img{k:03d}.JPEG")
             return ["--imagenet-root", str(root / "im"), "--shard-size", "1",
                     "--min-events", "10"]
@@ -52,7 +52,7 @@ def inputs(name: str, root: Path, long: bool) -> list[str]:
         odd_files(root / "im" / "train" / "n09999999")  # skipped: too few events, unreadable
         return ["--imagenet-root", str(root / "im"), "--shard-size", "3"]
     if name == "ramp":
-        return ["--size", "3000000" if long else "1000", "--seed", "3",
+        return ["--size", "6000000" if long else "1000", "--seed", "3",
                 "--shard-size", "100000" if long else "300"]
     raise AssertionError(name)
 

@@ -20,9 +20,10 @@ from imagenet_synth import make_tree, odd_files, save, synthetic
 from odg_oracle import odg
 from PIL import Image
 
+from neurodata_cli import open_dataset
 from neurodata_cli.datasets.es_imagenet.source import decode
 
-VERSION = "1.0.0"
+VERSION = "2.0.0"
 
 
 @pytest.fixture(scope="module")
@@ -345,3 +346,56 @@ def test_pool_workers_import_the_installed_package_not_the_current_folder(tmp_pa
     done = subprocess.run(cmd, cwd=tmp_path / "cwd", env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "4 converted" in done.stdout
+
+
+# ---- one label space ----------------------------------------------------------------------------
+
+def test_a_subset_of_imagenet_gets_train_and_val_labels_from_one_ilsvrc_index(run, tmp_path):
+    released = dict(line.split() for line in
+                    reference("es-imagenet", "trainlabel_dir.txt").read_text().splitlines())
+    wnids = sorted(released)[::211][:5]  # five classes from across the index
+    wanted = {int(released[w]) for w in wnids}
+    truth = [line.split() for line in
+             reference("es-imagenet", "valorigin.txt").read_text().splitlines()]
+    val = [(name, int(label)) for name, label in truth if int(label) in wanted][:6]
+    root = tmp_path / "in"
+    for k, wnid in enumerate(wnids):
+        save(synthetic(k, (160, 120)), root / "train" / wnid / f"{wnid}_1.JPEG")
+    for k, (name, _) in enumerate(val):
+        save(synthetic(10 + k, (160, 120)), root / "val" / name)
+    run("es-imagenet", "--imagenet-root", root, "--out", tmp_path, "--min-events", "10",
+        "--quiet")
+    run("es-imagenet", "--imagenet-root", root, "--split", "val", "--out", tmp_path,
+        "--min-events", "10", "--quiet")
+    data = open_dataset(tmp_path / "es-imagenet" / VERSION)
+    train = data["train"]
+    assert sorted(train[i][1] for i in range(len(train))) == sorted(wanted)
+    assert all(train[i][1] == int(released[train.info(i)["source"].split("/")[1]])
+               for i in range(len(train)))
+    assert sorted(data["val"][i][1] for i in range(len(data["val"]))) == sorted(
+        label for _, label in val)
+    source = data.manifest["splits"]["train"]["config"]["source"]
+    assert source["labels"] == "ilsvrc2012"
+    assert source["label_map"] == {w: int(released[w]) for w in wnids}
+
+
+def test_other_class_folders_keep_sorted_labels_and_must_match_between_splits(run, tmp_path):
+    root = tmp_path / "in"
+    for k, name in enumerate(["cats", "dogs", "owls"]):
+        save(synthetic(k, (160, 120)), root / "train" / name / "a.JPEG")
+    for k, name in enumerate(["cats", "dogs"]):
+        save(synthetic(k, (160, 120)), root / "val" / name / "b.JPEG")
+    for split in ("train", "val"):
+        result = run("es-imagenet", "--imagenet-root", root, "--split", split, "--out",
+                     tmp_path / "o", code=2)
+        assert "owls" in result.output and "different class folders" in result.output
+    save(synthetic(5, (160, 120)), root / "val" / "owls" / "c.JPEG")
+    run("es-imagenet", "--imagenet-root", root, "--out", tmp_path / "o", "--min-events", "10",
+        "--quiet")
+    train = open_dataset(tmp_path / "o" / "es-imagenet" / VERSION)["train"]
+    assert [train[i][1] for i in range(3)] == [0, 1, 2]
+    mixed = tmp_path / "mixed"
+    save(synthetic(1, (160, 120)), mixed / "train" / "n01440764" / "a.JPEG")
+    save(synthetic(2, (160, 120)), mixed / "train" / "cats" / "a.JPEG")
+    assert "mixes" in run("es-imagenet", "--imagenet-root", mixed, "--out", tmp_path / "m",
+                          code=2).output

@@ -26,11 +26,11 @@ EXE = str(Path(sys.executable).with_name("neurodata"))
 
 
 def es_folder(out: Path) -> Path:
-    return out / "es-imagenet" / "1.0.0"
+    return out / "es-imagenet" / "2.0.0"
 
 
 def nm_folder(out: Path) -> Path:
-    return out / "2nmnist" / "1.0.0"
+    return out / "2nmnist" / "2.0.0"
 
 
 def sha256sum_ok(folder: Path) -> bool:
@@ -75,8 +75,12 @@ def test_two_runs_started_together_never_corrupt_each_other(tmp_path, splits):
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
 def test_no_worker_outlives_a_command_ended_by_a_signal(run, tmp_path, sig):
-    for k in range(24):
-        save(synthetic(k, (400, 300)), tmp_path / "im" / "train" / f"n{k % 2:08d}" / f"{k}.JPEG")
+    # Enough shards (a second or more of work) that the signal comes while they are running.
+    for k in range(40):
+        save(synthetic(k, (640, 480)), tmp_path / "im" / "train" / f"n{k % 2:08d}" / f"{k}.JPEG")
+    for k in range(40, 120):  # the same images again: cheaper to make, as long to convert
+        (tmp_path / "im" / "train" / f"n{k % 2:08d}" / f"{k}.JPEG").write_bytes(
+            (tmp_path / "im" / "train" / f"n{k % 2:08d}" / f"{k % 40}.JPEG").read_bytes())
     args = ["--imagenet-root", str(tmp_path / "im"), "--shard-size", "1", "--min-events", "10"]
     proc = subprocess.Popen([EXE, "es-imagenet", *args, "--out", str(tmp_path / "cut"),
                              "--workers", "2", "--quiet"], stdout=subprocess.PIPE)

@@ -10,12 +10,13 @@ import pytest
 from helpers import data_sums, read_shard, reference
 from nmnist_synth import make_tree, oracle_2nmnist, recording, zip_tree
 
+from neurodata_cli import open_dataset
 from neurodata_cli.datasets.two_nmnist import binfmt as nmnist_bin
 from neurodata_cli.datasets.two_nmnist import procedure
 from neurodata_cli.datasets.two_nmnist.source import Recording
 from neurodata_cli.errors import RunError
 
-VERSION = ("2nmnist", "1.0.0")
+VERSION = ("2nmnist", "2.0.0")
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +103,7 @@ def test_hdf5_events_equal_the_bin_bytes(run, tmp_path, tree):
             shard = read_shard(path)
             assert shard.attrs["split"] == split and list(shard.attrs["sensor_size"]) == [34, 34, 2]
             assert shard.attrs["time_unit"] == "us" and shard.attrs["schema_version"] == 1
+            assert shard.attrs["event_order"].startswith("by t")
             assert shard.events["x"].dtype == np.uint8 and shard.events["t"].dtype == np.uint32
             for i in range(len(shard.offsets) - 1):
                 lo, hi = shard.offsets[i], shard.offsets[i + 1]
@@ -111,7 +113,10 @@ def test_hdf5_events_equal_the_bin_bytes(run, tmp_path, tree):
                 digits = [int(s.split("/")[0]) for s in sources]
                 assert sorted(digits) == list(labels)
                 expected = bins / name / f"{index}_{'-'.join(map(str, digits))}.bin"
-                assert nmnist_bin.encode(ev) == expected.read_bytes()
+                # The same events, in time order: a stable sort of the authors' order.
+                authors = nmnist_bin.read(expected)
+                authors = authors[np.argsort(authors["t"], kind="stable")]
+                assert nmnist_bin.encode(ev) == nmnist_bin.encode(authors)
                 assert shard.samples["index"][i] == index
                 index += 1
         assert index == len(list((bins / name).iterdir()))
@@ -207,7 +212,10 @@ def test_k_rule_reduces_to_the_paper_and_follows_its_definition(k):
 def test_k3_writes_reversed_recordings_first(run, tmp_path, tree):
     run("2nmnist", "--nmnist-root", tree, "--k", "3", "--split", "test", "--format", "bin",
         "--out", tmp_path, "--quiet")
-    folder = out_folder(tmp_path)
+    folder = tmp_path / "3nmnist" / VERSION[1]  # a 3-NMNIST is not called 2NMNIST
+    assert not (tmp_path / "2nmnist").exists()
+    m = json.loads((folder / "manifest.json").read_text())
+    assert (m["dataset"], m["builder"], m["config"]["k"]) == ("3nmnist", "2nmnist", 3)
     rows = [r.split(",") for r in (folder / "pairs-test.csv").read_text().splitlines()[1:]]
     triple = next(r for r in rows if len(r[2].split("+")) == 3)
     a, b, c = (nmnist_bin.decode((tree / "Test" / s).read_bytes()) for s in triple[2].split("+"))
@@ -216,6 +224,11 @@ def test_k3_writes_reversed_recordings_first(run, tmp_path, tree):
     b_reversed["t"] = b["t"].max() - b_reversed["t"]
     want = np.concatenate([b_reversed, a, c])
     assert got.tobytes() == want.tobytes()
+    data = open_dataset(folder)
+    assert data.dataset == "3nmnist" and len(data["test"]) == len(rows)
+    result = run("preview", folder, "--split", "test", "-o", tmp_path / "p.png")
+    assert result.output.strip().endswith("p.png")
+    assert data["test"].dataset == "3nmnist"
 
 
 # ---- bad input --------------------------------------------------------------------------------

@@ -183,6 +183,11 @@ class Dataset:
         """The splits this config writes."""
         return ["train"]
 
+    def output_name(self, cfg: Config) -> str:
+        """The dataset's name in its output folder, manifest and files (a config may make a
+        dataset of another name: k-NMNIST)."""
+        return self.name
+
     def inputs(self, cfg: Config) -> list[str]:
         """Paths every cluster worker must be able to read."""
         return []

@@ -106,11 +106,12 @@ class HDF5Writer(Writer):
               blocks: Iterable[Any]) -> list[dict[str, Any]]:
         import h5py
 
-        rel = f"{ds.name}-{shard.key}.h5"
+        name = ds.output_name(cfg)
+        rel = f"{name}-{shard.key}.h5"
         n = 0
         with staged(stage, rel) as tmp:
             with h5py.File(tmp, "w", libver="earliest") as f:
-                set_attrs(f, {"schema_version": SCHEMA_VERSION, "dataset": ds.name,
+                set_attrs(f, {"schema_version": SCHEMA_VERSION, "dataset": name,
                               "version": ds.version, "split": shard.split,
                               **ds.shard_attrs(cfg, shard)})
                 appender = None

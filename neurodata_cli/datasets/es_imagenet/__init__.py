@@ -52,10 +52,14 @@ class ESImageNet(Dataset):
     """
 
     name = "es-imagenet"
-    version = "1.0.0"
+    version = "2.0.0"
     release_notes = {
         "1.0.0": "Event-exact ODG conversion (the authors' traconvert.py) of sorted ImageNet "
         "inputs; HDF5 event shards or the released npz layout.",
+        "2.0.0": "One label space: a class folder that is an ILSVRC2012 wnid takes its index in "
+        "the released class map whatever subset is present, as the val table does (subsets "
+        "were labelled 0..K-1 by their sorted folders). Other folders keep sorted labels, and "
+        "train and val must then hold the same classes. Full-ImageNet outputs are unchanged.",
     }
     formats = {"hdf5": HDF5, "npz": NPZ}
     unit = "images"

@@ -15,6 +15,7 @@ import re
 import stat
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -24,28 +25,71 @@ from ...errors import ConfigError, RunError
 
 SPLITS = ("train", "val")
 DEFAULT_VAL_LABELS = "ilsvrc2012_val_labels.txt"
+ILSVRC_CLASSES = "ilsvrc2012_classes.txt"  # the released trainlabel_dir.txt
 MAX_LABEL = 2**15 - 1  # labels are stored as int16
 MAX_INPUT_BYTES = 64 * 2**20  # an image file larger than this is skipped, never read whole
 
 
+@lru_cache(maxsize=1)
+def ilsvrc_classes() -> dict[str, int]:
+    """The released class map: the 1000 ILSVRC2012 wnids, sorted, to 0..999."""
+    text = Path(__file__).with_name(ILSVRC_CLASSES).read_text(encoding="ascii")
+    return {wnid: int(label) for wnid, label in (line.split() for line in text.splitlines())}
+
+
 @dataclass(frozen=True)
 class Source:
-    """Where one split's images are and how they are labelled."""
+    """Where one split's images are and how they are labelled.
+
+    Class folders that are ILSVRC2012 wnids take their index in the released class map, whatever
+    subset is present, so train and val of any subset share one label space (that of the
+    shipped val table too). Other class folders are labelled by their sorted order, and then
+    train and val must hold the same classes.
+    """
 
     root: str  # absolute
     split: str
     layout: str  # "folders" or "table"
-    classes_from: str  # the folder whose sorted wnid subfolders give the labels ("" for table)
+    classes: tuple[tuple[str, int], ...] = ()  # folder name -> label, for layout "folders"
+    scheme: str = ""  # "ilsvrc2012" (the released map) or "sorted folders"
     table: str = ""  # the labels table, for layout "table"
     table_sha256: str = ""
 
-    def describe(self) -> dict[str, str]:
-        out = {"root": self.root, "split": self.split, "layout": self.layout}
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"root": self.root, "split": self.split, "layout": self.layout}
         if self.layout == "table":
             out.update(labels=self.table, labels_sha256=self.table_sha256)
         else:
-            out.update(classes_from=self.classes_from)
+            out.update(labels=self.scheme, label_map=dict(self.classes))
         return out
+
+
+def _class_folders(folder: Path) -> list[str]:
+    return [p.name for p in _entries(folder) if p.is_dir()]
+
+
+def label_map(root: Path, split: str) -> tuple[str, tuple[tuple[str, int], ...]]:
+    """How the class folders of ``root/split`` are labelled: (scheme, folder -> label)."""
+    present = _class_folders(root / split)
+    known = ilsvrc_classes()
+    wnids = [n for n in present if n in known]
+    if wnids and len(wnids) == len(present):
+        return "ilsvrc2012", tuple((n, known[n]) for n in present)
+    if wnids:
+        others = [n for n in present if n not in known]
+        raise ConfigError(f"{root / split} mixes ILSVRC2012 wnid folders ({wnids[0]}, ...) with "
+                          f"other class folders ({', '.join(others[:3])}); their labels would "
+                          "collide. Use one kind only")
+    other = "val" if split == "train" else "train"
+    theirs = _class_folders(root / other) if (root / other).is_dir() else []
+    if theirs and set(theirs) != set(present):
+        only_here = sorted(set(present) - set(theirs))
+        only_there = sorted(set(theirs) - set(present))
+        raise ConfigError(
+            f"{root / split} and {root / other} hold different class folders, so their "
+            f"sorted labels would not match (only in {split}: {', '.join(only_here[:5]) or '-'}; "
+            f"only in {other}: {', '.join(only_there[:5]) or '-'})")
+    return "sorted folders", tuple((n, i) for i, n in enumerate(present))
 
 
 def locate(root: Path, split: str, val_labels: Path | None = None) -> Source:
@@ -56,19 +100,20 @@ def locate(root: Path, split: str, val_labels: Path | None = None) -> Source:
         raise ConfigError(f"--imagenet-root {root} is not a folder")
     if not folder.is_dir():  # a root that holds nothing usable: a runtime failure, as elsewhere
         raise RunError(f"--imagenet-root {root} has no {split}/ folder")
-    if split == "train":
-        if val_labels is not None:
-            raise ConfigError("--val-labels goes with --split val")
-        return Source(str(root), split, "folders", "train")
+    if split == "train" and val_labels is not None:
+        raise ConfigError("--val-labels goes with --split val")
     has_dirs = any(p.is_dir() for p in _entries(folder))
-    if val_labels is None and has_dirs:
-        classes_from = "train" if (root / "train").is_dir() else "val"
-        return Source(str(root), split, "folders", classes_from)
+    if split == "train" or (val_labels is None and has_dirs):
+        scheme, classes = label_map(root, split)
+        if len(classes) > MAX_LABEL + 1:
+            raise RunError(f"{folder} has {len(classes)} class folders; at most "
+                           f"{MAX_LABEL + 1} fit the int16 labels")
+        return Source(str(root), split, "folders", classes, scheme)
     table = Path(__file__).with_name(DEFAULT_VAL_LABELS) if val_labels is None else Path(val_labels)
     if not table.is_file():
         raise ConfigError(f"--val-labels {table} is not a file")
     digest = hashlib.sha256(table.read_bytes()).hexdigest()
-    return Source(str(root), split, "table", "", str(table.absolute()), digest)
+    return Source(str(root), split, "table", table=str(table.absolute()), table_sha256=digest)
 
 
 def read_table(path: Path) -> dict[str, int]:
@@ -115,18 +160,11 @@ def list_inputs(src: Source) -> list[tuple[str, int]]:
                 raise RunError(f"{path} has no label in --val-labels {src.table}")
             items.append((f"{src.split}/{path.name}", labels[path.name]))
         return items
-    classes = [p.name for p in _entries(root / src.classes_from) if p.is_dir()]
-    if len(classes) > MAX_LABEL + 1:
-        raise RunError(f"{root / src.classes_from} has {len(classes)} class folders; "
-                       f"at most {MAX_LABEL + 1} fit the int16 labels")
-    index = {name: i for i, name in enumerate(classes)}
+    index = dict(src.classes)
     items = []
     for wnid_dir in _entries(folder):
         if not wnid_dir.is_dir():
             raise RunError(f"{wnid_dir} is a file where {folder} holds class folders")
-        if wnid_dir.name not in index:
-            raise RunError(f"class folder {wnid_dir} has no counterpart in "
-                           f"{root / src.classes_from}, so it has no label")
         label = index[wnid_dir.name]
         items += [(f"{src.split}/{wnid_dir.name}/{path.name}", label)
                   for path in _entries(wnid_dir)]

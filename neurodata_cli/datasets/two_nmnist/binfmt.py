@@ -96,7 +96,8 @@ class BinWriter(Writer):
 
 
 class BinStore(Store):
-    """Samples of the authors' layout, in sample order; the label is in the file name."""
+    """Samples of the authors' layout, in sample order; the label is in the file name. Each
+    sample's events are served in time order (stable), as from the HDF5 shards."""
 
     NAME = re.compile(r"^(\d+)_([\d-]+)\.bin$")
 
@@ -117,6 +118,7 @@ class BinStore(Store):
     def read(self, i: int) -> dict[str, Any]:
         i = self.check_index(i)
         raw = decode(self.paths[i].read_bytes(), str(self.paths[i]))
+        raw = raw[np.argsort(raw["t"], kind="stable")]  # served in time order, as the HDF5
         label = np.zeros(10, dtype=np.uint8)
         label[self.digits[i]] = 1
         return {"events": to_structured(raw["x"], raw["y"], raw["t"], raw["p"]), "label": label,
