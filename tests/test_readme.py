@@ -1,0 +1,84 @@
+"""The README runs as written: every block of commands and code, top to bottom, in one empty
+folder, on small inputs (HOME points at a folder holding a small NMNIST and ImageNet)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import REPO
+from imagenet_synth import PHOTOS, photo, save
+from nmnist_synth import make_tree as nmnist_tree
+
+SKIP = "<!-- not run by tests/test_readme.py"
+# What cannot run here, and what runs instead: no network (the NMNIST download), and the
+# set-up command that made the environment these tests run in.
+INSTEAD = [
+    (re.compile(r"^make run\b.*$", re.M), "neurodata yinyang"),
+    (re.compile(r"^\. \.venv/bin/activate$", re.M), "true"),
+    (re.compile(r"--download( --cache \S+)?"), "--nmnist-root ~/datasets/NMNIST"),
+]
+
+
+def blocks(text: str) -> list[tuple[str, str, int]]:
+    """(language, code, line) of every fenced block of sh or python not marked as not run."""
+    out = []
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        match = re.match(r"^```(\w*)$", lines[i])
+        if not match:
+            i += 1
+            continue
+        end = lines.index("```", i + 1)
+        marked = i > 0 and lines[i - 1].startswith(SKIP)
+        if match.group(1) in ("sh", "python") and not marked:
+            out.append((match.group(1), "\n".join(lines[i + 1:end]), i + 1))
+        i = end + 1
+    return out
+
+
+def home(root: Path) -> Path:
+    """~/datasets/NMNIST, ~/datasets/imagenet (train/<wnid>/ and a flat ILSVRC val/), and
+    ~/imagenet, small."""
+    nmnist_tree(root / "datasets" / "NMNIST", {"train": 3, "test": 2})
+    imagenet = root / "datasets" / "imagenet"
+    for k, name in enumerate(PHOTOS[:6]):
+        wnid = ("n01440764", "n01443537")[k % 2]
+        save(photo(name).convert("RGB"), imagenet / "train" / wnid / f"{wnid}_{k}.JPEG")
+    for k, name in enumerate(PHOTOS[6:9]):
+        save(photo(name).convert("RGB"), imagenet / "val" / f"ILSVRC2012_val_{k + 1:08d}.JPEG")
+    (root / "imagenet").symlink_to(imagenet)
+    return root
+
+
+def test_every_block_of_the_readme_runs_in_order(tmp_path):
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {**os.environ, "HOME": str(home(tmp_path / "home")),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    ran = {"sh": 0, "python": 0}
+    for language, code, line in blocks(text):
+        if language == "python":
+            needs = [m for m in ("torch", "tonic") if re.search(rf"^import {m}\b|^from {m}\b",
+                                                               code, re.M)]
+            if any(importlib.util.find_spec(m) is None for m in needs):
+                continue  # torch and tonic are in the dev set-up; elsewhere these wait
+            done = subprocess.run([sys.executable, "-c", code], cwd=work, env=env,
+                                  capture_output=True, text=True)
+        else:
+            for pattern, instead in INSTEAD:
+                code = pattern.sub(instead, code)
+            done = subprocess.run(["bash", "-euo", "pipefail", "-c", code], cwd=work, env=env,
+                                  capture_output=True, text=True)
+        assert done.returncode == 0, f"README line {line}:\n{code}\n{done.stdout}{done.stderr}"
+        ran[language] += 1
+    assert ran["sh"] >= 6 and ran["python"] >= 7, ran
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip("the PyTorch block waits for torch (make test installs it)")
