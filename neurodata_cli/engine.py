@@ -34,7 +34,7 @@ from . import __version__
 from .datasets.base import Block, Config, Dataset, Shard
 from .errors import ConfigError, RunError
 from .manifest import METADATA, atomic_write, read_manifest, write_manifest
-from .progress import progress
+from .progress import progress, silenced
 from .writers import file_entry, sha256_file, write_text
 
 INTERNAL = ".neurodata"
@@ -89,8 +89,10 @@ def check_split_names(names: Iterable[str]) -> None:
             raise ConfigError(f"split name {name!r} must be letters, digits, '.', '_' or '-'")
 
 
-def run_shard(dataset: str, cfg: Config, shard: Shard, stage: str) -> dict[str, Any]:
-    """Build one shard, write its files into the stage, record it. Runs in any worker."""
+def run_shard(dataset: str, cfg: Config, shard: Shard, stage: str,
+              report: Callable[[str, int], None] | None = None) -> dict[str, Any]:
+    """Build one shard, write its files into the stage, record it. Runs in any worker;
+    ``report(shard key, units)`` hears of each block as it is built."""
     from .datasets import get
 
     ds = get(dataset)
@@ -99,6 +101,8 @@ def run_shard(dataset: str, cfg: Config, shard: Shard, stage: str) -> dict[str, 
     def counted(blocks: Iterable[Block]) -> Iterator[Block]:
         for block in blocks:
             merge_stats(stats, {"samples": len(block), **block.stats})
+            if report is not None:
+                report(shard.key, len(block) if block.units is None else block.units)
             yield block
 
     files = ds.formats[cfg.format].write(Path(stage), ds, cfg, shard,
@@ -126,6 +130,10 @@ class Materialiser:
 
     # ---- the run ------------------------------------------------------------------------
     def run(self, on_shard: Callable[[dict[str, Any]], None] | None = None) -> RunSummary:
+        with silenced(self.quiet):
+            return self._run(on_shard)
+
+    def _run(self, on_shard: Callable[[dict[str, Any]], None] | None) -> RunSummary:
         start = time.perf_counter()
         self.cfg = self.ds.locate(self.cfg)  # inputs checked before anything is written
         self.claim = self.ds.splits(self.cfg)
@@ -144,10 +152,17 @@ class Materialiser:
             todo = [s for s in shards if s.key not in done]
             bar = progress(sum(s.units for s in shards), self.ds.unit, self.name, self.quiet,
                            initial=sum(s.units for s in shards if s.key in done))
+            shown: dict[str, int] = {}
+
+            def moved(key: str, units: int) -> None:
+                shown[key] = shown.get(key, 0) + units
+                bar.update(units)
+
             try:
-                for record in self.executor.run(self.ds.name, self.cfg, todo, self.stage):
+                for record in self.executor.run(self.ds.name, self.cfg, todo, self.stage,
+                                                moved):
                     done[record["key"]] = record
-                    bar.update(record["units"])
+                    bar.update(record["units"] - shown.get(record["key"], 0))
                     if on_shard:
                         on_shard(record)
             finally:

@@ -10,7 +10,8 @@ import os
 import secrets
 import socket
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +19,16 @@ from .datasets.base import Config, Shard
 from .engine import run_shard
 from .errors import ConfigError, RunError
 
+Progress = Callable[[str, int], None]  # (shard key, units built)
+
 
 class InlineExecutor:
     """Shards one after another in this process."""
 
-    def run(self, dataset: str, cfg: Config, shards: list[Shard], stage: Path
-            ) -> Iterator[dict[str, Any]]:
+    def run(self, dataset: str, cfg: Config, shards: list[Shard], stage: Path,
+            progress: Progress | None = None) -> Iterator[dict[str, Any]]:
         for shard in shards:
-            yield run_shard(dataset, cfg, shard, str(stage))
+            yield run_shard(dataset, cfg, shard, str(stage), progress)
 
 
 def _die_with_parent(parent: int) -> None:
@@ -44,10 +47,16 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _init_worker(parent: int, dataset: str) -> None:
-    """Pool initializer: tie the worker's life to the command's, then import what its shards
-    need once (a no-op for forked workers, which inherit the imports)."""
+_progress: Any = None  # in a worker: the queue it reports progress on
+
+
+def _init_worker(parent: int, dataset: str, queue: Any) -> None:
+    """Pool initializer: tie the worker's life to the command's, keep the progress queue, then
+    import what its shards need once (a no-op for forked workers, which inherit the imports)."""
+    global _progress
     _die_with_parent(parent)
+    queue.cancel_join_thread()  # never wait at exit for progress nobody will read
+    _progress = queue
     from importlib import import_module
 
     from .datasets import get
@@ -56,36 +65,71 @@ def _init_worker(parent: int, dataset: str) -> None:
         import_module(module)
 
 
+class _Reporter:
+    """Sends a shard's progress to the command, a few times a second at most."""
+
+    def __init__(self) -> None:
+        self.pending: dict[str, int] = {}
+        self.sent = 0.0
+
+    def __call__(self, key: str, units: int) -> None:
+        self.pending[key] = self.pending.get(key, 0) + units
+        now = time.monotonic()
+        if now - self.sent >= 0.2:
+            for item in self.pending.items():
+                _progress.put(item)
+            self.pending, self.sent = {}, now
+
+
+def _run_in_worker(dataset: str, cfg: Config, shard: Shard, stage: str) -> dict[str, Any]:
+    return run_shard(dataset, cfg, shard, stage, _Reporter())
+
+
 class LocalPool:
     """Local processes (default: one per core), largest shards first."""
 
     def __init__(self, workers: int | None = None):
         self.workers = workers or os.cpu_count() or 1
 
-    def run(self, dataset: str, cfg: Config, shards: list[Shard], stage: Path
-            ) -> Iterator[dict[str, Any]]:
+    def run(self, dataset: str, cfg: Config, shards: list[Shard], stage: Path,
+            progress: Progress | None = None) -> Iterator[dict[str, Any]]:
         if self.workers <= 1 or len(shards) <= 1:
-            yield from InlineExecutor().run(dataset, cfg, shards, stage)
+            yield from InlineExecutor().run(dataset, cfg, shards, stage, progress)
             return
         import multiprocessing
+        import queue as queues
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
         # fork where the platform's own way is fork: workers start at once with everything
         # this process imported; forkserver or spawn elsewhere.
         method = "fork" if sys.platform.startswith("linux") else None
+        context = multiprocessing.get_context(method)
+        reports = context.Queue()
         pool = ProcessPoolExecutor(max_workers=min(self.workers, len(shards)),
-                                   mp_context=multiprocessing.get_context(method),
-                                   initializer=_init_worker, initargs=(os.getpid(), dataset))
+                                   mp_context=context, initializer=_init_worker,
+                                   initargs=(os.getpid(), dataset, reports))
+
+        def drain() -> None:
+            while True:
+                try:
+                    key, units = reports.get_nowait()
+                except queues.Empty:
+                    return
+                if progress is not None:
+                    progress(key, units)
+
         try:
             # Largest first, so that small shards fill the gaps at the end.
             order = sorted(shards, key=lambda s: -s.units)
-            pending = {pool.submit(run_shard, dataset, cfg, s, str(stage)) for s in order}
+            pending = {pool.submit(_run_in_worker, dataset, cfg, s, str(stage)) for s in order}
             while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                drain()
                 for future in done:
                     yield future.result()
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+            reports.close()
 
 
 # ---- Dask --------------------------------------------------------------------------------------
@@ -173,8 +217,8 @@ class DaskExecutor:
             raise RunError("the Dask workers cannot use the same files as this machine:\n  "
                            + "\n  ".join(bad))
 
-    def run(self, dataset: str, cfg: Config, shards: list[Shard], stage: Path
-            ) -> Iterator[dict[str, Any]]:
+    def run(self, dataset: str, cfg: Config, shards: list[Shard], stage: Path,
+            progress: Progress | None = None) -> Iterator[dict[str, Any]]:
         from distributed import as_completed
 
         from .datasets import get

@@ -23,7 +23,7 @@ RATIOS = st.floats(0.1, 0.95)
 
 def test_the_c_accelerator_is_built():
     # The installed package must carry it; otherwise these tests would only cover the fallback.
-    assert yinyang._generate_c is not None
+    assert yinyang._c is not None
 
 
 @pytest.mark.parametrize("split,size,seed", PUBLISHED)
@@ -94,10 +94,22 @@ def test_tries_near_a_boundary_take_the_exact_path_and_agree(size, seed, r_big, 
 def test_the_c_walk_refuses_buffers_that_do_not_match():
     samples, labels = np.empty((10, 4)), np.empty(11, dtype=np.int64)
     with pytest.raises(ValueError, match="n x 4"):
-        yinyang._generate_c(1, samples, labels, 0.1, 0.5)
+        yinyang._c.walk(yinyang._c.seed(1), samples, labels, 0.1, 0.5)
     for margin in (0.0, 1e-12, 1.0):
         with pytest.raises(ValueError, match="margin"):
-            yinyang._generate_c(1, samples, labels[:10], 0.1, 0.5, margin)
+            yinyang._c.walk(yinyang._c.seed(1), samples, labels[:10], 0.1, 0.5, margin)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=SEEDS, pieces=st.lists(st.integers(0, 90), min_size=1, max_size=6),
+       block=st.sampled_from([64, 97, 1 << 18]))
+def test_a_walk_taken_in_pieces_is_the_walk_taken_at_once(seed, pieces, block):
+    want = reference_yinyang(sum(pieces), seed)
+    for accelerated in (True, False):
+        walker = yinyang.Walker(seed, accelerated=accelerated, block=block)
+        got = [walker.take(n) for n in pieces]
+        assert np.concatenate([g[0] for g in got]).tobytes() == want[0].tobytes()
+        assert np.array_equal(np.concatenate([g[1] for g in got]), want[1])
 
 
 def test_a_large_run_equals_the_python_walk():
@@ -147,7 +159,7 @@ def test_spike_times_are_configurable_and_in_hdf5(run, tmp_path):
 def test_the_python_walk_writes_what_the_c_walk_writes(run, tmp_path, monkeypatch):
     run("yinyang", "--size", "3000", "--seed", "9", "--format", "npy", "--out", tmp_path / "c",
         "--quiet")
-    monkeypatch.setattr(yinyang, "_generate_c", None)  # the Python walk
+    monkeypatch.setattr(yinyang, "_c", None)  # the Python walk
     run("yinyang", "--size", "3000", "--seed", "9", "--format", "npy", "--out", tmp_path / "py",
         "--quiet")
     a, b = (tmp_path / k / "yinyang" / "1.0.0" for k in ("c", "py"))

@@ -116,13 +116,15 @@ class Block:
 
     ``columns`` hold one entry per sample along their first axis (labels, features, sources).
     Event datasets also give ``events`` (x, y, t, p, concatenated over the block's samples) and
-    ``counts`` (events per sample). ``stats`` are added into the split's statistics.
+    ``counts`` (events per sample). ``stats`` are added into the split's statistics. A shard
+    yields its samples in blocks of any size; the progress bar moves by each block's ``units``.
     """
 
     columns: dict[str, np.ndarray]
     events: dict[str, np.ndarray] | None = None
     counts: np.ndarray | None = None
     stats: dict[str, Any] = field(default_factory=dict)
+    units: int | None = None  # what progress counts for it (default: its samples)
 
     def __len__(self) -> int:
         return len(next(iter(self.columns.values()))) if self.columns else 0

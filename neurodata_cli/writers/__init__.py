@@ -76,16 +76,15 @@ def shard_suffix(shard: Shard) -> str:
     return "" if shard.count == 1 else f"-{shard.index:05d}-of-{shard.count:05d}"
 
 
-def concatenated(blocks: Iterable[Block]) -> tuple[dict[str, np.ndarray], int]:
-    """All columns of the blocks joined, and how many samples they hold."""
-    parts: dict[str, list[np.ndarray]] = {}
-    n = 0
-    for block in blocks:
-        n += len(block)
-        for name, column in block.columns.items():
-            parts.setdefault(name, []).append(np.asarray(column))
-    joined = {k: v[0] if len(v) == 1 else np.concatenate(v) for k, v in parts.items()}
-    return joined, n
+def write_npy(handle: Any, chunks: list[np.ndarray]) -> None:
+    """What ``np.save`` writes for the chunks joined along their first axis, without joining
+    them in memory: numpy's own header for the whole shape, then each chunk's bytes."""
+    first = chunks[0]
+    shape = (sum(len(c) for c in chunks), *first.shape[1:])
+    header = np.lib.format.header_data_from_array_1_0(first)
+    np.lib.format.write_array_header_1_0(handle, {**header, "shape": shape})
+    for chunk in chunks:
+        handle.write(memoryview(chunk).cast("B"))
 
 
 class Store:
@@ -152,12 +151,17 @@ class NpyWriter(Writer):
 
     def write(self, stage: Path, ds: Dataset, cfg: Config, shard: Shard,
               blocks: Iterable[Block]) -> list[dict[str, Any]]:
-        columns, n = concatenated(blocks)
+        parts: dict[str, list[np.ndarray]] = {}
+        n = 0
+        for block in blocks:
+            n += len(block)
+            for name, column in block.columns.items():
+                parts.setdefault(name, []).append(np.ascontiguousarray(column))
         files = []
-        for name, column in columns.items():
+        for name, chunks in parts.items():
             rel = f"{shard.split}_{name}{shard_suffix(shard)}.npy"
             with staged(stage, rel) as tmp, open(tmp, "wb") as handle:
-                np.save(handle, np.ascontiguousarray(column), allow_pickle=False)
+                write_npy(handle, chunks)
             files.append(file_entry(stage, rel, shard.split, n))
         return files
 

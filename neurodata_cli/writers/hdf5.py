@@ -138,19 +138,34 @@ class HDF5Writer(Writer):
                         np.cumsum(np.concatenate(counts), out=offsets[1:])
                     group.create_dataset("offsets", data=offsets, track_times=False)
                 for name in sorted(columns):
-                    _write_column(group, name, np.concatenate(columns[name]))
+                    _write_column(group, name, columns[name])
         return [file_entry(stage, rel, shard.split, n)]
 
     def open(self, folder: Path, split: str, files: list[dict[str, Any]]) -> Store:
         return HDF5Store(folder, files)
 
 
-def _write_column(group: Any, name: str, array: np.ndarray) -> None:
+_JOIN_BYTES = 1 << 26  # columns up to this size are joined in memory and written at once
+
+
+def _write_column(group: Any, name: str, chunks: list[np.ndarray]) -> None:
+    """One per-sample column from its blocks' chunks. Large ones (Yin-Yang's features) are
+    written chunk by chunk into a dataset of the whole shape, so no joined copy is made."""
     import h5py
 
-    if array.dtype.kind in "UO":
-        array = np.array([str(s) for s in array], dtype=h5py.string_dtype("utf-8"))
-    group.create_dataset(name, data=array, track_times=False)
+    if chunks[0].dtype.kind in "UO":
+        strings = [str(s) for chunk in chunks for s in chunk]
+        chunks = [np.array(strings, dtype=h5py.string_dtype("utf-8"))]
+    if len(chunks) == 1 or sum(c.nbytes for c in chunks) <= _JOIN_BYTES:
+        group.create_dataset(name, data=np.concatenate(chunks), track_times=False)
+    else:
+        first = chunks[0]
+        ds = group.create_dataset(name, shape=(sum(len(c) for c in chunks), *first.shape[1:]),
+                                  dtype=first.dtype, track_times=False)
+        start = 0
+        for chunk in chunks:
+            ds[start:start + len(chunk)] = chunk
+            start += len(chunk)
     # HDF5 places cached data in the file when it is flushed, which otherwise happens when the
     # dataset object is garbage-collected (later under a profiler that holds frames, moving the
     # next object and changing the file's bytes). Flush now.

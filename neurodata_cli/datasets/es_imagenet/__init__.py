@@ -128,7 +128,7 @@ class ESImageNet(Dataset):
             except Unusable as exc:
                 stats["unreadable"] = 1
                 stats["skipped"] = [{"source": rel, "reason": str(exc)}]
-                yield Block({}, stats=stats)
+                yield Block({}, stats=stats, units=1)
                 continue
             except Exception as exc:  # Pillow raises many kinds for a bad file: all unreadable
                 # No absolute paths and no object addresses: the manifest is checksummed.
@@ -136,7 +136,7 @@ class ESImageNet(Dataset):
                                 _reason(exc).replace(str(root / rel), rel))
                 stats["unreadable"] = 1
                 stats["skipped"] = [{"source": rel, "reason": f"unreadable: {reason}"}]
-                yield Block({}, stats=stats)
+                yield Block({}, stats=stats, units=1)
                 continue
             ev = odg.convert(rgb, cfg.threshold)
             if len(ev) < cfg.min_events:
@@ -144,7 +144,7 @@ class ESImageNet(Dataset):
                 stats["too_few_events"] = 1
                 stats["skipped"] = [{"source": rel, "reason": f"too few events: {len(ev)} < "
                                                               f"{cfg.min_events}{note}"}]
-                yield Block({}, stats=stats)
+                yield Block({}, stats=stats, units=1)
                 continue
             stats["converted"], stats["events"] = 1, len(ev)
             if cfg.format == "npz":
@@ -156,7 +156,7 @@ class ESImageNet(Dataset):
                        "index": np.array([part.start + k], np.uint32),
                        "source": np.array([rel], dtype=object)}
             events = {"x": ev.col, "y": ev.row, "t": ev.t, "p": ev.p}
-            yield Block(columns, events, np.array([len(ev)], np.uint64), stats)
+            yield Block(columns, events, np.array([len(ev)], np.uint64), stats, units=1)
 
     def split_files(self, cfg: Config, split: str, stats: dict[str, Any]) -> list[SplitFile]:
         """The released label table beside the split folder (npz layout only)."""

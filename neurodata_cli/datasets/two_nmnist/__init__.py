@@ -23,6 +23,7 @@ from .source import Reader as SourceReader
 from .source import SplitSource, download, list_recordings, locate
 
 SENSOR_SIZE = (34, 34, 2)
+BLOCK = 100  # samples per block
 EVENT_ORDER = "by t; equal times keep the authors' order (reversed recordings first)"
 MENDELEY = "https://data.mendeley.com/public-files/datasets/468j46mzdv/files"
 DOWNLOADS = {
@@ -140,34 +141,37 @@ class TwoNMNIST(Dataset):
         return shards
 
     def build(self, cfg: Config, shard: Shard) -> Iterator[Block]:
+        """The shard's samples in blocks of ``BLOCK`` (so progress moves as they are made)."""
         part: Part = shard.payload
         reader = SourceReader(part.source)
-        samples, digests = [], []
         try:
-            for group in part.groups:
-                recordings = []
-                for rec in group.recordings:
-                    data = reader.read(rec.rel)
-                    binfmt.records(data, reader.name(rec.rel))  # a whole number of events
-                    digests.append(f"{rec.rel} {hashlib.sha256(data).hexdigest()}")
-                    recordings.append(data)
-                samples.append(superimpose(group, recordings, cfg.reverse_polarity))
+            for start in range(0, len(part.groups), BLOCK):
+                yield self._block(cfg, reader, part.groups[start:start + BLOCK])
         finally:
             reader.close()
-        groups = part.groups
+
+    def _block(self, cfg: Config, reader: SourceReader, groups: tuple[Group, ...]) -> Block:
+        samples, digests = [], []
+        for group in groups:
+            recordings = []
+            for rec in group.recordings:
+                data = reader.read(rec.rel)
+                binfmt.records(data, reader.name(rec.rel))  # a whole number of events
+                digests.append(f"{rec.rel} {hashlib.sha256(data).hexdigest()}")
+                recordings.append(data)
+            samples.append(superimpose(group, recordings, cfg.reverse_polarity))
         stats = {"superimposed": sum(len(g.recordings) > 1 for g in groups),
                  "single": sum(len(g.recordings) == 1 for g in groups),
                  "events": sum(len(s) for s in samples) // 5,
                  "input_recordings": digests}
-        if cfg.format == "bin":
-            stats["pairs"] = [[g.index, "-".join(map(str, g.digits)), "+".join(g.source()),
-                               "+".join(g.reversed_sources())] for g in groups]
-            data = np.empty(len(samples), dtype=object)
-            data[:] = samples
-            yield Block({"name": np.array([g.file_name() for g in groups], dtype=object),
-                         "bin": data}, stats=stats)
-            return
-        yield event_block(groups, samples, stats)
+        if cfg.format != "bin":
+            return event_block(groups, samples, stats)
+        stats["pairs"] = [[g.index, "-".join(map(str, g.digits)), "+".join(g.source()),
+                           "+".join(g.reversed_sources())] for g in groups]
+        data = np.empty(len(samples), dtype=object)
+        data[:] = samples
+        return Block({"name": np.array([g.file_name() for g in groups], dtype=object),
+                      "bin": data}, stats=stats)
 
     def split_files(self, cfg: Config, split: str, stats: dict[str, Any]) -> list[SplitFile]:
         if cfg.format != "bin":

@@ -14,9 +14,10 @@ from ...errors import ConfigError
 from ...writers import NPY
 from ...writers.hdf5 import HDF5
 from ..base import Block, Config, Dataset, Option, Shard
-from .walk import generate, spike_times
+from .walk import Walker, spike_times
 
 CLASS_NAMES = ("yin", "yang", "dot")
+BLOCK = 1 << 20  # samples per block
 PAPER_SPLITS = {"train": {"size": 5000, "seed": 42}, "validation": {"size": 1000, "seed": 41},
                 "test": {"size": 1000, "seed": 40}}
 
@@ -111,15 +112,19 @@ class YinYang(Dataset):
                 for name, s in cfg.splits.items()]
 
     def build(self, cfg: Config, shard: Shard) -> Iterator[Block]:
+        """One walk per split, in blocks of at most ``BLOCK`` samples (so progress moves)."""
         part: Part = shard.payload
-        samples, labels = generate(part.size, part.seed, cfg.r_small, cfg.r_big)
-        columns = {"samples": samples, "labels": labels}
-        if cfg.encoding == "spike-times":
-            columns["spike_times"] = spike_times(samples, cfg.spike_times_t_early,
-                                                 cfg.spike_times_t_late, cfg.spike_times_t_bias)
-        counts = np.bincount(labels, minlength=3).tolist()
-        yield Block(columns, stats={"seed": part.seed,
-                                    "class_counts": dict(zip(CLASS_NAMES, counts, strict=True))})
+        walker = Walker(part.seed, cfg.r_small, cfg.r_big)
+        for start in range(0, part.size, BLOCK):
+            samples, labels = walker.take(min(BLOCK, part.size - start))
+            columns = {"samples": samples, "labels": labels}
+            if cfg.encoding == "spike-times":
+                columns["spike_times"] = spike_times(samples, cfg.spike_times_t_early,
+                                                     cfg.spike_times_t_late,
+                                                     cfg.spike_times_t_bias)
+            counts = np.bincount(labels, minlength=3).tolist()
+            stats = {"class_counts": dict(zip(CLASS_NAMES, counts, strict=True))}
+            yield Block(columns, stats=stats if start else {"seed": part.seed, **stats})
 
     def shard_attrs(self, cfg: Config, shard: Shard) -> dict[str, Any]:
         return {"r_small": cfg.r_small, "r_big": cfg.r_big, "seed": shard.payload.seed,

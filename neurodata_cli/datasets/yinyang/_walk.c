@@ -179,34 +179,49 @@ static inline int64_t draw_sample(mt_state *s, const geometry *g, double *row)
     return (int64_t)goal;
 }
 
-/* generate(seed, samples, labels, r_small, r_big[, margin])
- *
- * Fills `samples` (float64, n rows of x, y, 1-x, 1-y) and `labels` (int64, n) as RandomState(seed)
- * would draw them. `margin` widens the band around each boundary that is judged with the exact
- * sqrt (the tests widen it to check the shortcut never decides differently).
- */
-static PyObject *generate(PyObject *self, PyObject *args)
+/* seed(seed) -> bytearray: the walk's state, as RandomState(seed) starts. */
+static PyObject *seed_state(PyObject *self, PyObject *args)
 {
-    Py_buffer samples, labels;
     unsigned long seed;
+    if (!PyArg_ParseTuple(args, "k", &seed))
+        return NULL;
+    if (seed > 0xffffffffUL) {
+        PyErr_SetString(PyExc_ValueError, "seed must fit 32 bits");
+        return NULL;
+    }
+    PyObject *state = PyByteArray_FromStringAndSize(NULL, sizeof(mt_state));
+    if (state != NULL)
+        mt_seed((mt_state *)PyByteArray_AS_STRING(state), (uint32_t)seed);
+    return state;
+}
+
+/* walk(state, samples, labels, r_small, r_big[, margin])
+ *
+ * Fills `samples` (float64, n rows of x, y, 1-x, 1-y) and `labels` (int64, n) with the next n
+ * samples of the stream `state` (from seed()) and advances it: consecutive calls give the
+ * samples one call would. `margin` widens the band around each boundary that is judged with the
+ * exact sqrt (the tests widen it to check the shortcut never decides differently).
+ */
+static PyObject *walk(PyObject *self, PyObject *args)
+{
+    Py_buffer state, samples, labels;
     double r_small, r_big, margin = 1e-9;
-    if (!PyArg_ParseTuple(args, "kw*w*dd|d", &seed, &samples, &labels, &r_small, &r_big, &margin))
+    if (!PyArg_ParseTuple(args, "w*w*w*dd|d", &state, &samples, &labels, &r_small, &r_big,
+                          &margin))
         return NULL;
     Py_ssize_t n = labels.len / (Py_ssize_t)sizeof(int64_t);
     PyObject *result = NULL;
-    mt_state *s = NULL;
-    if (seed > 0xffffffffUL || !(margin >= 1e-9 && margin < 1) ||
+    if (state.len != (Py_ssize_t)sizeof(mt_state) || !(margin >= 1e-9 && margin < 1) ||
         samples.len != n * 4 * (Py_ssize_t)sizeof(double)) {
-        PyErr_SetString(PyExc_ValueError, "generate: seed must fit 32 bits, samples must be "
-                                          "n x 4 float64 for n int64 labels, 1e-9 <= margin < 1");
+        PyErr_SetString(PyExc_ValueError, "walk: a state from seed(), samples of n x 4 float64 "
+                                          "for n int64 labels, and 1e-9 <= margin < 1");
         goto done;
     }
-    s = PyMem_RawMalloc(sizeof(mt_state));
-    if (s == NULL) {
-        PyErr_NoMemory();
+    mt_state *s = (mt_state *)state.buf;
+    if (s->pos < 0 || s->pos > MT_N) {
+        PyErr_SetString(PyExc_ValueError, "walk: not a state from seed()");
         goto done;
     }
-    mt_seed(s, (uint32_t)seed);
     geometry g = {r_big, make_radius(r_big, margin), make_radius(r_small, margin),
                   make_radius(0.5 * r_big, margin)};
     double *rows = (double *)samples.buf;
@@ -218,14 +233,15 @@ static PyObject *generate(PyObject *self, PyObject *args)
     result = Py_None;
     Py_INCREF(result);
 done:
-    PyMem_RawFree(s);
+    PyBuffer_Release(&state);
     PyBuffer_Release(&samples);
     PyBuffer_Release(&labels);
     return result;
 }
 
 static PyMethodDef methods[] = {
-    {"generate", generate, METH_VARARGS, "Yin-Yang samples as RandomState(seed) draws them."},
+    {"seed", seed_state, METH_VARARGS, "The walk's state, as RandomState(seed) starts."},
+    {"walk", walk, METH_VARARGS, "The next Yin-Yang samples of a state's stream."},
     {NULL, NULL, 0, NULL},
 };
 

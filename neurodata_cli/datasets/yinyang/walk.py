@@ -15,9 +15,9 @@ import math
 import numpy as np
 
 try:
-    from ._walk import generate as _generate_c
+    from . import _walk as _c
 except ImportError:  # no compiler at install time: the Python walk gives the same bytes
-    _generate_c = None
+    _c = None
 
 
 def walk_python(words: np.ndarray, pos: int, samples: np.ndarray, labels: np.ndarray,
@@ -74,45 +74,50 @@ def which_class(x: float, y: float, r_small: float, r_big: float) -> int:
     return 0
 
 
+class Walker:
+    """The samples ``RandomState(seed)`` draws, taken in pieces of any size: consecutive
+    ``take`` calls give exactly the samples of one long walk.
+
+    ``accelerated`` uses the C walk where it is built; ``block`` is how many words the Python
+    walk draws at a time; ``margin`` is the C walk's band around each boundary judged with the
+    exact sqrt (the tests widen it).
+    """
+
+    def __init__(self, seed: int, r_small: float = 0.1, r_big: float = 0.5,
+                 accelerated: bool = True, block: int = 1 << 18, margin: float = 1e-9):
+        if not 0 <= seed < 2**32:
+            raise ValueError(f"seed {seed} must be between 0 and 2**32 - 1")
+        self.r_small, self.r_big, self.margin = r_small, r_big, margin
+        self._state = _c.seed(seed) if accelerated and _c is not None else None
+        self._rng = np.random.RandomState(seed) if self._state is None else None
+        self._block = max(64, block)
+        self._words = np.empty(0, dtype=np.uint32)  # drawn, not yet walked over
+
+    def take(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The next ``n`` samples (float64 rows x, y, 1-x, 1-y) and their int64 labels."""
+        samples = np.empty((n, 4), dtype=np.float64)
+        labels = np.empty(n, dtype=np.int64)
+        if self._state is not None:
+            _c.walk(self._state, samples, labels, self.r_small, self.r_big, self.margin)
+            return samples, labels
+        done = 0
+        while True:
+            # Walks until the words run out at the start of a sample it cannot finish, which
+            # then starts the words kept for later.
+            done, pos = walk_python(self._words, 0, samples, labels, done, n, self.r_small,
+                                    self.r_big)
+            self._words = self._words[pos:]
+            if done == n:
+                return samples, labels
+            fresh = self._rng.randint(0, 2**32, self._block, np.uint32)
+            self._words = np.concatenate([self._words, fresh])
+
+
 def generate(size: int, seed: int, r_small: float = 0.1, r_big: float = 0.5,
              block: int = 1 << 18, accelerated: bool = True,
              margin: float = 1e-9) -> tuple[np.ndarray, np.ndarray]:
-    """``size`` samples (float64 rows x, y, 1-x, 1-y) and int64 labels, as the reference makes.
-
-    ``block`` is how many words the Python walk draws at a time; ``margin`` is the C walk's band
-    around each boundary judged with the exact sqrt (the tests widen it).
-    """
-    if not 0 <= seed < 2**32:
-        raise ValueError(f"seed {seed} must be between 0 and 2**32 - 1")
-    samples = np.empty((size, 4), dtype=np.float64)
-    labels = np.empty(size, dtype=np.int64)
-    if accelerated and _generate_c is not None:
-        _generate_c(seed, samples, labels, r_small, r_big, margin)
-        return samples, labels
-    rng = np.random.RandomState(seed)
-    # About 30 words make a sample. Blocks bound memory; a sample that straddles two blocks is
-    # finished on a joined buffer, grown until the sample fits.
-    block = max(64, min(block, 32 * size + 64))
-    done, tail = 0, np.empty(0, dtype=np.uint32)
-    while done < size:
-        words = rng.randint(0, 2**32, block, np.uint32)
-        pos = 0
-        if tail.size:
-            k = 256
-            while True:
-                joined = np.concatenate([tail, words[:k]])
-                done2, pos2 = walk_python(joined, 0, samples, labels, done, done + 1,
-                                          r_small, r_big)
-                if done2 > done or k >= words.size:
-                    break
-                k *= 8
-            if done2 == done:  # it outgrows this whole block too
-                tail = joined
-                continue
-            done, pos = done2, pos2 - tail.size
-        done, pos = walk_python(words, pos, samples, labels, done, size, r_small, r_big)
-        tail = words[pos:]
-    return samples, labels
+    """``size`` samples (float64 rows x, y, 1-x, 1-y) and int64 labels, as the reference makes."""
+    return Walker(seed, r_small, r_big, accelerated, block, margin).take(size)
 
 
 def spike_times(samples: np.ndarray, t_early: float, t_late: float,
