@@ -219,6 +219,30 @@ def info(folder: Path) -> None:
     click.echo(f"  config: {cfg}")
 
 
+@cli.command()
+@click.argument("folder", type=FOLDER)
+@click.argument("name")
+@click.option("--to", "target", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Where to make it (outside FOLDER).")
+@handle_errors
+def export(folder: Path, name: str, target: Path) -> None:
+    """Make another tool's layout of a finished folder, without touching the folder.
+
+    \b
+    Example:
+      neurodata export data/es-imagenet/2.0.0 spikingjelly --to sj-root
+    """
+    from .errors import ConfigError
+    from .manifest import load
+    from .reader import open_dataset
+
+    data = open_dataset(folder)
+    if name not in data.spec.exports:
+        known = ", ".join(f"{k} ({v})" for k, v in data.spec.exports.items()) or "none"
+        raise ConfigError(f"{data.dataset} has no export {name!r}; it has: {known}")
+    click.echo(data.spec.export(name, folder, load(folder), target))
+
+
 @cli.command("config")
 @click.argument("dataset")
 @handle_errors

@@ -399,3 +399,85 @@ def test_other_class_folders_keep_sorted_labels_and_must_match_between_splits(ru
     save(synthetic(2, (160, 120)), mixed / "train" / "cats" / "a.JPEG")
     assert "mixes" in run("es-imagenet", "--imagenet-root", mixed, "--out", tmp_path / "m",
                           code=2).output
+
+
+def test_the_spikingjelly_export_links_the_npz_files_and_writes_nothing_here(run, tmp_path):
+    root = tmp_path / "in"
+    truth = [line.split() for line in
+             reference("es-imagenet", "valorigin.txt").read_text().splitlines()][:4]
+    for k, wnid in enumerate(["n01440764", "n01443537", "n01484850"]):
+        save(synthetic(k, (160, 120)), root / "train" / wnid / f"{wnid}_1.JPEG")
+    for k, (name, _) in enumerate(truth):
+        save(synthetic(9 + k, (160, 120)), root / "val" / name)
+    for split in ("train", "val"):
+        run("es-imagenet", "--imagenet-root", root, "--split", split, "--format", "npz",
+            "--out", tmp_path / "o", "--min-events", "10", "--quiet")
+    folder = tmp_path / "o" / "es-imagenet" / VERSION
+    before = tree_digest(folder)
+    out = run("export", folder, "spikingjelly", "--to", tmp_path / "sj").output
+    assert "7 links" in out
+    events = tmp_path / "sj" / "events_np"
+    # SpikingJelly's layout: events_np/{train,test}/class<L>/<file>.npz; val is its "test".
+    train = sorted(p.relative_to(events / "train").as_posix()
+                   for p in (events / "train").rglob("*.npz"))
+    assert train == ["class0/n01440764_1.npz", "class1/n01443537_1.npz", "class2/n01484850_1.npz"]
+    test = sorted(p.relative_to(events / "test").as_posix() for p in (events / "test").rglob("*"))
+    assert [t for t in test if t.endswith(".npz")] == sorted(
+        f"class{label}/{name[:-5]}.npz" for name, label in truth)
+    for link in events.rglob("*.npz"):
+        assert link.is_symlink() and folder in link.resolve().parents
+        with np.load(link) as npz:  # what SpikingJelly's loader reads
+            assert set(npz.files) == {"pos", "neg"}
+    assert tree_digest(folder) == before and run("verify", folder).exit_code == 0
+    assert "exists" in run("export", folder, "spikingjelly", "--to", tmp_path / "sj",
+                           code=1).output
+    assert "inside" in run("export", folder, "spikingjelly", "--to", folder / "sj",
+                           code=2).output
+    assert "no export" in run("export", folder, "tonic", "--to", tmp_path / "t", code=2).output
+
+
+def plain_loader_frames(pos: np.ndarray, neg: np.ndarray, h: int, w: int) -> np.ndarray:
+    """The loader's framing, one event at a time: a 256 x 256 canvas per channel (0 positive)
+    and step, the image shifted by ((254 - H) // 2, (254 - W) // 2), cropped to 16:240."""
+    canvas = np.zeros((2, 8, 256, 256), dtype=np.uint8)
+    for channel, events in ((0, pos), (1, neg)):
+        for row, col, t in events.tolist():
+            canvas[channel, t - 1, row + (254 - h) // 2, col + (254 - w) // 2] = 1
+    return canvas[:, :, 16:240, 16:240]
+
+
+@pytest.mark.parametrize("fmt", ["hdf5", "npz"])
+def test_partly_skipped_inputs_serve_exactly_the_stored_samples(run, tmp_path, tree, fmt):
+    out = tmp_path / fmt
+    run("es-imagenet", "--imagenet-root", tree, "--format", fmt, "--out", out, "--shard-size",
+        "4", "--quiet")
+    folder = out / "es-imagenet" / VERSION
+    manifest = json.loads((folder / "manifest.json").read_text())
+    stats = manifest["splits"]["train"]["stats"]
+    ds = open_dataset(folder)["train"]
+    assert stats["skipped"] and len(ds) == stats["converted"] == manifest["splits"]["train"][
+        "records"] == stats["images"] - len(stats["skipped"])
+    if fmt == "npz":
+        rows = [line.split() for line in (folder / "trainlabel.txt").read_text().splitlines()]
+        files = [(folder / "train" / r[0], int(r[1]), int(r[2]), int(r[3])) for r in rows]
+    else:
+        files = []
+        for path in sorted(folder.glob("*.h5")):
+            shard = read_shard(path)
+            for i in range(len(shard.offsets) - 1):
+                a, b = int(shard.offsets[i]), int(shard.offsets[i + 1])
+                files.append(({k: v[a:b] for k, v in shard.events.items()},
+                              int(shard.samples["label"][i]), int(shard.samples["height"][i]),
+                              int(shard.samples["width"][i])))
+    assert len(files) == len(ds)
+    for i, (stored, label, h, w) in enumerate(files):
+        events, got_label = ds[i]
+        if fmt == "npz":
+            with np.load(stored) as npz:
+                pos, neg = npz["pos"], npz["neg"]
+        else:
+            pos, neg = as_pos_neg(stored)
+        assert got_label == label
+        np.testing.assert_array_equal(as_pos_neg(events)[0], pos)
+        np.testing.assert_array_equal(as_pos_neg(events)[1], neg)
+        np.testing.assert_array_equal(ds.to_frames(i), plain_loader_frames(pos, neg, h, w))

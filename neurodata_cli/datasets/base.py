@@ -232,5 +232,13 @@ class Dataset:
         """A Pillow image of ``data[split]`` (a ``reader.SplitView``) around sample ``index``."""
         raise NotImplementedError(f"{self.name} has no preview")
 
+    # Other tools' layouts a finished folder can be exported to (by name, with a line of help).
+    exports: ClassVar[dict[str, str]] = {}
+
+    def export(self, name: str, folder: Any, manifest: dict[str, Any], target: Any) -> str:
+        """Make ``target`` (outside ``folder``) what the tool ``name`` reads; returns a line
+        saying what was made."""
+        raise NotImplementedError(name)
+
     def preview_name(self, split: str, index: int) -> str:
         return f"{self.name}-{self.version}-{split}-{index}.png"

@@ -179,6 +179,14 @@ class ESImageNet(Dataset):
             "event_order": "by t; within a t positive (p=1) then negative, each by y then x",
         }
 
+    exports = {"spikingjelly": "ROOT for spikingjelly.datasets.ESImageNet(root=ROOT): links to "
+                                "the npz files, so nothing is downloaded or written here"}
+
+    def export(self, name: str, folder: Any, manifest: dict[str, Any], target: Any) -> str:
+        from .npz import spikingjelly_root
+
+        return spikingjelly_root(Path(folder), manifest, Path(target))
+
     def describe(self, stats: dict[str, dict[str, Any]]) -> str:
         return "; ".join(
             f"{split} {s['images']} images: {s['converted']} converted, {s['too_few_events']} "

@@ -102,3 +102,35 @@ class NpzStore(Store):
 
 
 NPZ = NpzWriter()
+
+
+def spikingjelly_root(folder: Path, manifest: dict[str, Any], root: Path) -> str:
+    """``root/events_np/{train,test}/class<L>/<file>.npz``: links to this folder's npz files,
+    the raw layout SpikingJelly's ``ESImageNet`` builds from the release. With it in place,
+    ``ESImageNet(root=root)`` neither downloads nor writes into the finished folder (its frames
+    go under ``root``). Val becomes SpikingJelly's ``test``, by the label table."""
+    from ...errors import ConfigError, RunError
+
+    folder, root = folder.absolute(), root.absolute()
+    if root == folder or folder in root.parents:
+        raise ConfigError(f"--to {root} is inside {folder}: anything written there would fail "
+                          "its verify; choose a folder outside it")
+    splits = {k: v for k, v in manifest["splits"].items() if v.get("format") == "npz"}
+    if not splits:
+        raise ConfigError(f"{folder} holds no npz splits; SpikingJelly reads the released "
+                          "layout: make it with --format npz")
+    events = root / "events_np"
+    if events.exists():
+        raise RunError(f"{events} exists already; remove it, or choose another --to")
+    made = 0
+    for split in sorted(splits):
+        rows = [line.split() for line in
+                (folder / f"{split}label.txt").read_text().splitlines() if line.strip()]
+        for row in rows:
+            name, label = row[0], int(row[1])
+            link = events / ("train" if split == "train" else "test") / f"class{label}" / \
+                PurePosixPath(name).name
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(folder / split / name)
+            made += 1
+    return f"{made} links in {events} ({', '.join(sorted(splits))})"
