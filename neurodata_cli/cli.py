@@ -33,7 +33,8 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         except BrokenPipeError:
             _quiet_pipe()
         except OSError as exc:  # a full disk, a folder we may not write: a runtime failure
-            click.echo(f"Error: {exc}", err=True)
+            # One line, even where libhdf5 puts a newline in its message.
+            click.echo(f"Error: {' '.join(str(exc).splitlines())}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
             click.echo("Interrupted; rerun the same command to resume.", err=True)

@@ -305,3 +305,29 @@ def test_a_closed_pipe_ends_the_command_quietly(tmp_path):
                           stderr=subprocess.PIPE, text=True)
     os.close(write)
     assert done.returncode == 0 and done.stderr == ""
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 400 kB tmpfs (where this machine lets the tests mount one)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(disk)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_disk_that_fills_is_one_line_naming_the_file_and_leaves_no_part(run, tmp_path,
+                                                                            small_disk):
+    tree = nmnist_tree(tmp_path / "nm", {"train": 6, "test": 2})
+    result = run("2nmnist", "--nmnist-root", tree, "--out", small_disk, "--workers", "1",
+                 code=1)
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "No space left on device" in lines[0] and ".h5" in lines[0]
+    assert "Traceback" not in result.output
+    assert not (small_disk / "2nmnist" / "2.0.0").exists()
+    assert not list(small_disk.rglob("*.part"))  # no half-written file left behind
