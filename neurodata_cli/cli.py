@@ -210,10 +210,14 @@ def info(folder: Path) -> None:
     if m.get("release_notes"):
         click.echo(f"  {m['release_notes']}")
     click.echo(f"  {len(m['files'])} files, {total:,} bytes")
+    shared = m.get("config", {})
     for name, split in m["splits"].items():
         stats = split.get("stats", {})
         line = ", ".join(f"{k} {_short(v)}" for k, v in stats.items() if not isinstance(v, list))
         click.echo(f"  {name} ({split.get('format')}, {split['records']} samples): {line}")
+        own = {k: v for k, v in split.get("config", {}).items() if shared.get(k) != v}
+        if own:  # what this split was made from (its inputs, and where they were read from)
+            click.echo(f"    {', '.join(f'{k}={_short(v)}' for k, v in own.items())}")
     libs = ", ".join(f"{k} {v}" for k, v in m.get("libraries", {}).items())
     click.echo(f"  libraries: {libs}")
     cfg = ", ".join(f"{k}={_short(v)}" for k, v in m.get("config", {}).items())

@@ -32,12 +32,16 @@ from typing import Any
 
 from . import __version__
 from .datasets.base import Block, Config, Dataset, Shard
-from .errors import ConfigError, RunError
+from .errors import ConfigError, NeurodataError, RunError
 from .manifest import METADATA, atomic_write, read_manifest, write_manifest
 from .progress import progress, silenced
 from .writers import file_entry, sha256_file, write_text
 
 INTERNAL = ".neurodata"
+# A killed run's lock is free once its last process is gone; a rerun started at once waits
+# this long for its workers to die before it says another run is writing.
+LOCK_WAIT = 3.0
+held_lock: int | None = None  # this process's lock file descriptor, while it holds one
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 RESERVED_SPLITS = frozenset({"all"})  # a selector in commands ("--split all"), never a split
 
@@ -141,13 +145,25 @@ class Materialiser:
         self.stage = self.base / f".{self.ds.version}.{'+'.join(self.claim)}.partial"
         self.config = self.cfg.recorded()
         self.fingerprint = fingerprint(self.config)
-        shards = self.ds.plan(self.cfg)  # before the stage, so bad inputs leave nothing behind
+        scanning = self.ds.needs_scan(self.cfg)
+        if not scanning:  # planned before anything is written: bad inputs leave nothing
+            shards = self.ds.plan(self.cfg)
         with self._lock():
             finished = self._finish_interrupted_commit()
             if finished is not None:  # this very run was cut short in its commit: now done
-                return self._summary(finished, time.perf_counter() - start, len(shards))
+                return self._summary(finished, time.perf_counter() - start, 0)
             existing = self._check_output()
             self._open_stage()
+            try:
+                if scanning:
+                    self.cfg = self.ds.scan(self.cfg, self._internal)
+                    self.config = self.cfg.recorded()  # with what it found (a label map)
+                    shards = self.ds.plan(self.cfg)
+            except NeurodataError:
+                # Refused inputs leave nothing behind. (An interrupted scan keeps its stage,
+                # and with it what it indexed.)
+                self._discard_unstarted_stage()
+                raise
             done = self._finished_shards(shards)
             todo = [s for s in shards if s.key not in done]
             bar = progress(sum(s.units for s in shards), self.ds.unit, self.name, self.quiet,
@@ -185,12 +201,22 @@ class Materialiser:
             except ImportError:  # not POSIX: no lock (runs must not overlap)
                 yield
                 return
+            deadline = time.monotonic() + LOCK_WAIT
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise RunError(f"another neurodata run is writing {self.folder}; wait "
+                                       "for it to finish, then run this command again") from None
+                    time.sleep(0.05)
+            global held_lock
+            held_lock = handle.fileno()  # forked workers close their copy (executors.py)
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise RunError(f"another neurodata run is writing {self.folder}; wait for it to "
-                               "finish, then run this command again") from None
-            yield
+                yield
+            finally:
+                held_lock = None
         finally:
             handle.close()
 
@@ -268,6 +294,11 @@ class Materialiser:
         self._internal.mkdir(parents=True)
         atomic_write(run_file, json.dumps(
             {"fingerprint": self.fingerprint, "config": self.config}, indent=2).encode())
+
+    def _discard_unstarted_stage(self) -> None:
+        """Remove the stage if no shard of it has finished (nothing in it is worth keeping)."""
+        if not any((self._internal / "shards").glob("*.json")):
+            shutil.rmtree(self.stage, ignore_errors=True)
 
     def _finished_shards(self, shards: list[Shard]) -> dict[str, dict[str, Any]]:
         """Records of shards finished by an earlier attempt whose files still check out."""

@@ -55,6 +55,11 @@ def _init_worker(parent: int, dataset: str, queue: Any) -> None:
     import what its shards need once (a no-op for forked workers, which inherit the imports)."""
     global _progress
     _die_with_parent(parent)
+    from . import engine
+
+    if engine.held_lock is not None:  # the lock is the command's: it must die with it
+        os.close(engine.held_lock)
+        engine.held_lock = None
     queue.cancel_join_thread()  # never wait at exit for progress nobody will read
     _progress = queue
     from importlib import import_module

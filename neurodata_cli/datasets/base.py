@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
@@ -179,6 +180,15 @@ class Dataset:
 
     def locate(self, cfg: Config) -> Config:
         """Find the inputs (raise ConfigError or RunError); runs before anything is written."""
+        return cfg
+
+    def needs_scan(self, cfg: Config) -> bool:
+        """Whether ``scan`` has work to do (then it runs once the run's stage exists)."""
+        return False
+
+    def scan(self, cfg: Config, cache: Path) -> Config:
+        """Index inputs where listing them is slow (an archive of a million members), keeping
+        the index in ``cache``, the run's staging area, so a resumed run reads it instead."""
         return cfg
 
     def splits(self, cfg: Config) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +21,31 @@ from ...config import config_error
 from ...errors import ConfigError, RunError
 from ...writers.hdf5 import HDF5
 from ..base import Block, Config, Dataset, Option, Shard, SplitFile
-from . import odg
+from . import archives, odg
 from .npz import NPZ, npz_name
-from .source import SPLITS, Unusable, list_inputs, locate, open_rgb
+from .source import (
+    MAX_INPUT_BYTES,
+    SPLITS,
+    Unusable,
+    decode_bytes,
+    labels_of,
+    list_inputs,
+    locate,
+    open_rgb,
+)
 
 SENSOR_SIZE = (odg.WINDOW[1], odg.WINDOW[1], 2)  # x, y < 240 in canvas coordinates
 
 
 @dataclass(frozen=True)
 class Part:
-    """One shard's inputs: paths relative to the root, their labels, and the first index."""
+    """One shard's inputs: paths as extracted, their labels, the first index, and where each
+    lies in the archive (offset, size), when the inputs are an archive's members."""
 
     start: int
     sources: tuple[str, ...]
     labels: tuple[int, ...]
+    members: tuple[tuple[int, int], ...] = ()
 
 
 class ESImageNet(Dataset):
@@ -80,6 +91,8 @@ class ESImageNet(Dataset):
                "differences.", lo=0, hi=1, open_bounds=True),
         Option("min_events", int, 1000, "Skip images with fewer events.", lo=0),
         Option("limit", int, None, "Convert only the first N inputs.", lo=1),
+        Option("check_archives", bool, False, "Compare the official tars' md5 with the "
+               "published values before any work.", yaml=False, manifest=False),
     )
 
     def check(self, cfg: Config) -> None:
@@ -92,39 +105,76 @@ class ESImageNet(Dataset):
     def locate(self, cfg: Config) -> Config:
         source = locate(Path(cfg.imagenet_root), cfg.split,
                         Path(cfg.val_labels) if cfg.val_labels else None)
+        if cfg.check_archives:
+            if not source.archive:
+                raise ConfigError(f"--check-archives: {cfg.imagenet_root} holds no official "
+                                  f"tar of {cfg.split} (it was read as {source.found})")
+            archives.md5_check(Path(source.archive), cfg.split)
         return cfg.replace(record=True, source=source.describe(),
                            trace=[list(p) for p in odg.TRACE], window=list(odg.WINDOW)) \
-            .replace(source=source)
+            .replace(source=source, index=None)
+
+    def needs_scan(self, cfg: Config) -> bool:
+        return bool(cfg.source.archive)
+
+    def scan(self, cfg: Config, cache: Path) -> Config:
+        """Index the official tar once, into the stage; label train by the classes in it."""
+        source = cfg.source
+        names, table = archives.scan(Path(source.archive), cfg.split, cache)
+        if source.layout == "folders":
+            scheme, classes = labels_of(archives.classes_in(names), [], source.archive, "")
+            source = replace(source, classes=classes, scheme=scheme)
+        return cfg.replace(record=True, source=source.describe()) \
+            .replace(source=source, index=str(cache))
 
     def inputs(self, cfg: Config) -> list[str]:
+        if cfg.source.archive:
+            return [cfg.source.archive, cfg.index]
         return [str(Path(cfg.source.root) / cfg.split)]
 
     def plan(self, cfg: Config) -> list[Shard]:
-        items = list_inputs(cfg.source)
+        index = None
+        if cfg.source.archive:  # the scan's index, read here only: shards carry their part
+            index = archives.scan(Path(cfg.source.archive), cfg.split, Path(cfg.index))
+        items = list_inputs(cfg.source, index)
         if cfg.limit is not None:
             items = items[:cfg.limit]
         if not items:
             raise RunError(f"{Path(cfg.source.root) / cfg.split} holds no input files")
         if cfg.format == "npz":
-            _check_npz_names(cfg.split, items)
+            _check_npz_names(cfg.split, [(rel, label) for rel, label, *_ in items])
         count = -(-len(items) // cfg.shard_size)
         shards = []
         for i in range(count):
             start = i * cfg.shard_size
             part = items[start:start + cfg.shard_size]
-            rels, labels = zip(*part, strict=True)
-            shards.append(Shard(cfg.split, i, count, len(part), Part(start, rels, labels)))
+            rels, labels, offsets, sizes = zip(*part, strict=True)
+            members = tuple(zip(offsets, sizes, strict=True)) if cfg.source.archive else ()
+            shards.append(Shard(cfg.split, i, count, len(part),
+                                Part(start, rels, labels, members)))
         return shards
 
     def build(self, cfg: Config, shard: Shard) -> Iterator[Block]:
         """One block per input: its sample, or nothing and a skip recorded."""
         part: Part = shard.payload
         root = Path(cfg.source.root)
+        reader = archives.MemberReader(Path(cfg.source.archive)) if part.members else None
+        try:
+            yield from self._convert(cfg, part, root, reader)
+        finally:
+            if reader is not None:
+                reader.close()
+
+    def _convert(self, cfg: Config, part: Part, root: Path,
+                 reader: archives.MemberReader | None) -> Iterator[Block]:
         for k, (rel, label) in enumerate(zip(part.sources, part.labels, strict=True)):
             stats = {"images": 1, "converted": 0, "too_few_events": 0, "unreadable": 0,
                      "events": 0, "skipped": []}
             try:
-                rgb = open_rgb(root / rel)
+                if reader is None:
+                    rgb = open_rgb(root / rel)
+                else:
+                    rgb = decode_bytes(reader.read(*part.members[k], MAX_INPUT_BYTES))
             except Unusable as exc:
                 stats["unreadable"] = 1
                 stats["skipped"] = [{"source": rel, "reason": str(exc)}]

@@ -1,13 +1,20 @@
-"""ImageNet-style inputs: sorted listings, labels, and decoding with Pillow.
+"""ImageNet as people keep it: sorted listings, labels, and decoding with Pillow.
 
-``ROOT/train/<wnid>/*`` is labelled by the index of ``<wnid>`` among the sorted wnid folders.
-``ROOT/val`` is either ``val/<wnid>/*`` (labelled the same way) or a flat folder whose labels come
-from a table of ``<file name> <label>`` lines (by default the ILSVRC2012 ground truth that ships
-with the package). Every listing is sorted, and hidden files (``.DS_Store``) are not inputs.
+Three layouts of ``--imagenet-root``, found automatically, give the same inputs:
+
+- folders: ``ROOT/train/<wnid>/*`` and ``ROOT/val/`` (``val/<wnid>/*`` or flat);
+- the Kaggle copy: ``ROOT/ILSVRC/Data/CLS-LOC/{train,val}/`` and ``ROOT/LOC_val_solution.csv``;
+- the official tars ``ROOT/ILSVRC2012_img_{train,val}.tar``, read in place (``archives.py``).
+
+Each input is named by its path as extracted (``train/<wnid>/<file>``, ``val/<file>``). Class
+folders that are ILSVRC2012 wnids take their index in the released class map; a flat val is
+labelled by a table (by default the ILSVRC2012 ground truth shipped with the package, or the
+Kaggle CSV). Every listing is sorted, and hidden files (``.DS_Store``) are not inputs.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import os
@@ -25,6 +32,8 @@ from ...errors import ConfigError, RunError
 
 SPLITS = ("train", "val")
 DEFAULT_VAL_LABELS = "ilsvrc2012_val_labels.txt"
+KAGGLE = Path("ILSVRC") / "Data" / "CLS-LOC"
+KAGGLE_VAL = "LOC_val_solution.csv"
 ILSVRC_CLASSES = "ilsvrc2012_classes.txt"  # the released trainlabel_dir.txt
 MAX_LABEL = 2**15 - 1  # labels are stored as int16
 MAX_INPUT_BYTES = 64 * 2**20  # an image file larger than this is skipped, never read whole
@@ -47,16 +56,22 @@ class Source:
     train and val must hold the same classes.
     """
 
-    root: str  # absolute
+    root: str  # absolute: what input paths are relative to
     split: str
-    layout: str  # "folders" or "table"
+    layout: str  # how it is labelled: "folders" (class folders) or "table" (a flat val)
     classes: tuple[tuple[str, int], ...] = ()  # folder name -> label, for layout "folders"
     scheme: str = ""  # "ilsvrc2012" (the released map) or "sorted folders"
     table: str = ""  # the labels table, for layout "table"
     table_sha256: str = ""
+    table_kind: str = "text"  # "text" (<file> <label> lines) or "kaggle" (LOC_val_solution.csv)
+    found: str = "folders"  # what was read: "folders", "kaggle" or "official tars"
+    archive: str = ""  # the official tar read in place
 
     def describe(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"root": self.root, "split": self.split, "layout": self.layout}
+        out: dict[str, Any] = {"root": self.root, "split": self.split, "read_from": self.found,
+                               "layout": self.layout}
+        if self.archive:
+            out["archive"] = self.archive
         if self.layout == "table":
             out.update(labels=self.table, labels_sha256=self.table_sha256)
         else:
@@ -70,58 +85,116 @@ def _class_folders(folder: Path) -> list[str]:
 
 def label_map(root: Path, split: str) -> tuple[str, tuple[tuple[str, int], ...]]:
     """How the class folders of ``root/split`` are labelled: (scheme, folder -> label)."""
-    present = _class_folders(root / split)
+    other = "val" if split == "train" else "train"
+    theirs = _class_folders(root / other) if (root / other).is_dir() else []
+    return labels_of(_class_folders(root / split), theirs, root / split, root / other)
+
+
+def labels_of(present: list[str], theirs: list[str], here: Any, there: Any
+              ) -> tuple[str, tuple[tuple[str, int], ...]]:
+    """(scheme, class -> label) of the sorted class names ``present``; ``theirs`` are the other
+    split's, which must be the same set where the names are not ILSVRC wnids."""
     known = ilsvrc_classes()
     wnids = [n for n in present if n in known]
     if wnids and len(wnids) == len(present):
         return "ilsvrc2012", tuple((n, known[n]) for n in present)
     if wnids:
         others = [n for n in present if n not in known]
-        raise ConfigError(f"{root / split} mixes ILSVRC2012 wnid folders ({wnids[0]}, ...) with "
+        raise ConfigError(f"{here} mixes ILSVRC2012 wnid folders ({wnids[0]}, ...) with "
                           f"other class folders ({', '.join(others[:3])}); their labels would "
                           "collide. Use one kind only")
-    other = "val" if split == "train" else "train"
-    theirs = _class_folders(root / other) if (root / other).is_dir() else []
     if theirs and set(theirs) != set(present):
         only_here = sorted(set(present) - set(theirs))
         only_there = sorted(set(theirs) - set(present))
         raise ConfigError(
-            f"{root / split} and {root / other} hold different class folders, so their "
-            f"sorted labels would not match (only in {split}: {', '.join(only_here[:5]) or '-'}; "
-            f"only in {other}: {', '.join(only_there[:5]) or '-'})")
+            f"{here} and {there} hold different class folders, so their sorted labels would "
+            f"not match (only in {Path(str(here)).name}: {', '.join(only_here[:5]) or '-'}; "
+            f"only in {Path(str(there)).name}: {', '.join(only_there[:5]) or '-'})")
     return "sorted folders", tuple((n, i) for i, n in enumerate(present))
 
 
 def locate(root: Path, split: str, val_labels: Path | None = None) -> Source:
-    """Check the layout of ``root/split`` and decide how it is labelled; nothing is listed yet."""
+    """Find the split in any of the three layouts and decide how it is labelled; nothing is
+    listed yet (an archive is indexed later, in the run's stage)."""
+    from .archives import OFFICIAL
+
     root = Path(root).expanduser().absolute()
-    folder = root / split
     if not root.is_dir():
         raise ConfigError(f"--imagenet-root {root} is not a folder")
-    if not folder.is_dir():  # a root that holds nothing usable: a runtime failure, as elsewhere
-        raise RunError(f"--imagenet-root {root} has no {split}/ folder")
     if split == "train" and val_labels is not None:
         raise ConfigError("--val-labels goes with --split val")
+    kaggle = root / KAGGLE
+    if (root / split).is_dir():
+        base, found = root, "folders"
+    elif (kaggle / split).is_dir():
+        base, found = kaggle, "kaggle"
+    elif (root / OFFICIAL[split]).is_file():
+        archive = root / OFFICIAL[split]
+        if split == "train":  # labelled once its classes are known, from the index
+            return Source(str(root), split, "folders", found="official tars",
+                          archive=str(archive))
+        return _table_source(root, split, val_labels, "official tars", str(archive))
+    else:  # a root that holds nothing usable: a runtime failure, as elsewhere
+        raise RunError(f"--imagenet-root {root} has no {split}/ folder, no Kaggle "
+                       f"{KAGGLE}/{split}/ and no {OFFICIAL[split]}")
+    folder = base / split
     has_dirs = any(p.is_dir() for p in _entries(folder))
     if split == "train" or (val_labels is None and has_dirs):
-        scheme, classes = label_map(root, split)
+        scheme, classes = label_map(base, split)
         if len(classes) > MAX_LABEL + 1:
             raise RunError(f"{folder} has {len(classes)} class folders; at most "
                            f"{MAX_LABEL + 1} fit the int16 labels")
-        return Source(str(root), split, "folders", classes, scheme)
-    table = Path(__file__).with_name(DEFAULT_VAL_LABELS) if val_labels is None else Path(val_labels)
+        return Source(str(base), split, "folders", classes, scheme, found=found)
+    return _table_source(base, split, val_labels, found, "", root)
+
+
+def _table_source(base: Path, split: str, val_labels: Path | None, found: str, archive: str,
+                  root: Path | None = None) -> Source:
+    """A flat val labelled by --val-labels, the Kaggle CSV, or the shipped ground truth."""
+    kind = "text"
+    if val_labels is not None:
+        table = Path(val_labels)
+    elif found == "kaggle":
+        table, kind = Path(root or base) / KAGGLE_VAL, "kaggle"
+    else:
+        table = Path(__file__).with_name(DEFAULT_VAL_LABELS)
     if not table.is_file():
-        raise ConfigError(f"--val-labels {table} is not a file")
+        what = "--val-labels" if val_labels is not None else "the val labels"
+        raise ConfigError(f"{what} {table} is not a file")
     digest = hashlib.sha256(table.read_bytes()).hexdigest()
-    return Source(str(root), split, "table", table=str(table.absolute()), table_sha256=digest)
+    return Source(str(base), split, "table", table=str(table.absolute()), table_sha256=digest,
+                  table_kind=kind, found=found, archive=archive)
 
 
-def read_table(path: Path) -> dict[str, int]:
+def read_kaggle(path: Path) -> dict[str, int]:
+    """``LOC_val_solution.csv``: each image's label is the ILSVRC2012 index of the first wnid
+    of its ``PredictionString``; the image is ``<ImageId>.JPEG``."""
+    known = ilsvrc_classes()
+    labels: dict[str, int] = {}
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            rows = list(csv.reader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    if not rows or rows[0][:2] != ["ImageId", "PredictionString"]:
+        raise ConfigError(f"{path} line 1: expected the header 'ImageId,PredictionString'")
+    for number, row in enumerate(rows[1:], 2):
+        wnid = row[1].split()[0] if len(row) == 2 and row[1].split() else ""
+        if wnid not in known:
+            raise ConfigError(f"{path} line {number}: expected '<ImageId>,<wnid> ...' with an "
+                              f"ILSVRC2012 wnid, got {','.join(row)[:80]!r}")
+        labels[f"{row[0]}.JPEG"] = known[wnid]
+    return labels
+
+
+def read_table(path: Path, kind: str = "text") -> dict[str, int]:
     """``<file name> <label>`` lines; a malformed line is an error naming the file and line.
 
     Labels are ASCII digits only (``int`` would take '１' or reject '²' with a traceback), and a
     UTF-8 byte-order mark is not part of the first name.
     """
+    if kind == "kaggle":
+        return read_kaggle(path)
     labels: dict[str, int] = {}
     try:
         text = Path(path).read_text(encoding="utf-8-sig")
@@ -141,32 +214,48 @@ def read_table(path: Path) -> dict[str, int]:
     return labels
 
 
-def list_inputs(src: Source) -> list[tuple[str, int]]:
-    """Every entry of the split as ``(path relative to the root, label)``, sorted by path.
+def list_inputs(src: Source, index: Any = None) -> list[tuple[str, int, int, int]]:
+    """Every entry of the split as ``(path as extracted, label, offset, size)``, sorted as
+    the folders' listing; offset and size locate a member of an archive (-1 for files).
 
     Every entry is listed, whatever it is: one that is not a readable image file (a folder, a
     FIFO, a dangling link) is skipped by the conversion with its reason, never left out unseen.
+    ``index`` is an archive's (names, [offset, size]) from ``archives.scan``.
     """
+    if src.archive:
+        names, table = index
+        if src.layout == "table":
+            labels = read_table(Path(src.table), src.table_kind)
+            items = []
+            for rel, (offset, size) in zip(names, table.tolist(), strict=True):
+                name = rel.split("/", 1)[1]
+                if name not in labels:
+                    raise RunError(f"{src.archive}: member {name} has no label in {src.table}")
+                items.append((rel, labels[name], offset, size))
+            return items
+        label = dict(src.classes)
+        return [(rel, label[rel.split("/")[1]], offset, size)
+                for rel, (offset, size) in zip(names, table.tolist(), strict=True)]
     root = Path(src.root)
     folder = root / src.split
     if src.layout == "table":
-        labels = read_table(Path(src.table))
+        labels = read_table(Path(src.table), src.table_kind)
         items = []
         for path in _entries(folder):
             if path.name not in labels:
                 if path.is_dir():
                     raise RunError(f"{folder} mixes folders ({path.name}/) and files; with a "
                                    "labels table it must be flat")
-                raise RunError(f"{path} has no label in --val-labels {src.table}")
-            items.append((f"{src.split}/{path.name}", labels[path.name]))
+                raise RunError(f"{path} has no label in {src.table}")
+            items.append((f"{src.split}/{path.name}", labels[path.name], -1, -1))
         return items
-    index = dict(src.classes)
+    index_of = dict(src.classes)
     items = []
     for wnid_dir in _entries(folder):
         if not wnid_dir.is_dir():
             raise RunError(f"{wnid_dir} is a file where {folder} holds class folders")
-        label = index[wnid_dir.name]
-        items += [(f"{src.split}/{wnid_dir.name}/{path.name}", label)
+        label = index_of[wnid_dir.name]
+        items += [(f"{src.split}/{wnid_dir.name}/{path.name}", label, -1, -1)
                   for path in _entries(wnid_dir)]
     return items
 
@@ -212,14 +301,19 @@ def read_input(path: Path, cap: int = MAX_INPUT_BYTES) -> bytes:
 
 
 def open_rgb(path: Path) -> Any:
-    """The decoded Pillow image, as ``Image.open(path).convert('RGB')``; no EXIF rotation.
+    """The decoded Pillow image, as ``Image.open(path).convert('RGB')``; no EXIF rotation."""
+    # One read of the whole file: Pillow reads a file in dozens of small pieces.
+    return decode_bytes(read_input(path))
+
+
+def decode_bytes(blob: bytes) -> Any:
+    """An image file's bytes decoded as ``open_rgb`` does.
 
     Pillow's decompression-bomb limit stays on: an image past it raises, and is skipped.
     """
     from PIL import Image
 
-    # One read of the whole file: Pillow reads a file in dozens of small pieces.
-    data = io.BytesIO(read_input(path))
+    data = io.BytesIO(blob)
     with warnings.catch_warnings():
         # Palette transparency and large-image notices are not problems for a conversion.
         warnings.simplefilter("ignore")
