@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 from common import HERE, WORK, fresh, median, neurodata, timed_process, warm
 
+from neurodata_cli.datasets import get
+
 SCALE = float(os.environ.get("NEURODATA_BENCH_SCALE", "1"))
 IMAGES = max(200, int(4000 * SCALE))
 REFERENCE_IMAGES = max(100, IMAGES // 10)
@@ -92,7 +94,7 @@ def main() -> int:
             "es-imagenet", "--imagenet-root", str(root), "--format", fmt, "--workers",
             str(workers), "--shard-size", "100", "--out", str(out), "--quiet"]
             + (["--limit", str(limit)] if limit else []))
-        return seconds, rss, out / "es-imagenet" / "1.0.0"
+        return seconds, rss, out / "es-imagenet" / get("es-imagenet").version
 
     # Interleaved rounds, medians: this machine's speed drifts from minute to minute.
     decodes, ones, twos = [], [], []

@@ -9,7 +9,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 BENCHES = {"yinyang": "bench_yinyang", "2nmnist": "bench_2nmnist",
-           "es-imagenet": "bench_es_imagenet", "dask": "bench_dask"}
+           "es-imagenet": "bench_es_imagenet", "archives": "bench_archives",
+           "dask": "bench_dask"}
 
 
 def main(argv: list[str]) -> int:
