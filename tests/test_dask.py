@@ -52,6 +52,27 @@ def test_cluster_output_equals_a_local_run(run, tmp_path, tree, cluster, fmt):
     run("verify", tmp_path / "dask" / "es-imagenet" / VERSION)
 
 
+def test_cluster_workers_read_the_official_tar_by_offset(run, tmp_path, tree, cluster):
+    import tarfile
+
+    from helpers import data_sums
+
+    archive = tmp_path / "tars" / "ILSVRC2012_img_train.tar"
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w") as outer:
+        for wnid_dir in sorted((tree / "train").iterdir()):
+            inner = tmp_path / f"{wnid_dir.name}.tar"
+            with tarfile.open(inner, "w") as tf:
+                for path in sorted(wnid_dir.iterdir()):
+                    tf.add(path, arcname=path.name)
+            outer.add(inner, arcname=inner.name)
+    local_run(run, tree, tmp_path / "local")
+    run("es-imagenet", "--imagenet-root", archive.parent, "--out", tmp_path / "dask",
+        "--shard-size", "2", "--min-events", "10", "--scheduler", cluster.scheduler_address)
+    assert data_sums(tmp_path / "dask" / "es-imagenet" / VERSION) == data_sums(
+        tmp_path / "local" / "es-imagenet" / VERSION)
+
+
 def test_the_config_file_can_name_the_cluster(run, tmp_path, tree, cluster):
     want = local_run(run, tree, tmp_path / "local")
     cfg = tmp_path / "cluster.yaml"
