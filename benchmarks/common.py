@@ -62,7 +62,8 @@ def warm(folder: Path, pattern: str) -> None:
     page cache, so otherwise some inputs would come from disk in one run and from memory in the
     next; baselines and ours are warmed alike."""
     for path in sorted(folder.rglob(pattern)):
-        path.read_bytes()
+        if path.is_file():
+            path.read_bytes()
 
 
 def fresh(path: Path) -> Path:

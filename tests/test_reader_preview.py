@@ -244,3 +244,26 @@ def test_preview_command_prints_the_path_and_refuses_bad_choices(run, tmp_path, 
 
 def test_photo_set_is_real():
     assert all(photo(name).size[0] >= 300 for name in PHOTOS)
+
+
+@pytest.mark.parametrize("fmt", ["hdf5", "npz"])
+def test_read_many_gives_each_sample_in_the_order_asked(run, tmp_path, photos, fmt):
+    run("es-imagenet", "--imagenet-root", photos, "--format", fmt, "--out", tmp_path,
+        "--shard-size", "3", "--quiet")
+    ds = open_dataset(folder(tmp_path, "es-imagenet"))["train"]
+    for batch in ([4, 0, 5, 1], [2, 3], list(range(len(ds)))[::-1], [6]):
+        got = ds.read_many(batch)
+        for i, (events, label) in zip(batch, got, strict=True):
+            np.testing.assert_array_equal(events, ds[i][0])
+            assert label == ds[i][1]
+
+
+def test_event_shards_record_their_chunking_and_filters(run, tmp_path, photos):
+    import h5py
+
+    run("es-imagenet", "--imagenet-root", photos, "--out", tmp_path, "--quiet")
+    path = next(folder(tmp_path, "es-imagenet").glob("*.h5"))
+    with h5py.File(path) as f:
+        assert f.attrs["event_chunk"] == 1 << 14 == f["events/x"].chunks[0]
+        assert f["events/t"].compression == "gzip" and f["events/t"].shuffle
+        assert "gzip 1" in f.attrs["event_filters"]

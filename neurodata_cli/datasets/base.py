@@ -159,6 +159,7 @@ class Dataset:
     attrs: ClassVar[dict[str, Any]] = {}  # stored with every shard (sensor size, time unit)
     # Event datasets: the dtypes of x, y, t, p as stored (a shard of no samples still has them).
     event_dtypes: ClassVar[dict[str, Any] | None] = None
+    event_chunk: ClassVar[int] = 1 << 16  # events per HDF5 chunk: near a sample's, or more
 
     # ---- config and inputs ------------------------------------------------------------------
     def schema(self) -> tuple[Option, ...]:

@@ -22,8 +22,11 @@ import numpy as np
 from . import EVENT_FIELDS, Store, Writer, file_entry, staged, to_structured
 
 SCHEMA_VERSION = 1
-CHUNK = 1 << 16  # events per chunk; fixed, so the bytes do not depend on how a shard is built
+CHUNK = 1 << 16  # events per chunk by default (a dataset's event_chunk); fixed per dataset, so
+# the bytes do not depend on how a shard is built
 DEFLATE_LEVEL = 1
+EVENT_FILTERS = f"shuffle, gzip {DEFLATE_LEVEL} (zlib streams made by libdeflate)"
+CACHE_BYTES = 4 << 20  # HDF5's chunk cache per open event dataset, when reading
 
 
 def set_attrs(obj: Any, attrs: dict[str, Any]) -> None:
@@ -44,31 +47,33 @@ class _Appender:
     how the events arrive: events in one block or sample by sample give the same file.
     """
 
-    def __init__(self, group: Any, dtypes: dict[str, np.dtype]):
+    def __init__(self, group: Any, dtypes: dict[str, np.dtype], chunk: int = CHUNK):
+        self.chunk = chunk
         self.datasets = {
-            name: group.create_dataset(name, shape=(0,), dtype=dtypes[name], chunks=(CHUNK,),
+            name: group.create_dataset(name, shape=(0,), dtype=dtypes[name], chunks=(chunk,),
                                        maxshape=(None,), track_times=False, compression="gzip",
                                        compression_opts=DEFLATE_LEVEL, shuffle=True)
             for name in EVENT_FIELDS
         }
-        self.buffers = {name: np.zeros(CHUNK, dtype=dtypes[name]) for name in EVENT_FIELDS}
+        self.buffers = {name: np.zeros(chunk, dtype=dtypes[name]) for name in EVENT_FIELDS}
         self.filled = 0
         self.written = 0
 
     def append(self, events: dict[str, np.ndarray]) -> None:
         n = len(events[EVENT_FIELDS[0]])
         done = 0
+        chunk = self.chunk
         while done < n:
-            if not self.filled and n - done >= CHUNK:  # a whole chunk: no copy into the buffer
-                self._write({name: events[name][done:done + CHUNK] for name in EVENT_FIELDS})
-                done += CHUNK
+            if not self.filled and n - done >= chunk:  # a whole chunk: no copy into the buffer
+                self._write({name: events[name][done:done + chunk] for name in EVENT_FIELDS})
+                done += chunk
                 continue
-            take = min(CHUNK - self.filled, n - done)
+            take = min(chunk - self.filled, n - done)
             for name in EVENT_FIELDS:
                 self.buffers[name][self.filled:self.filled + take] = events[name][done:done + take]
             self.filled += take
             done += take
-            if self.filled == CHUNK:
+            if self.filled == chunk:
                 self.flush()
 
     def flush(self) -> None:
@@ -79,10 +84,10 @@ class _Appender:
         self._write(self.buffers, self.filled)
         self.filled = 0
 
-    def _write(self, chunks: dict[str, np.ndarray], count: int = CHUNK) -> None:
+    def _write(self, chunks: dict[str, np.ndarray], count: int | None = None) -> None:
         import deflate
 
-        end = self.written + count
+        end = self.written + (self.chunk if count is None else count)
         for name in EVENT_FIELDS:
             chunk = np.ascontiguousarray(chunks[name])
             shuffled = chunk.view(np.uint8).reshape(-1, chunk.itemsize).T.tobytes()
@@ -111,20 +116,25 @@ class HDF5Writer(Writer):
         n = 0
         with staged(stage, rel) as tmp:
             with h5py.File(tmp, "w", libver="earliest") as f:
-                set_attrs(f, {"schema_version": SCHEMA_VERSION, "dataset": name,
-                              "version": ds.version, "split": shard.split,
-                              **ds.shard_attrs(cfg, shard)})
+                chunk = ds.event_chunk
+                attrs = {"schema_version": SCHEMA_VERSION, "dataset": name,
+                         "version": ds.version, "split": shard.split}
+                if ds.event_dtypes is not None:
+                    attrs.update(event_chunk=chunk, event_filters=EVENT_FILTERS)
+                set_attrs(f, {**attrs, **ds.shard_attrs(cfg, shard)})
                 appender = None
                 if ds.event_dtypes is not None:
                     appender = _Appender(f.create_group("events"),
-                                         {k: np.dtype(v) for k, v in ds.event_dtypes.items()})
+                                         {k: np.dtype(v) for k, v in ds.event_dtypes.items()},
+                                         chunk)
                 counts: list[np.ndarray] = []
                 columns: dict[str, list[np.ndarray]] = {}
                 for block in blocks:
                     if block.events is not None:
                         if appender is None:
                             appender = _Appender(f.create_group("events"),
-                                                 {k: block.events[k].dtype for k in EVENT_FIELDS})
+                                                 {k: block.events[k].dtype for k in EVENT_FIELDS},
+                                                 chunk)
                         appender.append(block.events)
                         counts.append(np.asarray(block.counts, dtype=np.uint64))
                     for name, column in block.columns.items():
@@ -172,15 +182,62 @@ def _write_column(group: Any, name: str, chunks: list[np.ndarray]) -> None:
     group.file.flush()
 
 
+class _Shard:
+    """One open shard: its event datasets (kept open, so their chunk cache lives on) and its
+    per-sample columns, read whole once (a few thousand values)."""
+
+    def __init__(self, path: Path):
+        import h5py
+
+        self.file = h5py.File(path, "r", rdcc_nbytes=CACHE_BYTES, rdcc_nslots=1021)
+        samples = self.file["samples"]
+        self.columns = {name: ds.asstr()[()] if ds.dtype.kind == "O" else ds[()]
+                        for name, ds in samples.items() if name != "offsets"}
+        self.offsets = samples["offsets"][()].astype(np.int64) if "offsets" in samples else None
+        self.events = ([self.file["events"][k] for k in EVENT_FIELDS]
+                       if "events" in self.file else None)
+
+    def record(self, j: int) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.events is not None:
+            a, b = self.offsets[j], self.offsets[j + 1]
+            out["events"] = to_structured(*(ds[a:b] for ds in self.events))
+        for name, column in self.columns.items():
+            out[name] = column[j]
+        return out
+
+    def records(self, js: list[int]) -> list[dict[str, Any]]:
+        """Samples ``js`` (sorted) with one read per field over the range they span, when they
+        lie close together (a sampler's batch); else one by one."""
+        if self.events is None or len(js) < 2:
+            return [self.record(j) for j in js]
+        lo, hi = self.offsets[js[0]], self.offsets[js[-1] + 1]
+        wanted = sum(int(self.offsets[j + 1] - self.offsets[j]) for j in js)
+        if hi - lo > 4 * max(wanted, 1):
+            return [self.record(j) for j in js]
+        fields = [ds[lo:hi] for ds in self.events]
+        out = []
+        for j in js:
+            a, b = self.offsets[j] - lo, self.offsets[j + 1] - lo
+            record: dict[str, Any] = {"events": to_structured(*(f[a:b] for f in fields))}
+            for name, column in self.columns.items():
+                record[name] = column[j]
+            out.append(record)
+        return out
+
+
 class HDF5Store(Store):
-    """Samples of one split's shards, in order across them; files stay open per process."""
+    """Samples of one split's shards, in order across them; the most recently used shards stay
+    open per process (their chunk caches with them)."""
+
+    OPEN = 16  # shards kept open at once
 
     def __init__(self, folder: Path, files: list[dict[str, Any]]):
         shards = sorted((f for f in files if f["path"].endswith(".h5")), key=lambda f: f["path"])
         self.paths = [folder / f["path"] for f in shards]
         self.starts = np.concatenate([[0], np.cumsum([f["records"] for f in shards])]).astype(
             np.int64)
-        self._files: dict[int, Any] = {}
+        self._files: dict[int, _Shard] = {}
         self._pid = os.getpid()
 
     def __len__(self) -> int:
@@ -189,46 +246,44 @@ class HDF5Store(Store):
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_files": {}}  # open files do not pickle
 
-    def _file(self, k: int) -> Any:
+    def _shard(self, k: int) -> _Shard:
         # DataLoader workers fork: an HDF5 handle must not cross into another process.
         if self._pid != os.getpid():
             self._files, self._pid = {}, os.getpid()
-        f = self._files.get(k)
-        if f is None:
-            import h5py
+        shard = self._files.pop(k, None)
+        if shard is None:
+            if len(self._files) >= self.OPEN:  # the least recently used goes
+                self._files.pop(next(iter(self._files))).file.close()
+            shard = _Shard(self.paths[k])
+        self._files[k] = shard  # now the most recently used
+        return shard
 
-            f = self._files[k] = h5py.File(self.paths[k], "r")
-        return f
-
-    def locate(self, i: int) -> tuple[Any, int]:
+    def _where(self, i: int) -> tuple[int, int]:
         i = self.check_index(i)
         k = int(np.searchsorted(self.starts, i, side="right")) - 1
-        return self._file(k), i - int(self.starts[k])
+        return k, i - int(self.starts[k])
 
     def read(self, i: int) -> dict[str, Any]:
-        f, j = self.locate(i)
-        out: dict[str, Any] = {}
-        samples = f["samples"]
-        if "events" in f:
-            a, b = (int(v) for v in samples["offsets"][j:j + 2])
-            ev = f["events"]
-            out["events"] = to_structured(*(ev[k][a:b] for k in EVENT_FIELDS))
-        for name, ds in samples.items():
-            if name != "offsets":
-                out[name] = ds.asstr()[j] if ds.dtype.kind == "O" else ds[j]
+        k, j = self._where(i)
+        return self._shard(k).record(j)
+
+    def read_many(self, indices: Any) -> list[dict[str, Any]]:
+        """Sorted indices, read shard by shard with one pass over the chunks they touch."""
+        out: list[dict[str, Any]] = []
+        by_shard: dict[int, list[int]] = {}
+        for i in indices:
+            k, j = self._where(i)
+            by_shard.setdefault(k, []).append(j)
+        for k, js in by_shard.items():
+            out += self._shard(k).records(js)
         return out
 
     def columns(self) -> dict[str, np.ndarray]:
         parts: dict[str, list[np.ndarray]] = {}
         for k in range(len(self.paths)):
-            for name, ds in self._file(k)["samples"].items():
-                if name != "offsets":
-                    parts.setdefault(name, []).append(ds.asstr()[()] if ds.dtype.kind == "O"
-                                                      else ds[()])
+            for name, column in self._shard(k).columns.items():
+                parts.setdefault(name, []).append(column)
         return {k: np.concatenate(v) for k, v in parts.items()}
-
-    def attrs(self) -> dict[str, Any]:
-        return dict(self._file(0).attrs) if self.paths else {}
 
 
 HDF5 = HDF5Writer()

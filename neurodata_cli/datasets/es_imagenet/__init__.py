@@ -76,6 +76,7 @@ class ESImageNet(Dataset):
     unit = "images"
     shard_size = 1000
     event_dtypes = {"x": np.uint8, "y": np.uint8, "t": np.uint8, "p": np.uint8}
+    event_chunk = 1 << 14  # a sample holds tens of thousands of events
     split_scoped = True
     split_keys = frozenset({"split", "source", "limit", "shard_size"})
     distributed = True

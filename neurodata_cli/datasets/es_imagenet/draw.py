@@ -22,11 +22,13 @@ def frames(events: np.ndarray, h: int, w: int) -> np.ndarray:
     """``[2, 8, 224, 224]`` uint8: the events in a 256 x 256 canvas shifted by
     ((254 - H) // 2, (254 - W) // 2), cropped to rows and columns 16:240 (channel 0 positive)."""
     out = np.zeros((2, STEPS, FRAME, FRAME), dtype=np.uint8)
-    rows = events["y"].astype(np.int64) + (254 - h) // 2 - CROP
-    cols = events["x"].astype(np.int64) + (254 - w) // 2 - CROP
+    rows = events["y"].astype(np.intp) + ((254 - h) // 2 - CROP)
+    cols = events["x"].astype(np.intp) + ((254 - w) // 2 - CROP)
     keep = (rows >= 0) & (rows < FRAME) & (cols >= 0) & (cols < FRAME)
-    channel = 1 - events["p"][keep].astype(np.int64)
-    out[channel, events["t"][keep].astype(np.int64) - 1, rows[keep], cols[keep]] = 1
+    # One flat index per event: a 1-D assignment, several times cheaper than a 4-D one.
+    plane = (1 - events["p"].astype(np.intp)) * STEPS + events["t"].astype(np.intp) - 1
+    flat = (plane * FRAME + rows) * FRAME + cols
+    out.reshape(-1)[flat[keep]] = 1
     return out
 
 

@@ -76,6 +76,7 @@ class TwoNMNIST(Dataset):
     formats = {"hdf5": HDF5, "bin": binfmt.BIN}
     shard_size = 5000
     event_dtypes = {"x": np.uint8, "y": np.uint8, "t": np.uint32, "p": np.uint8}
+    event_chunk = 1 << 12  # a sample holds a few thousand events
     split_scoped = True
     split_keys = frozenset({"sources"})
     distributed = True

@@ -1,0 +1,134 @@
+"""Reading what we wrote, per sample, in the main process, warm page cache, one run.
+
+ES-ImageNet: the ES bench's JPEGs (the first IMAGES_READ) converted to HDF5 shards and to the
+released npz layout. Our ``to_frames`` and events over HDF5 are timed against the released
+layout read as its users read it: ``np.load`` of the npz, and frames built as the authors'
+loader builds them (a zero [2, 8, 256, 256] canvas, the events set by fancy indexing at
+((254 - H) // 2, (254 - W) // 2), cropped to 16:240).
+2NMNIST: a synthetic tree of 5,000 recordings, written as HDF5 shards and as ``.bin`` files;
+our events over HDF5 against tonic's ``read_mnist_file`` on the same samples' ``.bin`` files.
+Random order (a fixed permutation) and a sequential pass; medians of 5 rounds.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from bench_es_imagenet import make_inputs
+from common import WORK, fresh, median, neurodata, warm
+
+IMAGES_READ = 600
+ROUNDS = 5
+
+
+def per_sample(fn, order) -> float:
+    """Median over rounds of the mean ms per sample of ``fn(i)`` for i in ``order``."""
+    times = []
+    for _ in range(ROUNDS):
+        start = time.perf_counter()
+        for i in order:
+            fn(i)
+        times.append((time.perf_counter() - start) / len(order) * 1e3)
+    return median(times)
+
+
+def authors_frames(path: Path, h: int, w: int) -> np.ndarray:
+    with np.load(path) as npz:
+        pos, neg = npz["pos"].astype(np.int64), npz["neg"].astype(np.int64)
+    canvas = np.zeros((2, 8, 256, 256), dtype=np.float32)
+    dr, dc = (254 - h) // 2, (254 - w) // 2
+    for c, ev in ((0, pos), (1, neg)):
+        canvas[c, ev[:, 2] - 1, ev[:, 0] + dr, ev[:, 1] + dc] = 1
+    return canvas[:, :, 16:240, 16:240]
+
+
+def nmnist_tree(root: Path, per_digit: int) -> Path:
+    if (root / ".complete").exists():
+        return root
+    fresh(root)
+    rng = np.random.default_rng(0)
+    for split, count in (("Train", per_digit), ("Test", 1)):
+        for d in range(10):
+            (root / split / str(d)).mkdir(parents=True)
+            for k in range(count):
+                n = int(rng.integers(2000, 6000))
+                t = np.sort(rng.integers(0, 310_000, n)).astype(np.uint32)
+                raw = np.empty((n, 5), np.uint8)
+                raw[:, 0], raw[:, 1] = rng.integers(0, 34, n), rng.integers(0, 34, n)
+                raw[:, 2] = (rng.integers(0, 2, n).astype(np.uint8) << 7) | (t >> 16)
+                raw[:, 3], raw[:, 4] = (t >> 8) & 0xFF, t & 0xFF
+                (root / split / str(d) / f"{k:05d}.bin").write_bytes(raw.tobytes())
+    (root / ".complete").touch()
+    return root
+
+
+def run(*args: str) -> None:
+    subprocess.run(neurodata() + list(args) + ["--quiet"], check=True)
+
+
+def main() -> int:
+    from neurodata_cli import open_dataset
+    from neurodata_cli.datasets import get
+
+    work = WORK / "reading"
+    images = make_inputs(WORK / "es-imagenet" / "imagenet")
+    es_version, nm_version = get("es-imagenet").version, get("2nmnist").version
+    for fmt in ("hdf5", "npz"):
+        run("es-imagenet", "--imagenet-root", str(images), "--limit", str(IMAGES_READ),
+            "--format", fmt, "--out", str(fresh(work / f"es-{fmt}")))
+    tree = nmnist_tree(work / "nmnist", 500)
+    for fmt in ("hdf5", "bin"):
+        run("2nmnist", "--nmnist-root", str(tree), "--split", "train", "--format", fmt,
+            "--out", str(fresh(work / f"nm-{fmt}")))
+    for folder in work.iterdir():
+        warm(folder, "*")
+
+    ok = True
+
+    def line(what: str, ours: float, anchor: float, goal: float, anchor_name: str) -> None:
+        nonlocal ok
+        met = anchor / ours >= goal
+        ok &= met
+        print(f"  {what}: ours {ours:.3f} ms, {anchor_name} {anchor:.3f} ms -> "
+              f"{anchor / ours:.2f}x [goal >= {goal:g}x: {'met' if met else 'NOT met'}]")
+
+    es = open_dataset(work / "es-hdf5" / "es-imagenet" / es_version)["train"]
+    npz_folder = work / "es-npz" / "es-imagenet" / es_version
+    rows = [r.split() for r in (npz_folder / "trainlabel.txt").read_text().splitlines()]
+    npz = [(npz_folder / "train" / r[0], int(r[2]), int(r[3])) for r in rows]
+    order = np.random.default_rng(1).permutation(len(es)).tolist()
+    print(f"reading: ES-ImageNet, {len(es)} samples (ms per sample, random order unless said)")
+
+    def load_npz(i: int) -> None:
+        with np.load(npz[i][0]) as f:
+            f["pos"], f["neg"]
+
+    line("frames [2, 8, 224, 224]", per_sample(es.to_frames, order),
+         per_sample(lambda i: authors_frames(*npz[i]), order), 2, "authors'-style loader on npz")
+    ours_events = per_sample(es.__getitem__, order)
+    line("events", ours_events, per_sample(load_npz, order), 1, "np.load of the npz")
+    seq = per_sample(es.__getitem__, range(len(es)))
+    line("events, sequential pass", seq, ours_events, 3, "our random order")
+
+    import tonic.io
+
+    nm = open_dataset(work / "nm-hdf5" / "2nmnist" / nm_version)["train"]
+    bins = sorted((work / "nm-bin" / "2nmnist" / nm_version / "Train").glob("*.bin"),
+                  key=lambda p: int(p.name.split("_")[0]))
+    dtype = np.dtype([("x", int), ("y", int), ("t", int), ("p", int)])
+    order = np.random.default_rng(2).permutation(len(nm)).tolist()
+    print(f"reading: 2NMNIST, {len(nm)} samples")
+    ours_nm = per_sample(nm.__getitem__, order)
+    line("events", ours_nm, per_sample(lambda i: tonic.io.read_mnist_file(str(bins[i]), dtype),
+                                       order), 1, "tonic read_mnist_file on .bin")
+    line("events, sequential pass", per_sample(nm.__getitem__, range(len(nm))), ours_nm, 3,
+         "our random order")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
