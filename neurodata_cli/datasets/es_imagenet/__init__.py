@@ -52,7 +52,8 @@ class ESImageNet(Dataset):
     """ES-ImageNet: ImageNet images converted to 8 steps of ON/OFF events by ODG.
 
     Event-exact to the authors' converter. Inputs are sorted, so the output does not depend on
-    the filesystem or on --workers. A killed run resumes when the same command is run again.
+    the filesystem, the layout the images are kept in, or --workers. A killed run resumes when
+    the same command is run again.
 
     \b
     Examples:
@@ -83,8 +84,9 @@ class ESImageNet(Dataset):
     libraries = ("Pillow",)
     preload = ("PIL.Image", "PIL.JpegImagePlugin", "PIL.PngImagePlugin")
     options = (
-        Option("imagenet_root", "path", None, "ImageNet folder holding train/<wnid>/* and/or "
-               "val/.", manifest=False),
+        Option("imagenet_root", "path", None, "ImageNet as you keep it: a folder holding "
+               "train/<wnid>/* and/or val/, the official ILSVRC2012_img_*.tar files, or the "
+               "Kaggle copy (ILSVRC/Data/CLS-LOC/).", manifest=False),
         Option("split", SPLITS, "train", "Which split to convert."),
         Option("val_labels", "path", None, "Labels table '<file name> <label>' for a flat val/ "
                "(default: the ILSVRC2012 ground truth shipped with neurodata).", manifest=False),
