@@ -25,7 +25,13 @@ SCHEMA_VERSION = 1
 CHUNK = 1 << 16  # events per chunk by default (a dataset's event_chunk); fixed per dataset, so
 # the bytes do not depend on how a shard is built
 DEFLATE_LEVEL = 1
-EVENT_FILTERS = f"shuffle, gzip {DEFLATE_LEVEL} (zlib streams made by libdeflate)"
+
+
+def event_filters(levels: dict[str, int]) -> str:
+    """What the event_filters attribute says: the filters, and each field's deflate level."""
+    each = ", ".join(f"{k} {levels.get(k, DEFLATE_LEVEL)}" for k in EVENT_FIELDS)
+    return f"shuffle, gzip (zlib streams made by libdeflate; levels {each})"
+
 CACHE_BYTES = 4 << 20  # HDF5's chunk cache per open event dataset, when reading
 
 
@@ -47,12 +53,14 @@ class _Appender:
     how the events arrive: events in one block or sample by sample give the same file.
     """
 
-    def __init__(self, group: Any, dtypes: dict[str, np.dtype], chunk: int = CHUNK):
+    def __init__(self, group: Any, dtypes: dict[str, np.dtype], chunk: int = CHUNK,
+                 levels: dict[str, int] | None = None):
         self.chunk = chunk
+        self.levels = {name: (levels or {}).get(name, DEFLATE_LEVEL) for name in EVENT_FIELDS}
         self.datasets = {
             name: group.create_dataset(name, shape=(0,), dtype=dtypes[name], chunks=(chunk,),
                                        maxshape=(None,), track_times=False, compression="gzip",
-                                       compression_opts=DEFLATE_LEVEL, shuffle=True)
+                                       compression_opts=self.levels[name], shuffle=True)
             for name in EVENT_FIELDS
         }
         self.buffers = {name: np.zeros(chunk, dtype=dtypes[name]) for name in EVENT_FIELDS}
@@ -90,11 +98,13 @@ class _Appender:
         end = self.written + (self.chunk if count is None else count)
         for name in EVENT_FIELDS:
             chunk = np.ascontiguousarray(chunks[name])
-            shuffled = chunk.view(np.uint8).reshape(-1, chunk.itemsize).T.tobytes()
+            # The shuffle filter's byte planes; for one-byte values it is the identity.
+            shuffled = (memoryview(chunk) if chunk.itemsize == 1
+                        else chunk.view(np.uint8).reshape(-1, chunk.itemsize).T.tobytes())
             dsid = self.datasets[name].id
             dsid.set_extent((end,))
             dsid.write_direct_chunk((self.written,),
-                                    deflate.zlib_compress(shuffled, DEFLATE_LEVEL), 0)
+                                    deflate.zlib_compress(shuffled, self.levels[name]), 0)
         self.written = end
 
 
@@ -116,17 +126,17 @@ class HDF5Writer(Writer):
         n = 0
         with staged(stage, rel) as tmp:
             with h5py.File(tmp, "w", libver="earliest") as f:
-                chunk = ds.event_chunk
+                chunk, levels = ds.event_chunk, ds.event_levels
                 attrs = {"schema_version": SCHEMA_VERSION, "dataset": name,
                          "version": ds.version, "split": shard.split}
                 if ds.event_dtypes is not None:
-                    attrs.update(event_chunk=chunk, event_filters=EVENT_FILTERS)
+                    attrs.update(event_chunk=chunk, event_filters=event_filters(levels))
                 set_attrs(f, {**attrs, **ds.shard_attrs(cfg, shard)})
                 appender = None
                 if ds.event_dtypes is not None:
                     appender = _Appender(f.create_group("events"),
                                          {k: np.dtype(v) for k, v in ds.event_dtypes.items()},
-                                         chunk)
+                                         chunk, levels)
                 counts: list[np.ndarray] = []
                 columns: dict[str, list[np.ndarray]] = {}
                 for block in blocks:
@@ -134,7 +144,7 @@ class HDF5Writer(Writer):
                         if appender is None:
                             appender = _Appender(f.create_group("events"),
                                                  {k: block.events[k].dtype for k in EVENT_FIELDS},
-                                                 chunk)
+                                                 chunk, levels)
                         appender.append(block.events)
                         counts.append(np.asarray(block.counts, dtype=np.uint64))
                     for name, column in block.columns.items():

@@ -77,7 +77,11 @@ class ESImageNet(Dataset):
     unit = "images"
     shard_size = 1000
     event_dtypes = {"x": np.uint8, "y": np.uint8, "t": np.uint8, "p": np.uint8}
-    event_chunk = 1 << 14  # a sample holds tens of thousands of events
+    # A sample holds tens of thousands of events. Smaller chunks read faster at random (16,384:
+    # 0.45 against 0.91 ms a sample) but made conversion 1.79x decoding where this is 1.62x.
+    event_chunk = 1 << 16
+    # t and p are long runs in this event order: libdeflate compresses them faster at level 2.
+    event_levels = {"t": 2, "p": 2}
     split_scoped = True
     split_keys = frozenset({"split", "source", "limit", "shard_size"})
     distributed = True

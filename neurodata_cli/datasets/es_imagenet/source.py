@@ -294,7 +294,7 @@ def read_input(path: Path, cap: int = MAX_INPUT_BYTES) -> bytes:
         os.close(fd)
         raise Unusable(f"too large: {st.st_size} bytes > {cap}")
     with os.fdopen(fd, "rb") as handle:
-        data = handle.read(cap + 1)
+        data = handle.read(st.st_size + 1)  # one byte more: a file that grew since is seen
     if len(data) > cap:
         raise Unusable(f"too large: more than {cap} bytes")
     return data
