@@ -82,8 +82,10 @@ def test_no_worker_outlives_a_command_ended_by_a_signal(run, tmp_path, sig):
         (tmp_path / "im" / "train" / f"n{k % 2:08d}" / f"{k}.JPEG").write_bytes(
             (tmp_path / "im" / "train" / f"n{k % 2:08d}" / f"{k % 40}.JPEG").read_bytes())
     args = ["--imagenet-root", str(tmp_path / "im"), "--shard-size", "1", "--min-events", "10"]
+    # As from a terminal: the signal's default action (a nohup'ed parent would ignore SIGHUP).
     proc = subprocess.Popen([EXE, "es-imagenet", *args, "--out", str(tmp_path / "cut"),
-                             "--workers", "2", "--quiet"], stdout=subprocess.PIPE)
+                             "--workers", "2", "--quiet"], stdout=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(sig, signal.SIG_DFL))
     stage = tmp_path / "cut" / "es-imagenet"
     workers: list[int] = []
     deadline = time.monotonic() + 60
