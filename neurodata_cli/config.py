@@ -264,29 +264,14 @@ def parse(ds: Dataset, values: Values) -> Config:
             recorded[option.key] = value
     for reader in readers.values():
         reader.finish()
-    cfg = Config(out, nested(recorded))
-    cfg_values[id(cfg)] = values
-    try:
-        ds.check(cfg)
-    finally:
-        cfg_values.pop(id(cfg), None)
+    cfg = Config(out, nested(recorded), {o.key: values.where(o.key) for o in ds.schema()})
+    ds.check(cfg)
     return cfg
-
-
-# The values a config was parsed from, while its dataset's ``check`` runs (for error origins).
-cfg_values: dict[int, Values] = {}
 
 
 def config_error(cfg: Config, key: str, message: str) -> ConfigError:
     """An error naming where ``key`` (dotted) came from: a flag, or a file and key."""
-    values = cfg_values.get(id(cfg))
-    where = values.where(key) if values is not None else f"key '{key}'"
-    return ConfigError(f"invalid {where}: {message}")
-
-
-def where(cfg: Config, key: str) -> str:
-    values = cfg_values.get(id(cfg))
-    return values.where(key) if values is not None else f"key '{key}'"
+    return ConfigError(f"invalid {cfg.where(key)}: {message}")
 
 
 def take_executor(values: Values) -> tuple[str, str | None]:

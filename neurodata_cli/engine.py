@@ -284,8 +284,7 @@ class Materialiser:
                 staged = None
             if staged and staged.get("fingerprint") == self.fingerprint:
                 return  # resume
-            has_work = any((self._internal / "shards").glob("*.json"))
-            if staged and has_work and not self.overwrite:
+            if staged and self._has_finished_shard() and not self.overwrite:
                 raise RunError(
                     f"an interrupted run with a different config is staged in {self.stage}; "
                     "rerun its command to resume it, or pass --overwrite to discard it"
@@ -295,9 +294,12 @@ class Materialiser:
         atomic_write(run_file, json.dumps(
             {"fingerprint": self.fingerprint, "config": self.config}, indent=2).encode())
 
+    def _has_finished_shard(self) -> bool:
+        return any((self._internal / "shards").glob("*.json"))
+
     def _discard_unstarted_stage(self) -> None:
         """Remove the stage if no shard of it has finished (nothing in it is worth keeping)."""
-        if not any((self._internal / "shards").glob("*.json")):
+        if not self._has_finished_shard():
             shutil.rmtree(self.stage, ignore_errors=True)
 
     def _finished_shards(self, shards: list[Shard]) -> dict[str, dict[str, Any]]:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,19 +22,35 @@ MANIFEST = "manifest.json"
 METADATA = frozenset({SUMS, MANIFEST})
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` so that readers see the old file or the new one, never half of one; a
-    failed write leaves no temporary file behind."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+@contextmanager
+def staged(root: Path, rel: str, make_parent: bool = True) -> Iterator[Path]:
+    """A temporary path to write ``root/rel`` at, renamed into place when the block ends: readers
+    see the old file or the new one, never half of one, and a failed write leaves no temporary
+    file behind.
+
+    ``make_parent=False`` when the caller made the folder (a writer of one file per sample).
+    """
+    final = root / rel
+    if make_parent:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.{os.getpid()}-{os.urandom(4).hex()}.part")
     try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
+        yield tmp
+        os.replace(tmp, final)
     except BaseException as exc:
-        tmp.unlink(missing_ok=True)
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
         if isinstance(exc, OSError) and exc.filename is None:  # a full disk names no file
-            raise OSError(exc.errno, exc.strerror, str(path)) from None
+            raise OSError(exc.errno, exc.strerror, str(final)) from None
         raise
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through ``staged``."""
+    with staged(path.parent, path.name, make_parent=False) as tmp:
+        tmp.write_bytes(data)
 
 
 _ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r"}

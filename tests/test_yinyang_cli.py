@@ -101,7 +101,7 @@ def test_a_failed_run_leaves_nothing_that_looks_complete(run, tmp_path, monkeypa
     # A file that cannot be written (the disk fills) at any point of the run.
     import os
 
-    from neurodata_cli import writers
+    from neurodata_cli import manifest
 
     calls, real = [], os.replace
 
@@ -111,7 +111,7 @@ def test_a_failed_run_leaves_nothing_that_looks_complete(run, tmp_path, monkeypa
             raise OSError(28, "No space left on device")
         return real(a, b)
 
-    monkeypatch.setattr(writers.os, "replace", replace)
+    monkeypatch.setattr(manifest.os, "replace", replace)
     failed = run("yinyang", "--format", *fmt.split(), "--out", tmp_path, "--quiet",
                  "--workers", "1", code=1)
     assert "No space left on device" in failed.output and "Traceback" not in failed.output

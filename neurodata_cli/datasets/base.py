@@ -60,11 +60,14 @@ class Option:
 
 
 class Config:
-    """A validated config: options by Python name, read-only, picklable."""
+    """A validated config: options by Python name, read-only, picklable. It remembers where
+    each option came from (a flag, or a key in a file), for errors that name it."""
 
-    def __init__(self, values: dict[str, Any], recorded: dict[str, Any]):
+    def __init__(self, values: dict[str, Any], recorded: dict[str, Any],
+                 origins: dict[str, str] | None = None):
         object.__setattr__(self, "_values", dict(values))
         object.__setattr__(self, "_recorded", dict(recorded))
+        object.__setattr__(self, "_origins", dict(origins or {}))
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -76,21 +79,26 @@ class Config:
         raise AttributeError("a Config is read-only; use replace()")
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"values": self._values, "recorded": self._recorded}
+        return {"values": self._values, "recorded": self._recorded, "origins": self._origins}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         object.__setattr__(self, "_values", state["values"])
         object.__setattr__(self, "_recorded", state["recorded"])
+        object.__setattr__(self, "_origins", state["origins"])
 
     def replace(self, record: bool = False, **changes: Any) -> Config:
         """A copy with ``changes``; ``record``: also record them in the manifest's config."""
         recorded = {**self._recorded, **changes} if record else self._recorded
-        return Config({**self._values, **changes}, recorded)
+        return Config({**self._values, **changes}, recorded, self._origins)
 
     def recorded(self) -> dict[str, Any]:
         """What the manifest records: every option that shapes the data, plus what the dataset
         added with ``replace(record=True)`` (the inputs it located)."""
         return dict(self._recorded)
+
+    def where(self, key: str) -> str:
+        """Where the option with YAML key ``key`` came from: a flag, or a key in a file."""
+        return self._origins.get(key, f"key '{key}'")
 
     def __repr__(self) -> str:
         return f"Config({self._values!r})"

@@ -9,13 +9,13 @@ writer can never damage, or be recorded for, a file another run owns.
 from __future__ import annotations
 
 import hashlib
-import os
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from ..manifest import staged
 
 if TYPE_CHECKING:
     from ..datasets.base import Block, Config, Dataset, Shard
@@ -46,29 +46,6 @@ def file_entry(root: Path, rel: str, split: str, records: int) -> dict[str, Any]
     path = root / rel
     return {"path": rel, "bytes": path.stat().st_size, "sha256": sha256_file(path),
             "records": records, "split": split}
-
-
-@contextmanager
-def staged(root: Path, rel: str, make_parent: bool = True) -> Iterator[Path]:
-    """A temporary path to write ``root/rel`` at; renamed into place when the block ends.
-
-    ``make_parent=False`` when the caller made the folder (a writer of one file per sample).
-    """
-    final = root / rel
-    if make_parent:
-        final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.{os.getpid()}-{os.urandom(4).hex()}.part")
-    try:
-        yield tmp
-        os.replace(tmp, final)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        if isinstance(exc, OSError) and exc.filename is None:  # a full disk names no file
-            raise OSError(exc.errno, exc.strerror, str(final)) from None
-        raise
 
 
 def shard_suffix(shard: Shard) -> str:
@@ -137,9 +114,7 @@ class Writer:
 
 def write_text(root: Path, rel: str, text: str, split: str, records: int) -> dict[str, Any]:
     """A UTF-8 text file, LF endings exactly as given (label tables, provenance CSVs)."""
-    with staged(root, rel) as tmp:
-        tmp.write_bytes(text.encode("utf-8"))
-    return file_entry(root, rel, split, records)
+    return write_bytes(root, rel, text.encode("utf-8"), split, records)
 
 
 class NpyWriter(Writer):
