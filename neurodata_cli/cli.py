@@ -238,14 +238,13 @@ def export(folder: Path, name: str, target: Path) -> None:
       neurodata export data/es-imagenet/2.0.0 spikingjelly --to sj-root
     """
     from .errors import ConfigError
-    from .manifest import load
     from .reader import open_dataset
 
     data = open_dataset(folder)
     if name not in data.spec.exports:
         known = ", ".join(f"{k} ({v})" for k, v in data.spec.exports.items()) or "none"
         raise ConfigError(f"{data.dataset} has no export {name!r}; it has: {known}")
-    click.echo(data.spec.export(name, folder, load(folder), target))
+    click.echo(data.spec.export(name, folder, data.manifest, target))
 
 
 @cli.command("config")
