@@ -222,6 +222,8 @@ static PyObject *convert(PyObject *self, PyObject *args)
     int col_end = (int)(w + 4 < WIN_HI ? w + 4 : WIN_HI);
     /* Codes padded to a whole number of 8-byte words, so the scan can skip empty words. */
     uint8_t code[WIN_HI + 8] __attribute__((aligned(8)));
+    /* Zeroed once: each row rewrites [WIN_LO, col_end), and the strips only clear. */
+    memset(code, 0, sizeof code);
     for (int t = 1; t <= STEPS && n >= 0; t++) {
         int r = tr[2 * t], c = tr[2 * t + 1], r0 = tr[2 * t - 2], c0 = tr[2 * t - 1];
         int clo = c < c0 ? c : c0, chi = c < c0 ? c0 : c;
@@ -231,7 +233,6 @@ static PyObject *convert(PyObject *self, PyObject *args)
                 continue;
             const uint8_t *a = pad + (row - r + BORDER) * pw + BORDER - c;
             const uint8_t *b = pad + (row - r0 + BORDER) * pw + BORDER - c0;
-            memset(code, 0, sizeof code);
             row_codes(code, a, b, WIN_LO, col_end, kp, kn, sign);
             /* The swept column strips (Python slices: empty when the bounds are reversed). */
             for (int k = clo; k < chi; k++)
