@@ -97,6 +97,25 @@ def test_2nmnist_reader_gives_the_superimposed_events(run, tmp_path, fmt):
         assert frames.shape == (5, 2, 34, 34) and frames.sum() == len(events)
 
 
+def test_2nmnist_shards_store_events_raw_for_plain_h5py(run, tmp_path):
+    import h5py
+
+    root = nmnist_tree(tmp_path / "nmnist", {"train": 4, "test": 2})
+    run("2nmnist", "--nmnist-root", root, "--out", tmp_path, "--workers", "1")
+    ds = open_dataset(folder(tmp_path, "2nmnist"))["train"]
+    path, = folder(tmp_path, "2nmnist").glob("2nmnist-train-*.h5")
+    with h5py.File(path) as f:
+        assert f.attrs["event_chunk"] == 4096 == f["events/t"].chunks[0]
+        assert f.attrs["event_filters"] == "no filters for x, y, t, p (stored raw)"
+        assert all(f["events"][k].compression is None and not f["events"][k].shuffle
+                   for k in "xytp")
+        off = f["samples/offsets"][()]
+        for i in range(len(ds)):
+            events, _ = ds[i]
+            for k in "xytp":
+                np.testing.assert_array_equal(f["events"][k][off[i]:off[i + 1]], events[k])
+
+
 def test_2nmnist_preview_shows_both_recordings(run, tmp_path):
     # Digit 3 fires only in the left half, digit 8 only in the right: a pair shows both halves.
     rng = np.random.RandomState(1)

@@ -330,3 +330,35 @@ def test_event_shard_bytes_do_not_depend_on_when_objects_are_freed(tmp_path):
         digests.append(files[0]["sha256"])
     assert kept
     assert digests[0] == digests[1] == digests[2]
+
+
+@pytest.mark.parametrize("levels", [{}, {"x": 0, "y": 0, "t": 0, "p": 0}, {"x": 0, "t": 3}])
+def test_event_fields_raw_or_deflated_read_back_with_plain_h5py(tmp_path, levels):
+    """Each field at its own level (0: raw, no filters), from blocks of wider dtypes than the
+    stored ones and of sizes that straddle chunks."""
+    import h5py
+
+    from neurodata_cli.datasets.base import Block, Shard
+    from neurodata_cli.datasets.two_nmnist import TwoNMNIST
+    from neurodata_cli.writers.hdf5 import HDF5
+
+    class Mixed(TwoNMNIST):
+        event_levels = levels
+
+    rng = np.random.default_rng(1)
+    sizes = [1, 4095, 4096, 9000, 3]
+    events = [{"x": rng.integers(0, 34, n), "y": rng.integers(0, 34, n),
+               "t": np.sort(rng.integers(0, 2**32, n)), "p": rng.integers(0, 2, n)}
+              for n in sizes]
+    blocks = [Block({"label": np.zeros((1, 10), np.uint8)}, ev,
+                    np.array([len(ev["x"])], np.uint64)) for ev in events]
+
+    class Cfg:
+        seed, k, reverse_polarity = 42, 2, False
+
+    HDF5.write(tmp_path, Mixed(), Cfg(), Shard("train", 0, 1, len(sizes)), blocks)
+    with h5py.File(next(tmp_path.glob("*.h5"))) as f:
+        for k in "xytp":
+            stored = f["events"][k]
+            assert (stored.compression is None) == (levels.get(k, 1) == 0)
+            np.testing.assert_array_equal(stored[()], np.concatenate([e[k] for e in events]))

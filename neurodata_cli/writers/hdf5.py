@@ -7,7 +7,8 @@ sample i's events are ``offsets[i]:offsets[i+1]``. File attributes name the data
 split, schema version and whatever the dataset adds (sensor size, time unit).
 
 Event chunks are shuffled and deflated (zlib) with libdeflate, then written as whole chunks:
-the same zlib stream HDF5's built-in gzip filter reads, so plain h5py reads the files.
+the same zlib stream HDF5's built-in gzip filter reads, so plain h5py reads the files. A field
+at level 0 is stored without filters: its chunks are the raw values.
 """
 
 from __future__ import annotations
@@ -29,8 +30,12 @@ DEFLATE_LEVEL = 1
 
 def event_filters(levels: dict[str, int]) -> str:
     """What the event_filters attribute says: the filters, and each field's deflate level."""
-    each = ", ".join(f"{k} {levels.get(k, DEFLATE_LEVEL)}" for k in EVENT_FIELDS)
-    return f"shuffle, gzip (zlib streams made by libdeflate; levels {each})"
+    level = {k: levels.get(k, DEFLATE_LEVEL) for k in EVENT_FIELDS}
+    raw = [k for k in EVENT_FIELDS if not level[k]]
+    packed = ", ".join(f"{k} {v}" for k, v in level.items() if v)
+    parts = ([f"shuffle, gzip (zlib streams made by libdeflate; levels {packed})"] if packed
+             else []) + ([f"no filters for {', '.join(raw)} (stored raw)"] if raw else [])
+    return "; ".join(parts)
 
 CACHE_BYTES = 4 << 20  # HDF5's chunk cache per open event dataset, when reading
 
@@ -59,10 +64,11 @@ class _Appender:
         self.levels = {name: (levels or {}).get(name, DEFLATE_LEVEL) for name in EVENT_FIELDS}
         self.datasets = {
             name: group.create_dataset(name, shape=(0,), dtype=dtypes[name], chunks=(chunk,),
-                                       maxshape=(None,), track_times=False, compression="gzip",
-                                       compression_opts=self.levels[name], shuffle=True)
+                                       maxshape=(None,), track_times=False,
+                                       **_filters(self.levels[name]))
             for name in EVENT_FIELDS
         }
+        self.dtypes = {name: np.dtype(dtypes[name]) for name in EVENT_FIELDS}
         self.buffers = {name: np.zeros(chunk, dtype=dtypes[name]) for name in EVENT_FIELDS}
         self.filled = 0
         self.written = 0
@@ -97,15 +103,24 @@ class _Appender:
 
         end = self.written + (self.chunk if count is None else count)
         for name in EVENT_FIELDS:
-            chunk = np.ascontiguousarray(chunks[name])
+            # In the stored dtype: the chunk's bytes are written as they are.
+            chunk = np.ascontiguousarray(chunks[name], dtype=self.dtypes[name])
+            dsid = self.datasets[name].id
+            dsid.set_extent((end,))
+            level = self.levels[name]
+            if not level:
+                dsid.write_direct_chunk((self.written,), memoryview(chunk).cast("B"), 0)
+                continue
             # The shuffle filter's byte planes; for one-byte values it is the identity.
             shuffled = (memoryview(chunk) if chunk.itemsize == 1
                         else chunk.view(np.uint8).reshape(-1, chunk.itemsize).T.tobytes())
-            dsid = self.datasets[name].id
-            dsid.set_extent((end,))
-            dsid.write_direct_chunk((self.written,),
-                                    deflate.zlib_compress(shuffled, self.levels[name]), 0)
+            dsid.write_direct_chunk((self.written,), deflate.zlib_compress(shuffled, level), 0)
         self.written = end
+
+
+def _filters(level: int) -> dict[str, Any]:
+    """h5py's filter arguments for a field at ``level`` (0: none)."""
+    return {"compression": "gzip", "compression_opts": level, "shuffle": True} if level else {}
 
 
 class HDF5Writer(Writer):
