@@ -1,8 +1,13 @@
-"""2NMNIST: a 70,000-recording synthetic tree, whole process, against a byte-by-byte baseline.
+"""2NMNIST: a 70,000-recording synthetic tree, whole process, against a byte-by-byte baseline
+and against the floor.
 
 The baseline is the reference's pipeline in plain Python (decode each recording byte by byte,
 superimpose, encode byte by byte and write), timed on a subset in the same run and scaled.
-Set NEURODATA_BENCH_SCALE (e.g. 0.1) for a quicker, smaller run.
+The floor is a process that reads every input recording and writes the same bytes, as plainly
+as Python can, in the output's shape: one file per recording into one folder (the .bin layout;
+we write fewer files, as pairs are joined, but each through a temporary name and a rename),
+or appended to one file per 5,000 recordings (HDF5 shards). Our runs use all cores, then one
+worker, for the scaling. Set NEURODATA_BENCH_SCALE (e.g. 0.1) for a quicker, smaller run.
 """
 
 from __future__ import annotations
@@ -85,6 +90,25 @@ def baseline(split_dir: str, out: Path, limit: int) -> float:
     return time.perf_counter() - start
 
 
+FLOOR = """
+import os, sys
+root, out, layout = sys.argv[1], sys.argv[2], sys.argv[3]
+paths = sorted(os.path.join(d, n) for split in ("Train", "Test")
+               for d, _, names in os.walk(os.path.join(root, split)) for n in names)
+shard = None
+for i, path in enumerate(paths):
+    with open(path, "rb") as f:
+        data = f.read()
+    if layout == "files":
+        with open(os.path.join(out, f"{i}.bin"), "wb") as f:
+            f.write(data)
+    else:
+        if i % 5000 == 0:
+            shard = open(os.path.join(out, f"shard-{i // 5000:05d}"), "wb")
+        shard.write(data)
+"""
+
+
 def main() -> int:
     work = WORK / "2nmnist"
     t0 = time.perf_counter()
@@ -103,21 +127,42 @@ def main() -> int:
           f"{base_total:.0f} s for all {TRAIN + TEST:,} (scaled from {BASE_RECORDINGS:,})")
     # Interleaved rounds, medians: writing 48,000 small files takes this machine's file system
     # a different time from one run to the next.
-    runs: dict[str, list[tuple[float, int]]] = {"bin": [], "hdf5": []}
+    runs: dict[str, list[tuple[float, int]]] = {
+        "floor-files": [], "floor-shards": [], "bin": [], "hdf5": [], "bin-1": [], "hdf5-1": []}
     for _ in range(ROUNDS):
-        for fmt, results in runs.items():
-            out = fresh(work / fmt)
+        for name, results in runs.items():
+            out = fresh(work / name)
             warm(tree, "*.bin")
-            results.append(timed_process(neurodata() + [
-                "2nmnist", "--nmnist-root", str(tree), "--format", fmt, "--out", str(out),
-                "--quiet"]))
-    for fmt, results in runs.items():
-        seconds, rss = median([r[0] for r in results]), max(r[1] for r in results)
-        ratio = base_total / seconds
-        print(f"  neurodata --format {fmt} (all cores): {seconds:.1f} s whole process (median of "
+            if name.startswith("floor"):
+                cmd = [sys.executable, "-c", FLOOR, str(tree), str(out), name[6:]]
+            else:
+                fmt, _, workers = name.partition("-")
+                cmd = neurodata() + ["2nmnist", "--nmnist-root", str(tree), "--format", fmt,
+                                     "--out", str(out), "--quiet"]
+                cmd += ["--workers", workers] if workers else []
+            results.append(timed_process(cmd))
+    seconds = {name: median([r[0] for r in results]) for name, results in runs.items()}
+
+    def met(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
+    for name in ("floor-files", "floor-shards"):
+        print(f"  floor, {name[6:]}: {seconds[name]:.1f} s (median of {ROUNDS}: "
+              f"{', '.join(f'{r[0]:.1f}' for r in runs[name])})")
+    for fmt, floor in (("bin", "floor-files"), ("hdf5", "floor-shards")):
+        results = runs[fmt]
+        s, rss = seconds[fmt], max(r[1] for r in results)
+        ratio, over, scaling = base_total / s, s / seconds[floor], seconds[f"{fmt}-1"] / s
+        print(f"  neurodata --format {fmt} (all cores): {s:.1f} s whole process (median of "
               f"{ROUNDS}: {', '.join(f'{r[0]:.1f}' for r in results)}), "
-              f"{(TRAIN + TEST) / seconds:,.0f} recordings/s, {ratio:.1f}x the baseline "
-              f"[goal >= 10x: {'met' if ratio >= 10 else 'NOT met'}]; peak RSS {rss / 1e6:.0f} MB")
+              f"{(TRAIN + TEST) / s:,.0f} recordings/s; {ratio:.1f}x the baseline "
+              f"[goal >= 10x: {met(ratio >= 10)}]; {over:.2f}x its floor [goal <= 1.5x: "
+              f"{met(over <= 1.5)}]; peak RSS {rss / 1e6:.0f} MB")
+        print(f"    1 worker: {seconds[f'{fmt}-1']:.1f} s (median of {ROUNDS}: "
+              f"{', '.join(f'{r[0]:.1f}' for r in runs[f'{fmt}-1'])}); all cores are "
+              f"{scaling:.2f}x one worker [goal >= 1.6x: {met(scaling >= 1.6)}]")
+    print(f"  hdf5 against bin, all cores: {seconds['bin'] / seconds['hdf5']:.2f}x as fast "
+          f"[goal >= 1x: {met(seconds['hdf5'] <= seconds['bin'])}]")
     return 0
 
 
