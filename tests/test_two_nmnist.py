@@ -340,7 +340,7 @@ def test_event_fields_raw_or_deflated_read_back_with_plain_h5py(tmp_path, levels
 
     from neurodata_cli.datasets.base import Block, Shard
     from neurodata_cli.datasets.two_nmnist import TwoNMNIST
-    from neurodata_cli.writers.hdf5 import HDF5
+    from neurodata_cli.writers.hdf5 import HDF5, _Field
 
     class Mixed(TwoNMNIST):
         event_levels = levels
@@ -362,3 +362,14 @@ def test_event_fields_raw_or_deflated_read_back_with_plain_h5py(tmp_path, levels
             stored = f["events"][k]
             assert (stored.compression is None) == (levels.get(k, 1) == 0)
             np.testing.assert_array_equal(stored[()], np.concatenate([e[k] for e in events]))
+        # Our reader's fields (deflated chunks inflated by libdeflate) against h5py's reads:
+        # within a chunk, across chunks, up to the end, empty, in any order.
+        total = sum(sizes)
+        spans = [(0, 1), (0, 4096), (4095, 4097), (100, 9000), (total - 5, total),
+                 (8192, 8192), (0, total)] + [tuple(sorted(rng.integers(0, total + 1, 2)))
+                                              for _ in range(40)]
+        for k in "xytp":
+            field = _Field(f["events"][k])
+            assert field.direct == (levels.get(k, 1) != 0)
+            for a, b in spans:
+                np.testing.assert_array_equal(field[a:b], f["events"][k][a:b])

@@ -207,6 +207,66 @@ def _write_column(group: Any, name: str, chunks: list[np.ndarray]) -> None:
     group.file.flush()
 
 
+class _Field:
+    """One event field of an open shard, sliced as ``field[a:b]``.
+
+    Chunks stored as we write them (shuffle, then gzip) are fetched with ``read_direct_chunk``
+    and inflated by libdeflate, the library that deflated them: HDF5's zlib inflates these
+    chunks three to eight times slower (65,536 events of runs: 150 us against 18). The last few
+    stay inflated, for the next sample in order. Any other layout is read through h5py.
+    """
+
+    KEEP = 4  # inflated chunks kept per field
+
+    def __init__(self, ds: Any):
+        import h5py
+
+        self.ds = ds
+        self.chunk = ds.chunks[0] if ds.chunks else 0
+        self.dtype = ds.dtype
+        plist = ds.id.get_create_plist()
+        codes = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
+        self.direct = self.chunk > 0 and codes in ([h5py.h5z.FILTER_SHUFFLE,
+                                                     h5py.h5z.FILTER_DEFLATE],
+                                                    [h5py.h5z.FILTER_DEFLATE])
+        self.shuffled = codes[:1] == [h5py.h5z.FILTER_SHUFFLE]
+        self.kept: dict[int, np.ndarray] = {}
+
+    def __getitem__(self, where: slice) -> np.ndarray:
+        a, b = int(where.start), int(where.stop)
+        if not self.direct or b <= a:
+            return self.ds[a:b]
+        first, last = a // self.chunk, (b - 1) // self.chunk
+        if first == last:
+            return self._inflated(first)[a - first * self.chunk:b - first * self.chunk]
+        whole = np.concatenate([self._inflated(k) for k in range(first, last + 1)])
+        return whole[a - first * self.chunk:b - first * self.chunk]
+
+    def _inflated(self, k: int) -> np.ndarray:
+        got = self.kept.pop(k, None)
+        if got is None:
+            got = self._read(k)
+            if len(self.kept) >= self.KEEP:
+                self.kept.pop(next(iter(self.kept)))  # the least recently used
+        self.kept[k] = got
+        return got
+
+    def _read(self, k: int) -> np.ndarray:
+        import deflate
+
+        mask, raw = self.ds.id.read_direct_chunk((k * self.chunk,))
+        if mask:  # HDF5 skipped a filter on this chunk: let it undo what it did
+            return self.ds[k * self.chunk:(k + 1) * self.chunk]
+        size = self.dtype.itemsize
+        planes = np.frombuffer(deflate.zlib_decompress(raw, self.chunk * size), np.uint8)
+        if self.shuffled and size > 1:  # the shuffle filter's byte planes, back to values
+            planes = planes.reshape(size, self.chunk).T.copy()
+        values = planes.view(self.dtype).reshape(-1)
+        values.flags.writeable = False
+        # The last chunk is stored whole; past the dataset's end it holds fill values.
+        return values[:max(0, min(self.chunk, self.ds.shape[0] - k * self.chunk))]
+
+
 class _Shard:
     """One open shard: its event datasets (kept open, so their chunk cache lives on) and its
     per-sample columns, read whole once (a few thousand values)."""
@@ -219,7 +279,7 @@ class _Shard:
         self.columns = {name: ds.asstr()[()] if ds.dtype.kind == "O" else ds[()]
                         for name, ds in samples.items() if name != "offsets"}
         self.offsets = samples["offsets"][()].astype(np.int64) if "offsets" in samples else None
-        self.events = ([self.file["events"][k] for k in EVENT_FIELDS]
+        self.events = ([_Field(self.file["events"][k]) for k in EVENT_FIELDS]
                        if "events" in self.file else None)
 
     def record(self, j: int) -> dict[str, Any]:
