@@ -28,9 +28,14 @@ CHUNK = 1 << 16  # events per chunk by default (a dataset's event_chunk); fixed 
 DEFLATE_LEVEL = 1
 
 
+def field_levels(levels: dict[str, int] | None) -> dict[str, int]:
+    """Each event field's deflate level: the dataset's, or DEFLATE_LEVEL (0: stored raw)."""
+    return {k: (levels or {}).get(k, DEFLATE_LEVEL) for k in EVENT_FIELDS}
+
+
 def event_filters(levels: dict[str, int]) -> str:
     """What the event_filters attribute says: the filters, and each field's deflate level."""
-    level = {k: levels.get(k, DEFLATE_LEVEL) for k in EVENT_FIELDS}
+    level = field_levels(levels)
     raw = [k for k in EVENT_FIELDS if not level[k]]
     packed = ", ".join(f"{k} {v}" for k, v in level.items() if v)
     parts = ([f"shuffle, gzip (zlib streams made by libdeflate; levels {packed})"] if packed
@@ -61,14 +66,13 @@ class _Appender:
     def __init__(self, group: Any, dtypes: dict[str, np.dtype], chunk: int = CHUNK,
                  levels: dict[str, int] | None = None):
         self.chunk = chunk
-        self.levels = {name: (levels or {}).get(name, DEFLATE_LEVEL) for name in EVENT_FIELDS}
+        self.levels = field_levels(levels)
         self.datasets = {
             name: group.create_dataset(name, shape=(0,), dtype=dtypes[name], chunks=(chunk,),
                                        maxshape=(None,), track_times=False,
                                        **_filters(self.levels[name]))
             for name in EVENT_FIELDS
         }
-        self.dtypes = {name: np.dtype(dtypes[name]) for name in EVENT_FIELDS}
         self.buffers = {name: np.zeros(chunk, dtype=dtypes[name]) for name in EVENT_FIELDS}
         self.filled = 0
         self.written = 0
@@ -104,7 +108,7 @@ class _Appender:
         end = self.written + (self.chunk if count is None else count)
         for name in EVENT_FIELDS:
             # In the stored dtype: the chunk's bytes are written as they are.
-            chunk = np.ascontiguousarray(chunks[name], dtype=self.dtypes[name])
+            chunk = np.ascontiguousarray(chunks[name], dtype=self.buffers[name].dtype)
             dsid = self.datasets[name].id
             dsid.set_extent((end,))
             level = self.levels[name]
@@ -223,7 +227,7 @@ class _Field:
 
         self.ds = ds
         self.chunk = ds.chunks[0] if ds.chunks else 0
-        self.dtype = ds.dtype
+        self.dtype, self.length = ds.dtype, ds.shape[0]
         plist = ds.id.get_create_plist()
         codes = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
         self.direct = self.chunk > 0 and codes in ([h5py.h5z.FILTER_SHUFFLE,
@@ -264,12 +268,12 @@ class _Field:
         values = planes.view(self.dtype).reshape(-1)
         values.flags.writeable = False
         # The last chunk is stored whole; past the dataset's end it holds fill values.
-        return values[:max(0, min(self.chunk, self.ds.shape[0] - k * self.chunk))]
+        return values[:max(0, min(self.chunk, self.length - k * self.chunk))]
 
 
 class _Shard:
-    """One open shard: its event datasets (kept open, so their chunk cache lives on) and its
-    per-sample columns, read whole once (a few thousand values)."""
+    """One open shard: its event fields (kept open, with their inflated chunks and HDF5's chunk
+    cache) and its per-sample columns, read whole once (a few thousand values)."""
 
     def __init__(self, path: Path):
         import h5py
