@@ -16,6 +16,8 @@ import h5py
 import numpy as np
 import pytest
 from helpers import data_digest, read_shard, reference, tree_digest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from imagenet_synth import make_tree, odd_files, save, synthetic
 from odg_oracle import odg
 from PIL import Image
@@ -444,6 +446,45 @@ def plain_loader_frames(pos: np.ndarray, neg: np.ndarray, h: int, w: int) -> np.
         for row, col, t in events.tolist():
             canvas[channel, t - 1, row + (254 - h) // 2, col + (254 - w) // 2] = 1
     return canvas[:, :, 16:240, 16:240]
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(0, 3000), h=st.integers(1, 254), w=st.integers(1, 254),
+       seed=st.integers(0, 2**16))
+def test_frames_in_c_equal_the_plain_loader_and_the_numpy_route(n, h, w, seed):
+    from neurodata_cli.datasets.es_imagenet import draw
+    from neurodata_cli.writers import EVENT_DTYPE
+
+    rng = np.random.default_rng(seed)
+    events = np.empty(n, EVENT_DTYPE)
+    # Anywhere on the loader's 256 x 256 canvas once shifted, inside the crop 16:240 or not.
+    events["y"] = rng.integers(0, 256 - (254 - h) // 2, n)
+    events["x"] = rng.integers(0, 256 - (254 - w) // 2, n)
+    events["t"], events["p"] = rng.integers(1, 9, n), rng.integers(0, 2, n)
+    pos, neg = (np.stack([events["y"][m], events["x"][m], events["t"][m]], axis=1)
+                for m in (events["p"] == 1, events["p"] == 0))
+    want = plain_loader_frames(pos, neg, h, w)
+    assert draw._frames_c is not None
+    np.testing.assert_array_equal(draw.frames(events, h, w), want)
+    # Another dtype, or a view with gaps, goes the numpy way to the same frames.
+    wide = np.empty(n, [("x", "i4"), ("y", "i4"), ("t", "i8"), ("p", "i4")])
+    for k in "xytp":
+        wide[k] = events[k]
+    np.testing.assert_array_equal(draw.frames(wide, h, w), want)
+    np.testing.assert_array_equal(draw.frames(np.repeat(events, 2)[::2], h, w), want)
+
+
+@pytest.mark.parametrize("field, value", [("t", 0), ("t", 9), ("p", 2), ("p", -1)])
+def test_frames_refuse_events_outside_the_8_steps_and_2_polarities(field, value):
+    from neurodata_cli.datasets.es_imagenet import draw
+    from neurodata_cli.writers import EVENT_DTYPE
+
+    events = np.zeros(5, EVENT_DTYPE)
+    events["t"], events["p"] = 1, 1
+    events[field][3] = value
+    for route in (events, events.astype([("x", "i4"), ("y", "i4"), ("t", "i8"), ("p", "i4")])):
+        with pytest.raises(ValueError, match="t outside 1..8 or p outside 0, 1"):
+            draw.frames(route, 200, 200)
 
 
 @pytest.mark.parametrize("fmt", ["hdf5", "npz"])

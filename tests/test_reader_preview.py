@@ -283,7 +283,7 @@ def test_event_shards_record_their_chunking_and_filters(run, tmp_path, photos):
     run("es-imagenet", "--imagenet-root", photos, "--out", tmp_path, "--quiet")
     path = next(folder(tmp_path, "es-imagenet").glob("*.h5"))
     with h5py.File(path) as f:
-        assert f.attrs["event_chunk"] == 1 << 16 == f["events/x"].chunks[0]
+        assert f.attrs["event_chunk"] == 1 << 15 == f["events/x"].chunks[0]
         assert f["events/t"].compression == "gzip" and f["events/t"].shuffle
         assert "levels x 1, y 1, t 2, p 2" in f.attrs["event_filters"]
         assert f["events/t"].compression_opts == 2

@@ -211,6 +211,9 @@ def _write_column(group: Any, name: str, chunks: list[np.ndarray]) -> None:
     group.file.flush()
 
 
+_SLACK = bytes(64)
+
+
 class _Field:
     """One event field of an open shard, sliced as ``field[a:b]``.
 
@@ -262,7 +265,10 @@ class _Field:
         if mask:  # HDF5 skipped a filter on this chunk: let it undo what it did
             return self.ds[k * self.chunk:(k + 1) * self.chunk]
         size = self.dtype.itemsize
-        planes = np.frombuffer(deflate.zlib_decompress(raw, self.chunk * size), np.uint8)
+        # libdeflate decodes in a fast loop only while enough input lies ahead of it; a chunk of
+        # runs deflates to a few hundred bytes and would be decoded byte by byte (30 us instead
+        # of 5). Bytes after the zlib stream's checksum are never read as data.
+        planes = np.frombuffer(deflate.zlib_decompress(raw + _SLACK, self.chunk * size), np.uint8)
         if self.shuffled and size > 1:  # the shuffle filter's byte planes, back to values
             planes = planes.reshape(size, self.chunk).T.copy()
         values = planes.view(self.dtype).reshape(-1)
