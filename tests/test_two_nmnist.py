@@ -368,8 +368,18 @@ def test_event_fields_raw_or_deflated_read_back_with_plain_h5py(tmp_path, levels
         spans = [(0, 1), (0, 4096), (4095, 4097), (100, 9000), (total - 5, total),
                  (8192, 8192), (0, total)] + [tuple(sorted(rng.integers(0, total + 1, 2)))
                                               for _ in range(40)]
+        # Sequential passes (each span starting where the last ended) read ahead: with a
+        # small window, some spans lie inside it, some straddle its end, some exceed it.
+        cuts = np.unique(np.concatenate([[0, total], rng.integers(0, total + 1, 30)]))
+        passes = [(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
         for k in "xytp":
             field = _Field(f["events"][k])
+            field.AHEAD = 1000
             assert field.direct == (levels.get(k, 1) != 0)
-            for a, b in spans:
+            for a, b in spans + passes + spans[:8] + passes:
+                got = field[a:b]
+                np.testing.assert_array_equal(got, f["events"][k][a:b])
+                if got.flags.writeable:  # then it is the caller's own: writing spoils no cache
+                    got[:] = 7
+            for a, b in passes + spans:
                 np.testing.assert_array_equal(field[a:b], f["events"][k][a:b])
