@@ -105,7 +105,7 @@ def test_2nmnist_shards_store_events_raw_for_plain_h5py(run, tmp_path):
     ds = open_dataset(folder(tmp_path, "2nmnist"))["train"]
     path, = folder(tmp_path, "2nmnist").glob("2nmnist-train-*.h5")
     with h5py.File(path) as f:
-        assert f.attrs["event_chunk"] == 4096 == f["events/t"].chunks[0]
+        assert f.attrs["event_chunk"] == 1 << 14 == f["events/t"].chunks[0]
         assert f.attrs["event_filters"] == "no filters for x, y, t, p (stored raw)"
         assert all(f["events"][k].compression is None and not f["events"][k].shuffle
                    for k in "xytp")

@@ -346,7 +346,8 @@ def test_event_fields_raw_or_deflated_read_back_with_plain_h5py(tmp_path, levels
         event_levels = levels
 
     rng = np.random.default_rng(1)
-    sizes = [1, 4095, 4096, 9000, 3]
+    c = TwoNMNIST.event_chunk
+    sizes = [1, c - 1, c, 2 * c + 808, 3]
     events = [{"x": rng.integers(0, 34, n), "y": rng.integers(0, 34, n),
                "t": np.sort(rng.integers(0, 2**32, n)), "p": rng.integers(0, 2, n)}
               for n in sizes]
@@ -365,8 +366,8 @@ def test_event_fields_raw_or_deflated_read_back_with_plain_h5py(tmp_path, levels
         # Our reader's fields (deflated chunks inflated by libdeflate) against h5py's reads:
         # within a chunk, across chunks, up to the end, empty, in any order.
         total = sum(sizes)
-        spans = [(0, 1), (0, 4096), (4095, 4097), (100, 9000), (total - 5, total),
-                 (8192, 8192), (0, total)] + [tuple(sorted(rng.integers(0, total + 1, 2)))
+        spans = [(0, 1), (0, c), (c - 1, c + 1), (100, 2 * c + 808), (total - 5, total),
+                 (2 * c, 2 * c), (0, total)] + [tuple(sorted(rng.integers(0, total + 1, 2)))
                                               for _ in range(40)]
         # Sequential passes (each span starting where the last ended) read ahead: with a
         # small window, some spans lie inside it, some straddle its end, some exceed it.
