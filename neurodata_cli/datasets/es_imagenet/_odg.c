@@ -241,6 +241,7 @@ static PyObject *convert(PyObject *self, PyObject *args)
      * it), and the strips only clear. */
     memset(code, 0, sizeof code);
     int cut = kp > 0 && kn > 0 && kp < 256 && kn < 256;
+    int words = (col_end + 7) / 8; /* at most 30: one bit each in a uint32_t */
     for (int t = 1; t <= STEPS && n >= 0; t++) {
         int r = tr[2 * t], c = tr[2 * t + 1], r0 = tr[2 * t - 2], c0 = tr[2 * t - 1];
         int clo = c < c0 ? c : c0, chi = c < c0 ? c0 : c;
@@ -268,16 +269,25 @@ static PyObject *convert(PyObject *self, PyObject *args)
                 n = -1;
                 break;
             }
-            /* Branch-free: events are too dense and irregular for branches to predict. Words
+            /* Within a word, no branch: events are too dense and irregular to predict. Words
              * are written whole at the next free slot, which advances by the events in them;
              * the output has room for one more row, and 8 bytes more. */
 #ifdef PACKED_EMIT
             uint64_t row8 = (uint64_t)row * ONES;
-            for (int base = 0; base < col_end; base += 8) {
+            /* Which words hold events, found without a branch; then only those are visited.
+             * A branch per word (a fifth of them hold events, in no pattern) mispredicted
+             * often enough to cost 30 us an image, a sixth of the conversion. */
+            uint32_t live = 0;
+            for (int k = 0; k < words; k++) {
+                uint64_t word;
+                memcpy(&word, code + 8 * k, 8);
+                live |= (uint32_t)(word != 0) << k;
+            }
+            while (live) {
+                int base = 8 * __builtin_ctz(live);
+                live &= live - 1;
                 uint64_t word;
                 memcpy(&word, code + base, 8);
-                if (!word)
-                    continue;
                 unsigned pm = byte_mask(word & ONES), nm = byte_mask((word >> 1) & ONES);
                 uint64_t at = (uint64_t)base * ONES;
                 uint64_t pcols = set_positions[pm] + at, ncols = set_positions[nm] + at;
