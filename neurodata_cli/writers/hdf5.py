@@ -211,7 +211,7 @@ def _write_column(group: Any, name: str, chunks: list[np.ndarray]) -> None:
     group.file.flush()
 
 
-_SLACK = bytes(64)
+_SLACK = bytes(64)  # appended to a deflated chunk, so libdeflate can read ahead (see _read)
 
 
 class _Field:
@@ -220,7 +220,8 @@ class _Field:
     Chunks stored as we write them (shuffle, then gzip) are fetched with ``read_direct_chunk``
     and inflated by libdeflate, the library that deflated them: HDF5's zlib inflates these
     chunks three to eight times slower (65,536 events of runs: 150 us against 18). The last few
-    stay inflated, for the next sample in order. Any other layout is read through h5py.
+    stay inflated, for the next sample in order. Any other layout is read through h5py, and a
+    pass in order reads ahead. Arrays that share a cached buffer are read-only.
     """
 
     KEEP = 4  # inflated chunks kept per field
