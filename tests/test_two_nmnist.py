@@ -256,6 +256,18 @@ def test_a_truncated_recording_exits_1_naming_it_and_leaves_nothing_complete(run
     assert not out_folder(tmp_path / "o").exists()
 
 
+def test_an_oversized_recording_exits_1_naming_it_and_leaves_nothing_complete(run, tmp_path):
+    from neurodata_cli.datasets.two_nmnist.source import MAX_RECORDING_BYTES
+
+    tree = make_tree(tmp_path / "t", {"train": 2, "test": 1}, seed=1)
+    bad = sorted((tree / "Test" / "4").iterdir())[0]
+    with open(bad, "r+b") as f:  # sparse: a size past the limit, without writing it
+        f.truncate(MAX_RECORDING_BYTES + 5)
+    result = run("2nmnist", "--nmnist-root", tree, "--out", tmp_path / "o", code=1)
+    assert bad.name in result.output and "more than an NMNIST recording" in result.output
+    assert not out_folder(tmp_path / "o").exists()
+
+
 def test_zip_members_outside_the_archive_are_refused(run, tmp_path, tree):
     zips = zip_tree(tree, tmp_path / "zips")
     with zipfile.ZipFile(zips / "Test.zip", "a") as zf:

@@ -225,7 +225,10 @@ def time_order(events: dict[str, np.ndarray], start: int, end: int) -> None:
     A superimposed sample is a few runs each already in time order, which the stable sort
     (timsort) merges in linear time.
     """
-    order = np.argsort(events["t"][start:end], kind="stable")
+    t = events["t"][start:end]
+    if not (t[1:] < t[:-1]).any():  # in order already (a single recording): nothing moves
+        return
+    order = np.argsort(t, kind="stable")
     for name in ("x", "y", "t", "p"):
         events[name][start:end] = events[name][start:end][order]
 
