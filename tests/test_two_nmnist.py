@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -396,3 +397,16 @@ def test_event_fields_raw_or_deflated_read_back_with_plain_h5py(tmp_path, levels
                     got[:] = 7
             for a, b in passes + spans:
                 np.testing.assert_array_equal(field[a:b], f["events"][k][a:b])
+            # Threads sharing the field, each in order from its own start, get their own spans
+            # (a guard only: whether a race shows depends on timing).
+            want = {span: f["events"][k][span[0]:span[1]] for span in passes}
+
+            def walk(first: int, field=field, want=want) -> bool:
+                for _ in range(20):
+                    for span in passes[first:] + passes[:first]:
+                        if not np.array_equal(field[span[0]:span[1]], want[span]):
+                            return False
+                return True
+
+            with ThreadPoolExecutor(4) as pool:
+                assert all(pool.map(walk, range(0, len(passes), max(1, len(passes) // 4))))

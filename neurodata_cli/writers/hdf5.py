@@ -240,7 +240,9 @@ class _Field:
                                                     [h5py.h5z.FILTER_DEFLATE])
         self.shuffled = codes[:1] == [h5py.h5z.FILTER_SHUFFLE]
         self.kept: dict[int, np.ndarray] = {}
-        self.ahead, self.ahead_at, self.next = np.empty(0, self.dtype), 0, -1
+        # (first event, events): one tuple, so a reader in another thread sees both or neither.
+        self.ahead: tuple[int, np.ndarray] = (0, np.empty(0, self.dtype))
+        self.next = -1
 
     def __getitem__(self, where: slice) -> np.ndarray:
         a, b = int(where.start), int(where.stop)
@@ -259,22 +261,22 @@ class _Field:
         one read of the next AHEAD events serves the samples that follow: h5py costs about
         10 us a call, more than copying a small sample's events."""
         sequential, self.next = a == self.next, b
-        at = self.ahead_at
-        if at <= a and b <= at + len(self.ahead):
-            return self.ahead[a - at:b - at]
+        at, events = self.ahead
+        if at <= a and b <= at + len(events):
+            return events[a - at:b - at]
         if not sequential:
             return self.ds[a:b]
-        self.ahead = self.ds[a:min(self.length, max(b, a + self.AHEAD))]
-        self.ahead.flags.writeable = False
-        self.ahead_at = a
-        return self.ahead[:b - a]
+        events = self.ds[a:min(self.length, max(b, a + self.AHEAD))]
+        events.flags.writeable = False
+        self.ahead = (a, events)
+        return events[:b - a]
 
     def _inflated(self, k: int) -> np.ndarray:
         got = self.kept.pop(k, None)
         if got is None:
             got = self._read(k)
             if len(self.kept) >= self.KEEP:
-                self.kept.pop(next(iter(self.kept)))  # the least recently used
+                self.kept.pop(next(iter(self.kept)), None)  # the least recently used
         self.kept[k] = got
         return got
 
