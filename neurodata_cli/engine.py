@@ -35,7 +35,7 @@ from .datasets.base import Block, Config, Dataset, Shard
 from .errors import ConfigError, NeurodataError, RunError
 from .manifest import METADATA, atomic_write, read_manifest, write_manifest
 from .progress import progress, silenced
-from .writers import file_entry, sha256_file, write_text
+from .writers import dist_versions, file_entry, sha256_file, write_text
 
 INTERNAL = ".neurodata"
 # A killed run's lock is free once its last process is gone; a rerun started at once waits
@@ -356,9 +356,8 @@ class Materialiser:
             splits = {**keep, **splits}
             files = [f for f in existing["files"] if f["split"] in keep] + files
         files.sort(key=lambda f: f["path"])
-        libraries = {"python": _python(), **_numpy(), **writer.versions()}
-        for name in self.ds.libraries:
-            libraries.update(_dist_version(name))
+        libraries = {"python": _python(), **_numpy(), **writer.versions(),
+                     **dist_versions(self.ds.libraries)}
         return {
             "dataset": self.name,
             "builder": self.ds.name,  # the registered dataset that wrote it (reads it back)
@@ -422,15 +421,6 @@ def _numpy() -> dict[str, str]:
     import numpy
 
     return {"numpy": numpy.__version__}
-
-
-def _dist_version(name: str) -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return {name: version(name)}
-    except PackageNotFoundError:
-        return {name: "absent"}
 
 
 def _split_stats(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -31,14 +31,32 @@ def to_structured(x: Any, y: Any, t: Any, p: Any) -> np.ndarray:
     return events
 
 
-def sha256_file(path: Path) -> str:
+def file_digest(path: Path, algorithm: str = "sha256") -> str:
+    """The hex digest of a file's bytes (``hashlib.file_digest``, or its loop on Python 3.10)."""
     with open(path, "rb") as handle:
         if hasattr(hashlib, "file_digest"):
-            return hashlib.file_digest(handle, "sha256").hexdigest()
-        digest = hashlib.sha256()  # Python 3.10
+            return hashlib.file_digest(handle, algorithm).hexdigest()
+        digest = hashlib.new(algorithm)
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
         return digest.hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    return file_digest(path, "sha256")
+
+
+def dist_versions(names: Iterable[str]) -> dict[str, str]:
+    """Installed versions of these distributions, "absent" for one not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in names:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "absent"
+    return out
 
 
 def file_entry(root: Path, rel: str, split: str, records: int) -> dict[str, Any]:
@@ -94,15 +112,7 @@ class Writer:
     libraries: tuple[str, ...] = ()  # distributions whose versions shape the bytes
 
     def versions(self) -> dict[str, str]:
-        from importlib.metadata import PackageNotFoundError, version
-
-        out = {}
-        for lib in self.libraries:
-            try:
-                out[lib] = version(lib)
-            except PackageNotFoundError:
-                out[lib] = "absent"
-        return out
+        return dist_versions(self.libraries)
 
     def write(self, stage: Path, ds: Dataset, cfg: Config, shard: Shard,
               blocks: Iterable[Block]) -> list[dict[str, Any]]:

@@ -3,7 +3,6 @@ download of those zips into a cache."""
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import re
@@ -16,6 +15,7 @@ from pathlib import Path, PurePosixPath
 
 from ...errors import ConfigError, RunError
 from ...progress import progress
+from ...writers import file_digest
 
 SPLIT_DIRS = {"train": "Train", "test": "Test"}
 # A recording is tens of kB (about 5,000 events of 5 bytes); a member or file past this is not
@@ -163,14 +163,6 @@ class Reader:
 
 # ---- download ------------------------------------------------------------------------------
 
-def md5_file(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def download(url: str, md5: str, target: Path, quiet: bool = False, timeout: float = 60) -> Path:
     """Fetch ``url`` to ``target``, resuming a partial ``.part`` file, and check its md5.
 
@@ -179,7 +171,7 @@ def download(url: str, md5: str, target: Path, quiet: bool = False, timeout: flo
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.is_file():
-        if md5_file(target) == md5.lower():
+        if file_digest(target, "md5") == md5.lower():
             return target
         target.unlink()
     part = target.with_name(target.name + ".part")
@@ -212,7 +204,7 @@ def download(url: str, md5: str, target: Path, quiet: bool = False, timeout: flo
             if total is not None and part.stat().st_size < total:
                 raise RunError(f"download of {url} was cut at {part.stat().st_size} of {total} "
                                "bytes; run the command again to resume it")
-    got = md5_file(part)
+    got = file_digest(part, "md5")
     if got != md5.lower():
         part.unlink()
         raise RunError(f"download of {url} has md5 {got}, expected {md5.lower()}; the file was "
