@@ -105,6 +105,23 @@ class Store:
         return int(i) % n
 
 
+class ShardedStore(Store):
+    """A store over files that hold ``records`` samples each, in the given order."""
+
+    def __init__(self, files: list[dict[str, Any]]):
+        self.starts = np.concatenate([[0], np.cumsum([f["records"] for f in files])]).astype(
+            np.int64)
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def where(self, i: int) -> tuple[int, int]:
+        """(file, sample within it) of sample i."""
+        i = self.check_index(i)
+        k = int(np.searchsorted(self.starts, i, side="right")) - 1
+        return k, i - int(self.starts[k])
+
+
 class Writer:
     """Writes a shard's blocks into files below the stage; opens them again for reading."""
 
@@ -154,7 +171,7 @@ class NpyWriter(Writer):
         return NpyStore(folder, split, files)
 
 
-class NpyStore(Store):
+class NpyStore(ShardedStore):
     """Memory-mapped columns; a split of several shards is indexed across them."""
 
     def __init__(self, folder: Path, split: str, files: list[dict[str, Any]]):
@@ -164,16 +181,10 @@ class NpyStore(Store):
             by_column.setdefault(stem.split("-", 1)[0], []).append(f)
         self.parts = {name: [np.load(folder / f["path"], mmap_mode="r", allow_pickle=False)
                              for f in fs] for name, fs in by_column.items()}
-        first = next(iter(by_column.values()), [])
-        self.starts = np.concatenate([[0], np.cumsum([f["records"] for f in first])])
-
-    def __len__(self) -> int:
-        return int(self.starts[-1])
+        super().__init__(next(iter(by_column.values()), []))
 
     def read(self, i: int) -> dict[str, Any]:
-        i = self.check_index(i)
-        k = int(np.searchsorted(self.starts, i, side="right")) - 1
-        j = i - int(self.starts[k])
+        k, j = self.where(i)
         return {name: np.array(parts[k][j]) for name, parts in self.parts.items()}
 
     def columns(self) -> dict[str, np.ndarray]:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from . import EVENT_FIELDS, Store, Writer, file_entry, staged, to_structured
+from . import EVENT_FIELDS, ShardedStore, Store, Writer, file_entry, staged, to_structured
 
 SCHEMA_VERSION = 1
 CHUNK = 1 << 16  # events per chunk by default (a dataset's event_chunk); fixed per dataset, so
@@ -314,11 +314,13 @@ class _Shard:
         self.events = ([_Field(self.file["events"][k]) for k in EVENT_FIELDS]
                        if "events" in self.file else None)
 
-    def record(self, j: int) -> dict[str, Any]:
+    def record(self, j: int, fields: list[Any] | None = None, lo: int = 0) -> dict[str, Any]:
+        """Sample j; its events sliced from ``fields`` (the event fields read from event ``lo``
+        on) when given, else from the shard's."""
         out: dict[str, Any] = {}
         if self.events is not None:
-            a, b = self.offsets[j], self.offsets[j + 1]
-            out["events"] = to_structured(*(ds[a:b] for ds in self.events))
+            a, b = self.offsets[j] - lo, self.offsets[j + 1] - lo
+            out["events"] = to_structured(*(f[a:b] for f in fields or self.events))
         for name, column in self.columns.items():
             out[name] = column[j]
         return out
@@ -333,17 +335,10 @@ class _Shard:
         if hi - lo > 4 * max(wanted, 1):
             return [self.record(j) for j in js]
         fields = [ds[lo:hi] for ds in self.events]
-        out = []
-        for j in js:
-            a, b = self.offsets[j] - lo, self.offsets[j + 1] - lo
-            record: dict[str, Any] = {"events": to_structured(*(f[a:b] for f in fields))}
-            for name, column in self.columns.items():
-                record[name] = column[j]
-            out.append(record)
-        return out
+        return [self.record(j, fields, int(lo)) for j in js]
 
 
-class HDF5Store(Store):
+class HDF5Store(ShardedStore):
     """Samples of one split's shards, in order across them; the most recently used shards stay
     open per process (their chunk caches with them)."""
 
@@ -351,14 +346,10 @@ class HDF5Store(Store):
 
     def __init__(self, folder: Path, files: list[dict[str, Any]]):
         shards = sorted((f for f in files if f["path"].endswith(".h5")), key=lambda f: f["path"])
+        super().__init__(shards)
         self.paths = [folder / f["path"] for f in shards]
-        self.starts = np.concatenate([[0], np.cumsum([f["records"] for f in shards])]).astype(
-            np.int64)
         self._files: dict[int, _Shard] = {}
         self._pid = os.getpid()
-
-    def __len__(self) -> int:
-        return int(self.starts[-1])
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_files": {}}  # open files do not pickle
@@ -375,13 +366,8 @@ class HDF5Store(Store):
         self._files[k] = shard  # now the most recently used
         return shard
 
-    def _where(self, i: int) -> tuple[int, int]:
-        i = self.check_index(i)
-        k = int(np.searchsorted(self.starts, i, side="right")) - 1
-        return k, i - int(self.starts[k])
-
     def read(self, i: int) -> dict[str, Any]:
-        k, j = self._where(i)
+        k, j = self.where(i)
         return self._shard(k).record(j)
 
     def read_many(self, indices: Any) -> list[dict[str, Any]]:
@@ -389,7 +375,7 @@ class HDF5Store(Store):
         out: list[dict[str, Any]] = []
         by_shard: dict[int, list[int]] = {}
         for i in indices:
-            k, j = self._where(i)
+            k, j = self.where(i)
             by_shard.setdefault(k, []).append(j)
         for k, js in by_shard.items():
             out += self._shard(k).records(js)
