@@ -73,13 +73,18 @@ class NpzWriter(Writer):
         return NpzStore(folder, split)
 
 
+def label_rows(folder: Path, split: str) -> list[list[str]]:
+    """The split's label table, ``<name> <label> <H> <W>`` a line, as lists of fields."""
+    return [line.split() for line in
+            (folder / f"{split}label.txt").read_text().splitlines() if line.strip()]
+
+
 class NpzStore(Store):
     """The released layout, indexed by ``<split>label.txt``; events in our order (by t, and
     within a t the positive events first)."""
 
     def __init__(self, folder: Path, split: str):
-        rows = [line.split() for line in
-                (folder / f"{split}label.txt").read_text().splitlines() if line.strip()]
+        rows = label_rows(folder, split)
         self.names = [r[0] for r in rows]
         self.paths = [folder / split / r[0] for r in rows]
         self.labels = [int(r[1]) for r in rows]
@@ -124,9 +129,7 @@ def spikingjelly_root(folder: Path, manifest: dict[str, Any], root: Path) -> str
         raise RunError(f"{events} exists already; remove it, or choose another --to")
     made = 0
     for split in sorted(splits):
-        rows = [line.split() for line in
-                (folder / f"{split}label.txt").read_text().splitlines() if line.strip()]
-        for row in rows:
+        for row in label_rows(folder, split):
             name, label = row[0], int(row[1])
             link = events / ("train" if split == "train" else "test") / f"class{label}" / \
                 PurePosixPath(name).name
