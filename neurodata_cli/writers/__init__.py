@@ -62,8 +62,11 @@ def dist_versions(names: Iterable[str]) -> dict[str, str]:
 def file_entry(root: Path, rel: str, split: str, records: int) -> dict[str, Any]:
     """A file's manifest entry: its path, size, sha256, and the samples stored in it."""
     path = root / rel
-    return {"path": rel, "bytes": path.stat().st_size, "sha256": sha256_file(path),
-            "records": records, "split": split}
+    return _entry(rel, path.stat().st_size, sha256_file(path), split, records)
+
+
+def _entry(rel: str, size: int, sha256: str, split: str, records: int) -> dict[str, Any]:
+    return {"path": rel, "bytes": size, "sha256": sha256, "records": records, "split": split}
 
 
 def shard_suffix(shard: Shard) -> str:
@@ -200,5 +203,4 @@ def write_bytes(root: Path, rel: str, data: bytes, split: str, records: int,
     """A file of bytes already in memory, hashed from memory."""
     with staged(root, rel, make_parent) as tmp:
         tmp.write_bytes(data)
-    return {"path": rel, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-            "records": records, "split": split}
+    return _entry(rel, len(data), hashlib.sha256(data).hexdigest(), split, records)
