@@ -410,3 +410,35 @@ def test_event_fields_raw_or_deflated_read_back_with_plain_h5py(tmp_path, levels
 
             with ThreadPoolExecutor(4) as pool:
                 assert all(pool.map(walk, range(0, len(passes), max(1, len(passes) // 4))))
+
+
+def test_shards_say_how_events_are_stored_when_dtypes_are_not_declared(tmp_path):
+    """A dataset (a plugin) that declares no event dtypes stores its first block's, and its
+    shards still record the chunk size and filters, as declared ones do."""
+    import h5py
+
+    from neurodata_cli.datasets.base import Block, Shard
+    from neurodata_cli.datasets.two_nmnist import TwoNMNIST
+    from neurodata_cli.writers.hdf5 import HDF5
+
+    class Undeclared(TwoNMNIST):
+        event_dtypes = None
+        event_chunk = 1000
+        event_levels = {"t": 3}
+
+    n = 2500
+    events = {"x": np.arange(n, dtype=np.uint16) % 34, "y": np.zeros(n, np.uint8),
+              "t": np.arange(n, dtype=np.int64), "p": np.ones(n, np.uint8)}
+
+    class Cfg:
+        seed, k, reverse_polarity = 42, 2, False
+
+    block = Block({"label": np.zeros((1, 10), np.uint8)}, events, np.array([n], np.uint64))
+    HDF5.write(tmp_path, Undeclared(), Cfg(), Shard("train", 0, 1, 1), [block])
+    with h5py.File(next(tmp_path.glob("*.h5"))) as f:
+        assert f.attrs["event_chunk"] == 1000 == f["events/t"].chunks[0]
+        assert f.attrs["event_filters"] == ("shuffle, gzip (zlib streams made by libdeflate; "
+                                            "levels x 1, y 1, t 3, p 1)")
+        assert f["events/x"].dtype == np.uint16 and f["events/t"].dtype == np.int64
+        for k in "xytp":
+            np.testing.assert_array_equal(f["events"][k][()], events[k])

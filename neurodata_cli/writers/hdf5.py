@@ -146,24 +146,26 @@ class HDF5Writer(Writer):
         with staged(stage, rel) as tmp:
             with h5py.File(tmp, "w", libver="earliest") as f:
                 chunk, levels = ds.event_chunk, ds.event_levels
+                stored = {"event_chunk": chunk, "event_filters": event_filters(levels)}
                 attrs = {"schema_version": SCHEMA_VERSION, "dataset": name,
                          "version": ds.version, "split": shard.split}
-                if ds.event_dtypes is not None:
-                    attrs.update(event_chunk=chunk, event_filters=event_filters(levels))
-                set_attrs(f, {**attrs, **ds.shard_attrs(cfg, shard)})
-                appender = None
-                if ds.event_dtypes is not None:
-                    appender = _Appender(f.create_group("events"),
-                                         {k: np.dtype(v) for k, v in ds.event_dtypes.items()},
-                                         chunk, levels)
+                declared = ds.event_dtypes
+                set_attrs(f, {**attrs, **(stored if declared else {}),
+                              **ds.shard_attrs(cfg, shard)})
+
+                def events(dtypes: dict[str, Any]) -> _Appender:
+                    if not declared:  # a dataset that declares no dtypes: its first block's
+                        set_attrs(f, stored)
+                    return _Appender(f.create_group("events"),
+                                     {k: np.dtype(dtypes[k]) for k in EVENT_FIELDS}, chunk, levels)
+
+                appender = events(declared) if declared else None
                 counts: list[np.ndarray] = []
                 columns: dict[str, list[np.ndarray]] = {}
                 for block in blocks:
                     if block.events is not None:
-                        if appender is None:
-                            appender = _Appender(f.create_group("events"),
-                                                 {k: block.events[k].dtype for k in EVENT_FIELDS},
-                                                 chunk, levels)
+                        appender = appender or events({k: v.dtype for k, v in
+                                                       block.events.items()})
                         appender.append(block.events)
                         counts.append(np.asarray(block.counts, dtype=np.uint64))
                     for name, column in block.columns.items():
