@@ -265,6 +265,33 @@ def test_photo_set_is_real():
     assert all(photo(name).size[0] >= 300 for name in PHOTOS)
 
 
+@pytest.mark.parametrize("dataset", ["2nmnist", "es-imagenet"])
+def test_threads_share_a_reader_while_it_opens_and_closes_shards(run, tmp_path, photos, dataset):
+    """With fewer shards kept open than threads read, a shard one thread is reading is dropped
+    by another's read: the first still gets its sample whole, never an error. (Raw fields and
+    deflated ones, with their caches of inflated chunks.)"""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if dataset == "2nmnist":
+        root = nmnist_tree(tmp_path / "nmnist", {"train": 12, "test": 2})
+        run("2nmnist", "--nmnist-root", root, "--out", tmp_path, "--workers", "1",
+            "--shard-size", "1", "--split", "train")
+    else:
+        run("es-imagenet", "--imagenet-root", photos, "--out", tmp_path, "--shard-size", "1")
+    ds = open_dataset(folder(tmp_path, dataset))["train"]
+    ds.store.OPEN = 2
+    want = [ds[i][0] for i in range(len(ds))]
+    assert len(want) > 4
+    order = np.random.default_rng(0).integers(0, len(ds), 800).tolist()
+
+    def read(i: int) -> bool:
+        return np.array_equal(ds[i][0], want[i])
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(read, order))
+    assert len(ds.store._files) <= 2
+
+
 @pytest.mark.parametrize("fmt", ["hdf5", "npz"])
 def test_read_many_gives_each_sample_in_the_order_asked(run, tmp_path, photos, fmt):
     run("es-imagenet", "--imagenet-root", photos, "--format", fmt, "--out", tmp_path,

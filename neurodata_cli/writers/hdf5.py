@@ -14,6 +14,7 @@ at level 0 is stored without filters: its chunks are the raw values.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -278,7 +279,9 @@ class _Field:
         if got is None:
             got = self._read(k)
             if len(self.kept) >= self.KEEP:
-                self.kept.pop(next(iter(self.kept)), None)  # the least recently used
+                # The least recently used; from a copy (one step under the GIL), as another
+                # thread may change the dict between iter() and next().
+                self.kept.pop(next(iter(self.kept.copy())), None)
         self.kept[k] = got
         return got
 
@@ -352,21 +355,29 @@ class HDF5Store(ShardedStore):
         self.paths = [folder / f["path"] for f in shards]
         self._files: dict[int, _Shard] = {}
         self._pid = os.getpid()
+        self._lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_files": {}}  # open files do not pickle
+        return {**self.__dict__, "_files": {}, "_lock": None}  # open files do not pickle
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _lock=threading.Lock())
 
     def _shard(self, k: int) -> _Shard:
-        # DataLoader workers fork: an HDF5 handle must not cross into another process.
+        # DataLoader workers fork: an HDF5 handle must not cross into another process (nor a
+        # lock another thread held at the fork).
         if self._pid != os.getpid():
-            self._files, self._pid = {}, os.getpid()
-        shard = self._files.pop(k, None)
-        if shard is None:
-            if len(self._files) >= self.OPEN:  # the least recently used goes
-                self._files.pop(next(iter(self._files))).file.close()
-            shard = _Shard(self.paths[k])
-        self._files[k] = shard  # now the most recently used
-        return shard
+            self._files, self._pid, self._lock = {}, os.getpid(), threading.Lock()
+        with self._lock:
+            shard = self._files.pop(k, None)
+            if shard is None:
+                if len(self._files) >= self.OPEN:
+                    # The least recently used goes. Not closed: a thread may be reading it, and
+                    # h5py closes the file when the last of its objects is released.
+                    del self._files[next(iter(self._files))]
+                shard = _Shard(self.paths[k])
+            self._files[k] = shard  # now the most recently used
+            return shard
 
     def read(self, i: int) -> dict[str, Any]:
         k, j = self.where(i)
