@@ -93,7 +93,7 @@ class SplitView:
 
     def info(self, i: int) -> dict[str, Any]:
         """Everything stored for sample i but its events (source, labels, sizes)."""
-        return {k: v for k, v in self.store.read(i).items() if k != "events"}
+        return self.store.info(i)
 
     def to_frames(self, i: int, *args: Any, **kwargs: Any) -> np.ndarray:
         """Dense frames of sample i, as the dataset defines them."""

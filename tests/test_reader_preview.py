@@ -95,6 +95,9 @@ def test_2nmnist_reader_gives_the_superimposed_events(run, tmp_path, fmt):
         assert np.flatnonzero(label).tolist() == sorted(digits)
         frames = ds.to_frames(i, 5)
         assert frames.shape == (5, 2, 34, 34) and frames.sum() == len(events)
+        record, info = ds.record(i), ds.info(i)
+        assert info.keys() == record.keys() - {"events"}
+        assert all(np.array_equal(info[k], record[k]) for k in info)
 
 
 def test_2nmnist_shards_store_events_raw_for_plain_h5py(run, tmp_path):

@@ -98,6 +98,10 @@ class Store:
     def read_many(self, indices: Iterable[int]) -> list[dict[str, Any]]:
         return [self.read(i) for i in indices]
 
+    def info(self, i: int) -> dict[str, Any]:
+        """Sample i's stored fields but its events (a store that keeps them apart skips them)."""
+        return {k: v for k, v in self.read(i).items() if k != "events"}
+
     def columns(self) -> dict[str, np.ndarray]:
         raise NotImplementedError(f"{type(self).__name__} is read sample by sample")
 

@@ -383,6 +383,10 @@ class HDF5Store(ShardedStore):
         k, j = self.where(i)
         return self._shard(k).record(j)
 
+    def info(self, i: int) -> dict[str, Any]:
+        k, j = self.where(i)
+        return {name: column[j] for name, column in self._shard(k).columns.items()}
+
     def read_many(self, indices: Any) -> list[dict[str, Any]]:
         """Sorted indices, read shard by shard with one pass over the chunks they touch."""
         out: list[dict[str, Any]] = []
