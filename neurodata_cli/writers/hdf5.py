@@ -260,10 +260,10 @@ class _Field:
         return whole[a - first * self.chunk:b - first * self.chunk]
 
     def _plain(self, a: int, b: int) -> np.ndarray:
-        """h5py's read of [a, b); in a sequential pass (a read starting where the last ended),
-        one read of the next AHEAD events serves the samples that follow: h5py costs about
-        10 us a call, more than copying a small sample's events."""
-        sequential, self.next = a == self.next, b
+        """h5py's read of [a, b); in a pass in order (a read starting where the last ended, or
+        a little after it: a sorted batch), one read of the next AHEAD events serves the samples
+        that follow: h5py costs about 10 us a call, more than copying a small sample's events."""
+        sequential, self.next = 0 <= a - self.next < self.AHEAD // 4, b
         at, events = self.ahead
         if at <= a and b <= at + len(events):
             return events[a - at:b - at]
@@ -319,28 +319,15 @@ class _Shard:
         self.events = ([_Field(self.file["events"][k]) for k in EVENT_FIELDS]
                        if "events" in self.file else None)
 
-    def record(self, j: int, fields: list[Any] | None = None, lo: int = 0) -> dict[str, Any]:
-        """Sample j; its events sliced from ``fields`` (the event fields read from event ``lo``
-        on) when given, else from the shard's."""
+    def record(self, j: int) -> dict[str, Any]:
+        """Sample j: its events (when the dataset has them) and its per-sample columns."""
         out: dict[str, Any] = {}
         if self.events is not None:
-            a, b = self.offsets[j] - lo, self.offsets[j + 1] - lo
-            out["events"] = to_structured(*(f[a:b] for f in fields or self.events))
+            a, b = self.offsets[j], self.offsets[j + 1]
+            out["events"] = to_structured(*(f[a:b] for f in self.events))
         for name, column in self.columns.items():
             out[name] = column[j]
         return out
-
-    def records(self, js: list[int]) -> list[dict[str, Any]]:
-        """Samples ``js`` (sorted) with one read per field over the range they span, when they
-        lie close together (a sampler's batch); else one by one."""
-        if self.events is None or len(js) < 2:
-            return [self.record(j) for j in js]
-        lo, hi = self.offsets[js[0]], self.offsets[js[-1] + 1]
-        wanted = sum(int(self.offsets[j + 1] - self.offsets[j]) for j in js)
-        if hi - lo > 4 * max(wanted, 1):
-            return [self.record(j) for j in js]
-        fields = [ds[lo:hi] for ds in self.events]
-        return [self.record(j, fields, int(lo)) for j in js]
 
 
 class HDF5Store(ShardedStore):
@@ -395,7 +382,8 @@ class HDF5Store(ShardedStore):
             k, j = self.where(i)
             by_shard.setdefault(k, []).append(j)
         for k, js in by_shard.items():
-            out += self._shard(k).records(js)
+            shard = self._shard(k)
+            out += [shard.record(j) for j in js]
         return out
 
     def columns(self) -> dict[str, np.ndarray]:
