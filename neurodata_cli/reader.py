@@ -88,6 +88,9 @@ class SplitView:
             out[k] = self.spec.sample(record)
         return out
 
+    # torch's DataLoader hands a batch's indices to this method when a dataset has it.
+    __getitems__ = read_many
+
     def events(self, i: int) -> np.ndarray:
         return self.store.read(i)["events"]
 

@@ -209,6 +209,18 @@ def test_a_torch_dataloader_takes_the_reader_as_it_is(run, tmp_path, photos):
     events = list(torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2,
                                               collate_fn=lambda sample: sample))
     np.testing.assert_array_equal(events[2][0], ds[2][0])
+    # With batches, the DataLoader reads each through read_many (its __getitems__ hook).
+    calls = []
+    ds.store.read_many = lambda indices, read=ds.store.read_many: calls.append(indices) or \
+        read(indices)
+    order = np.random.default_rng(0).permutation(len(ds)).tolist()
+    batches = list(torch.utils.data.DataLoader(ds, batch_size=4, sampler=order,
+                                               collate_fn=lambda batch: batch))
+    assert len(calls) == len(batches) and sorted(sum(calls, [])) == sorted(order)
+    served = [sample for batch in batches for sample in batch]
+    for i, (events, label) in zip(order, served, strict=True):
+        np.testing.assert_array_equal(events, ds[i][0])
+        assert label == ds[i][1]
 
 
 def gradient_magnitude_crop(rgb: np.ndarray) -> np.ndarray:
