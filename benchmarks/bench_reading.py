@@ -30,6 +30,7 @@ from common import WORK, fresh, median, neurodata, warm
 
 IMAGES_READ = 600
 ROUNDS = 5
+BATCH = 32
 
 
 def per_sample(*pairs) -> list[float]:
@@ -44,6 +45,12 @@ def per_sample(*pairs) -> list[float]:
                 fn(i)
             got.append((time.perf_counter() - start) / len(order) * 1e3)
     return [median(t) for t in times]
+
+
+def read_batch(ds):
+    """``fn(start)``: the BATCH samples from ``start`` through ``read_many``, as a DataLoader
+    reads a batch (its ``__getitems__``)."""
+    return lambda start: ds.read_many(range(start, min(len(ds), start + BATCH)))
 
 
 def authors_frames(path: Path, h: int, w: int) -> np.ndarray:
@@ -123,6 +130,11 @@ def main() -> int:
         print(f"  {what}: ours {ours:.3f} ms, {anchor_name} {anchor:.3f} ms -> "
               f"{anchor / ours:.2f}x [goal >= {goal:g}x: {'met' if met else 'NOT met'}]")
 
+    def batch_line(batched: float, seq: float) -> None:
+        print(f"    in order in batches of {BATCH} (read_many, a DataLoader's __getitems__): "
+              f"{batched:.3f} ms a sample, {batched / seq:.2f}x the time of one by one in "
+              f"order (no goal)")
+
     es = open_dataset(work / "es-hdf5" / "es-imagenet" / es_version)["train"]
     npz_folder = work / "es-npz" / "es-imagenet" / es_version
     rows = [r.split() for r in (npz_folder / "trainlabel.txt").read_text().splitlines()]
@@ -141,10 +153,12 @@ def main() -> int:
                            check=True, capture_output=True, text=True).stdout.strip()
     print(f"    (ours alone in a fresh process, where glibc returns each frame's memory to the "
           f"system: {float(alone):.3f} ms)")
-    ours_events, anchor, seq = per_sample((es.__getitem__, order), (load_npz, order),
-                                          (es.__getitem__, range(len(es))))
+    ours_events, anchor, seq, batched = per_sample(
+        (es.__getitem__, order), (load_npz, order), (es.__getitem__, range(len(es))),
+        (read_batch(es), range(0, len(es), BATCH)))
     line("events", ours_events, anchor, 1, "np.load of the npz")
     line("events, sequential pass", seq, ours_events, 3, "our random order")
+    batch_line(batched * -(-len(es) // BATCH) / len(es), seq)
 
     import tonic.io
 
@@ -154,11 +168,12 @@ def main() -> int:
     dtype = np.dtype([("x", int), ("y", int), ("t", int), ("p", int)])
     order = np.random.default_rng(2).permutation(len(nm)).tolist()
     print(f"reading: 2NMNIST, {len(nm)} samples")
-    ours_nm, anchor, seq = per_sample(
+    ours_nm, anchor, seq, batched = per_sample(
         (nm.__getitem__, order), (lambda i: tonic.io.read_mnist_file(str(bins[i]), dtype), order),
-        (nm.__getitem__, range(len(nm))))
+        (nm.__getitem__, range(len(nm))), (read_batch(nm), range(0, len(nm), BATCH)))
     line("events", ours_nm, anchor, 1, "tonic read_mnist_file on .bin")
     line("events, sequential pass", seq, ours_nm, 3, "our random order")
+    batch_line(batched * -(-len(nm) // BATCH) / len(nm), seq)
     return 0 if ok else 1
 
 
