@@ -22,5 +22,11 @@ setup(
             extra_compile_args=["-O3"],
             optional=True,
         ),
+        Extension(
+            "neurodata_cli.datasets.two_nmnist._assemble",
+            ["neurodata_cli/datasets/two_nmnist/_assemble.c"],
+            extra_compile_args=["-O3"],
+            optional=True,
+        ),
     ]
 )

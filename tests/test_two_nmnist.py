@@ -9,6 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 from helpers import data_sums, read_shard, reference
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from nmnist_synth import make_tree, oracle_2nmnist, recording, zip_tree
 
 from neurodata_cli import open_dataset
@@ -442,3 +444,44 @@ def test_shards_say_how_events_are_stored_when_dtypes_are_not_declared(tmp_path)
         assert f["events/x"].dtype == np.uint16 and f["events/t"].dtype == np.int64
         for k in "xytp":
             np.testing.assert_array_equal(f["events"][k][()], events[k])
+
+
+@settings(max_examples=150, deadline=None)
+@given(sizes=st.lists(st.integers(0, 400), min_size=1, max_size=4),
+       span=st.sampled_from([3, 1000, 2**23]), order=st.sampled_from(["sorted", "any"]),
+       swap=st.booleans(), seed=st.integers(0, 2**16))
+def test_samples_assembled_in_c_equal_the_superimposed_bytes_sorted(sizes, span, order, swap,
+                                                                    seed):
+    """The C pass against the numpy route (superimpose's bytes decoded, then a stable argsort):
+    groups of 1 to 4 recordings, times in order or not, with many equal times or few."""
+    from neurodata_cli.datasets import two_nmnist
+
+    rng = np.random.default_rng(seed)
+    recordings = []
+    for n in sizes:
+        t = rng.integers(0, span, n)
+        if order == "sorted":
+            t = np.sort(t)
+        raw = np.empty((n, 5), np.uint8)
+        raw[:, 0], raw[:, 1] = rng.integers(0, 256, n), rng.integers(0, 256, n)
+        raw[:, 2] = (rng.integers(0, 2, n) << 7) | (t >> 16)
+        raw[:, 3], raw[:, 4] = (t >> 8) & 0xFF, t & 0xFF
+        recordings.append(raw.tobytes())
+    group = procedure.Group(0, tuple(Recording(f"{d}/r.bin", d) for d in range(len(sizes))))
+    total = sum(sizes)
+
+    def columns(assemble):
+        events = {k: np.full(total + 7, 99, np.dtype(dt))
+                  for k, dt in two_nmnist.TwoNMNIST.event_dtypes.items()}
+        saved, two_nmnist._assemble = two_nmnist._assemble, assemble
+        try:
+            assert two_nmnist.sample_events(group, recordings, swap, events, 3) == 3 + total
+        finally:
+            two_nmnist._assemble = saved
+        return events
+
+    assert two_nmnist._assemble is not None
+    fast, plain = columns(two_nmnist._assemble), columns(None)
+    for k in "xytp":
+        np.testing.assert_array_equal(fast[k], plain[k])
+    assert np.all(np.diff(fast["t"][3:3 + total].astype(np.int64)) >= 0)

@@ -22,6 +22,11 @@ from .procedure import Group, make_groups, superimpose
 from .source import Reader as SourceReader
 from .source import SplitSource, download, list_recordings, locate
 
+try:
+    from ._assemble import assemble as _assemble
+except ImportError:  # no compiler at install time: numpy builds the samples
+    _assemble = None
+
 SENSOR_SIZE = (34, 34, 2)
 BLOCK = 100  # samples per block
 EVENT_ORDER = "by t; equal times keep the authors' order (reversed recordings first)"
@@ -159,7 +164,8 @@ class TwoNMNIST(Dataset):
             reader.close()
 
     def _block(self, cfg: Config, reader: SourceReader, groups: tuple[Group, ...]) -> Block:
-        samples, digests = [], []
+        inputs: list[list[bytes]] = []  # each group's recordings, in group order
+        digests = []
         for group in groups:
             recordings = []
             for rec in group.recordings:
@@ -167,13 +173,15 @@ class TwoNMNIST(Dataset):
                 binfmt.records(data, reader.name(rec.rel))  # a whole number of events
                 digests.append(f"{rec.rel} {hashlib.sha256(data).hexdigest()}")
                 recordings.append(data)
-            samples.append(superimpose(group, recordings, cfg.reverse_polarity))
+            inputs.append(recordings)
         stats = {"superimposed": sum(len(g.recordings) > 1 for g in groups),
                  "single": sum(len(g.recordings) == 1 for g in groups),
-                 "events": sum(len(s) for s in samples) // 5,
+                 "events": sum(len(r) for recordings in inputs for r in recordings) // 5,
                  "input_recordings": digests}
         if cfg.format != "bin":
-            return event_block(groups, samples, stats)
+            return event_block(groups, inputs, stats, cfg.reverse_polarity)
+        samples = [superimpose(group, recordings, cfg.reverse_polarity)
+                   for group, recordings in zip(groups, inputs, strict=True)]
         stats["pairs"] = [[g.index, "-".join(map(str, g.digits)), "+".join(g.source()),
                            "+".join(g.reversed_sources())] for g in groups]
         data = np.empty(len(samples), dtype=object)
@@ -233,18 +241,32 @@ def time_order(events: dict[str, np.ndarray], start: int, end: int) -> None:
         events[name][start:end] = events[name][start:end][order]
 
 
-def event_block(groups: tuple[Group, ...], samples: list[bytes], stats: dict) -> Block:
-    """The shard's samples (``.bin`` bytes each) decoded into event columns."""
-    counts = np.array([len(s) // 5 for s in samples], dtype=np.uint64)
+def sample_events(group: Group, recordings: list[bytes], swap_polarity: bool,
+                  events: dict[str, np.ndarray], start: int) -> int:
+    """The group's sample decoded into the event columns from ``start``, in time order (stable);
+    returns where it ends. The same events as decoding ``superimpose``'s bytes and sorting."""
+    if _assemble is not None:  # one pass in C
+        order = group.output_order
+        return start + _assemble(tuple(recordings[i] for i in order),
+                                 tuple(group.reversed[i] for i in order), swap_polarity,
+                                 events["x"], events["y"], events["t"], events["p"], start)
+    raw = binfmt.records(superimpose(group, recordings, swap_polarity))
+    binfmt.decode_into(raw, events, start)
+    end = start + raw.shape[0]
+    time_order(events, start, end)
+    return end
+
+
+def event_block(groups: tuple[Group, ...], inputs: list[list[bytes]], stats: dict,
+                swap_polarity: bool) -> Block:
+    """The samples of ``groups`` (each group's recordings in ``inputs``) as event columns."""
+    counts = np.array([sum(len(r) for r in recordings) // 5 for recordings in inputs],
+                      dtype=np.uint64)
     total = int(counts.sum())
     events = {k: np.empty(total, dtype=dt) for k, dt in TwoNMNIST.event_dtypes.items()}
     start = 0
-    for data in samples:
-        raw = binfmt.records(data)
-        binfmt.decode_into(raw, events, start)
-        end = start + raw.shape[0]
-        time_order(events, start, end)
-        start = end
+    for group, recordings in zip(groups, inputs, strict=True):
+        start = sample_events(group, recordings, swap_polarity, events, start)
     label = np.zeros((len(groups), 10), dtype=np.uint8)
     for row, g in enumerate(groups):
         label[row, list(g.digits)] = 1
