@@ -246,9 +246,9 @@ def sample_events(group: Group, recordings: list[bytes], swap_polarity: bool,
     """The group's sample decoded into the event columns from ``start``, in time order (stable);
     returns where it ends. The same events as decoding ``superimpose``'s bytes and sorting."""
     if _assemble is not None:  # one pass in C
-        order = group.output_order
+        order, flags = group.output_order, group.reversed
         return start + _assemble(tuple(recordings[i] for i in order),
-                                 tuple(group.reversed[i] for i in order), swap_polarity,
+                                 tuple(flags[i] for i in order), swap_polarity,
                                  events["x"], events["y"], events["t"], events["p"], start)
     raw = binfmt.records(superimpose(group, recordings, swap_polarity))
     binfmt.decode_into(raw, events, start)

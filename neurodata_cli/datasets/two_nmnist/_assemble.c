@@ -24,13 +24,19 @@ static inline uint32_t bin_t(const uint8_t *r)
     return (uint32_t)(r[2] & 0x7F) << 16 | (uint32_t)r[3] << 8 | r[4];
 }
 
-/* Stable natural merge sort of a[0..n) by the high 32 bits, tmp of n; returns the sorted one. */
+/* Stable natural merge sort of a[0..n) by the high 32 bits, tmp of n; returns the sorted one
+ * (a single recording, already in order, is only scanned). */
 static uint64_t *merge_sort(uint64_t *a, uint64_t *tmp, Py_ssize_t n)
 {
     for (;;) {
-        Py_ssize_t runs = 0, i = 0, o = 0;
+        Py_ssize_t first = 1;
+        while (first < n && a[first] >> 32 >= a[first - 1] >> 32)
+            first++;
+        if (first >= n)
+            return a;
+        Py_ssize_t i = 0, o = 0;
         while (i < n) {
-            Py_ssize_t mid = i + 1;
+            Py_ssize_t mid = i ? i + 1 : first;
             while (mid < n && a[mid] >> 32 >= a[mid - 1] >> 32)
                 mid++;
             Py_ssize_t end = mid;
@@ -47,14 +53,11 @@ static uint64_t *merge_sort(uint64_t *a, uint64_t *tmp, Py_ssize_t n)
                 tmp[o++] = a[l++];
             while (r < end)
                 tmp[o++] = a[r++];
-            runs++;
             i = end;
         }
         uint64_t *swap = a;
         a = tmp;
         tmp = swap;
-        if (runs <= 1)
-            return a;
     }
 }
 
