@@ -218,7 +218,7 @@ _SLACK = bytes(64)  # appended to a deflated chunk, so libdeflate can read ahead
 
 
 class _Field:
-    """One event field of an open shard, sliced as ``field[a:b]``.
+    """One event field of an open shard, read as ``field.read(a, b)`` (events a to b).
 
     Chunks stored as we write them (shuffle, then gzip) are fetched with ``read_direct_chunk``
     and inflated by libdeflate, the library that deflated them: HDF5's zlib inflates these
@@ -246,9 +246,6 @@ class _Field:
         # (first event, events): one tuple, so a reader in another thread sees both or neither.
         self.ahead: tuple[int, np.ndarray] = (0, np.empty(0, self.dtype))
         self.next = -1
-
-    def __getitem__(self, where: slice) -> np.ndarray:
-        return self.read(int(where.start), int(where.stop))
 
     def read(self, a: int, b: int) -> np.ndarray:
         """Events [a, b) (Python ints)."""
