@@ -6,8 +6,11 @@ superimpose, encode byte by byte and write), timed on a subset in the same run a
 The floor is a process that reads every input recording and writes the same bytes, as plainly
 as Python can, in the output's shape: one file per recording into one folder (the .bin layout;
 we write fewer files, as pairs are joined, but each through a temporary name and a rename),
-or appended to one file per 5,000 recordings (HDF5 shards). Our runs use all cores, then one
-worker, for the scaling. Set NEURODATA_BENCH_SCALE (e.g. 0.1) for a quicker, smaller run.
+or appended to one file per 5,000 recordings (HDF5 shards). The same floors are timed again
+with the hashes every run of ours must compute: the sha256 of each input recording (the
+manifest's input fingerprint) and of each output file (``SHA256SUMS``), so the bench shows how
+much of the gap to the floor those are. Our runs use all cores, then one worker, for the
+scaling. Set NEURODATA_BENCH_SCALE (e.g. 0.1) for a quicker, smaller run.
 """
 
 from __future__ import annotations
@@ -91,14 +94,16 @@ def baseline(split_dir: str, out: Path, limit: int) -> float:
 
 
 FLOOR = """
-import os, sys
-root, out, layout = sys.argv[1], sys.argv[2], sys.argv[3]
+import hashlib, os, sys
+root, out, layout, hashed = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "sha256"
 paths = sorted(os.path.join(d, n) for split in ("Train", "Test")
                for d, _, names in os.walk(os.path.join(root, split)) for n in names)
 shard = None
 for i, path in enumerate(paths):
     with open(path, "rb") as f:
         data = f.read()
+    if hashed:
+        hashlib.sha256(data).hexdigest()
     if layout == "files":
         with open(os.path.join(out, f"{i}.bin"), "wb") as f:
             f.write(data)
@@ -106,6 +111,14 @@ for i, path in enumerate(paths):
         if i % 5000 == 0:
             shard = open(os.path.join(out, f"shard-{i // 5000:05d}"), "wb")
         shard.write(data)
+if shard is not None:
+    shard.close()
+if hashed:  # as SHA256SUMS is made: each finished file read back and hashed
+    for name in sorted(os.listdir(out)):
+        digest = hashlib.sha256()
+        with open(os.path.join(out, name), "rb") as f:
+            while block := f.read(1 << 20):
+                digest.update(block)
 """
 
 
@@ -128,13 +141,15 @@ def main() -> int:
     # Interleaved rounds, medians: writing 48,000 small files takes this machine's file system
     # a different time from one run to the next.
     runs: dict[str, list[tuple[float, int]]] = {
-        "floor-files": [], "floor-shards": [], "bin": [], "hdf5": [], "bin-1": [], "hdf5-1": []}
+        name: [] for name in ("floor-files", "floor-shards", "floor-files-sha256",
+                              "floor-shards-sha256", "bin", "hdf5", "bin-1", "hdf5-1")}
     for _ in range(ROUNDS):
         for name, results in runs.items():
             out = fresh(work / name)
             warm(tree, "*.bin")
             if name.startswith("floor"):
-                cmd = [sys.executable, "-c", FLOOR, str(tree), str(out), name[6:]]
+                layout, _, hashed = name[6:].partition("-")
+                cmd = [sys.executable, "-c", FLOOR, str(tree), str(out), layout, hashed]
             else:
                 fmt, _, workers = name.partition("-")
                 cmd = neurodata() + ["2nmnist", "--nmnist-root", str(tree), "--format", fmt,
@@ -146,8 +161,9 @@ def main() -> int:
     def met(ok: bool) -> str:
         return "met" if ok else "NOT met"
 
-    for name in ("floor-files", "floor-shards"):
-        print(f"  floor, {name[6:]}: {seconds[name]:.1f} s (median of {ROUNDS}: "
+    for name in (n for n in runs if n.startswith("floor")):
+        what = name[6:].replace("-sha256", ", with the sha256 of each input and output")
+        print(f"  floor, {what}: {seconds[name]:.1f} s (median of {ROUNDS}: "
               f"{', '.join(f'{r[0]:.1f}' for r in runs[name])})")
     for fmt, floor in (("bin", "floor-files"), ("hdf5", "floor-shards")):
         results = runs[fmt]
@@ -157,7 +173,8 @@ def main() -> int:
               f"{ROUNDS}: {', '.join(f'{r[0]:.1f}' for r in results)}), "
               f"{(TRAIN + TEST) / s:,.0f} recordings/s; {ratio:.1f}x the baseline "
               f"[goal >= 10x: {met(ratio >= 10)}]; {over:.2f}x its floor [goal <= 1.5x: "
-              f"{met(over <= 1.5)}]; peak RSS {rss / 1e6:.0f} MB")
+              f"{met(over <= 1.5)}], {s / seconds[floor + '-sha256']:.2f}x that floor with the "
+              f"hashes (no goal); peak RSS {rss / 1e6:.0f} MB")
         print(f"    1 worker: {seconds[f'{fmt}-1']:.1f} s (median of {ROUNDS}: "
               f"{', '.join(f'{r[0]:.1f}' for r in runs[f'{fmt}-1'])}); all cores are "
               f"{scaling:.2f}x one worker [goal >= 1.6x: {met(scaling >= 1.6)}]")
