@@ -43,7 +43,6 @@ def event_filters(levels: dict[str, int]) -> str:
              else []) + ([f"no filters for {', '.join(raw)} (stored raw)"] if raw else [])
     return "; ".join(parts)
 
-CACHE_BYTES = 4 << 20  # HDF5's chunk cache per open event dataset, when reading
 
 
 def set_attrs(obj: Any, attrs: dict[str, Any]) -> None:
@@ -307,13 +306,16 @@ class _Field:
 
 
 class _Shard:
-    """One open shard: its event fields (kept open, with their inflated chunks and HDF5's chunk
-    cache) and its per-sample columns, read whole once (a few thousand values)."""
+    """One open shard: its event fields (kept open, with their inflated chunks) and its
+    per-sample columns, read whole once (a few thousand values)."""
 
     def __init__(self, path: Path):
         import h5py
 
-        self.file = h5py.File(path, "r", rdcc_nbytes=CACHE_BYTES, rdcc_nslots=1021)
+        # Without HDF5's chunk cache: the fields keep their own chunks and windows, and a read
+        # of raw events then fetches just its bytes, not each whole chunk into the cache first
+        # (a random 2NMNIST sample 0.055 ms instead of 0.09; deflated fields are unchanged).
+        self.file = h5py.File(path, "r", rdcc_nbytes=0)
         samples = self.file["samples"]
         self.columns = {name: ds.asstr()[()] if ds.dtype.kind == "O" else ds[()]
                         for name, ds in samples.items() if name != "offsets"}
@@ -336,7 +338,7 @@ class _Shard:
 
 class HDF5Store(ShardedStore):
     """Samples of one split's shards, in order across them; the most recently used shards stay
-    open per process (their chunk caches with them)."""
+    open per process."""
 
     OPEN = 16  # shards kept open at once
 
