@@ -1,5 +1,6 @@
-"""The README runs as written: every block of commands and code, top to bottom, in one empty
-folder, on small inputs (HOME points at a folder holding a small NMNIST and ImageNet)."""
+"""The README and docs/ run as written: every block of commands and code, the README first and
+then each page of docs/ in ``PAGES`` order, top to bottom, in one empty folder, on small inputs
+(HOME points at a folder holding a small NMNIST and ImageNet)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ from imagenet_synth import PHOTOS, photo, save
 from nmnist_synth import make_tree as nmnist_tree
 
 SKIP = "<!-- not run by tests/test_readme.py"
+# The docs pages in the order their blocks run (later pages read what earlier ones made).
+PAGES = ["yinyang.md", "2nmnist.md", "es-imagenet.md", "usage.md", "format.md", "cluster.md",
+         "reliability.md", "exactness.md", "performance.md", "plugins.md"]
 # What cannot run here, and what runs instead: no network (the NMNIST download), and the
 # set-up command that made the environment these tests run in.
 INSTEAD = [
@@ -57,14 +61,24 @@ def home(root: Path) -> Path:
     return root
 
 
-def test_every_block_of_the_readme_runs_in_order(tmp_path):
-    text = (REPO / "README.md").read_text(encoding="utf-8")
+def test_every_page_is_run():
+    assert sorted(p.name for p in (REPO / "docs").glob("*.md")) == sorted(PAGES)
+
+
+def test_the_readme_is_short():
+    assert len((REPO / "README.md").read_text(encoding="utf-8").splitlines()) <= 200
+
+
+def test_every_block_of_the_readme_and_docs_runs_in_order(tmp_path):
+    sources = [REPO / "README.md"] + [REPO / "docs" / page for page in PAGES]
     work = tmp_path / "work"
     work.mkdir()
     env = {**os.environ, "HOME": str(home(tmp_path / "home")),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     ran = {"sh": 0, "python": 0}
-    for language, code, line in blocks(text):
+    every = [(src, *block) for src in sources
+             for block in blocks(src.read_text(encoding="utf-8"))]
+    for src, language, code, line in every:
         if language == "python":
             needs = [m for m in ("torch", "tonic") if re.search(rf"^import {m}\b|^from {m}\b",
                                                                code, re.M)]
@@ -77,7 +91,8 @@ def test_every_block_of_the_readme_runs_in_order(tmp_path):
                 code = pattern.sub(instead, code)
             done = subprocess.run(["bash", "-euo", "pipefail", "-c", code], cwd=work, env=env,
                                   capture_output=True, text=True)
-        assert done.returncode == 0, f"README line {line}:\n{code}\n{done.stdout}{done.stderr}"
+        where = f"{src.relative_to(REPO)} line {line}"
+        assert done.returncode == 0, f"{where}:\n{code}\n{done.stdout}{done.stderr}"
         ran[language] += 1
     assert ran["sh"] >= 6 and ran["python"] >= 7, ran
     if importlib.util.find_spec("torch") is None:
