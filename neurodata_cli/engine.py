@@ -11,6 +11,7 @@ Layout while a run is in progress::
     <out>/<dataset>/.<version>.lock                   held by the one run writing this folder
     <out>/<dataset>/.<version>.<splits>.partial/      data files as they are written
         .neurodata/run.json                           the config fingerprint of this run
+        .neurodata/inputs.json.gz                     the inputs it reads (names, sizes)
         .neurodata/shards/<key>.json                  one record per finished shard
     <out>/<dataset>/.<version>.<splits>.commit/       the commit plan, while moving into place
     <out>/<dataset>/<version>/                        appears (or is updated) only when complete
@@ -18,11 +19,13 @@ Layout while a run is in progress::
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
 import re
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -31,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .datasets.base import Block, Config, Dataset, Shard
+from .datasets.base import Block, Config, Dataset, InputFile, Shard
 from .errors import ConfigError, NeurodataError, RunError
 from .manifest import METADATA, atomic_write, read_manifest, write_manifest
 from .progress import progress, silenced
@@ -164,6 +167,7 @@ class Materialiser:
                 # and with it what it indexed.)
                 self._discard_unstarted_stage()
                 raise
+            self._check_inputs(shards)
             done = self._finished_shards(shards)
             todo = [s for s in shards if s.key not in done]
             bar = progress(sum(s.units for s in shards), self.ds.unit, self.name, self.quiet,
@@ -293,6 +297,41 @@ class Materialiser:
         self._internal.mkdir(parents=True)
         atomic_write(run_file, json.dumps(
             {"fingerprint": self.fingerprint, "config": self.config}, indent=2).encode())
+
+    def _check_inputs(self, shards: list[Shard]) -> None:
+        """A resume is only a resume of the same run: the stage keeps the listing of the inputs
+        its shards were planned over, and a run over other inputs (a recording deleted after it
+        stopped the run) discards the finished shards and starts again, saying what changed.
+        Merging them would mix two plans: samples twice, others never."""
+        listing = [list(InputFile(*entry)) for entry in self.ds.input_listing(self.cfg, shards)]
+        listing.sort()
+        digest = hashlib.sha256(json.dumps(listing).encode()).hexdigest()
+        path = self._internal / "inputs.json.gz"
+        try:
+            staged = json.loads(gzip.decompress(path.read_bytes()))
+        except (OSError, ValueError, EOFError):  # a fresh stage, or one of an older tool
+            staged = None
+        if isinstance(staged, dict) and staged.get("sha256") == digest:
+            return
+        if self._has_finished_shard():
+            before = staged.get("inputs") if isinstance(staged, dict) else None
+            why = ("the interrupted run recorded no input listing" if before is None else
+                   f"inputs changed since the interrupted run ({_what_changed(before, listing)})")
+            print(f"{self.name}: {why}; starting again", file=sys.stderr)
+            self._discard_staged_shards()
+        atomic_write(path, gzip.compress(
+            json.dumps({"sha256": digest, "inputs": listing}).encode(), compresslevel=1))
+
+    def _discard_staged_shards(self) -> None:
+        """Forget every finished shard, then remove the data files; what the stage indexed
+        (``scan``) stays, as it checks itself against its inputs."""
+        shutil.rmtree(self._internal / "shards", ignore_errors=True)
+        for entry in self.stage.iterdir():
+            if entry.name != INTERNAL:
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
 
     def _has_finished_shard(self) -> bool:
         return any((self._internal / "shards").glob("*.json"))
@@ -477,6 +516,24 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         os.link(src, dst)
     except OSError:  # a file system without hard links
         shutil.copy2(src, dst)
+
+
+def _what_changed(before: Any, after: list[list[Any]]) -> str:
+    """``1 removed: a; 2 changed: b, c``: how two input listings differ, a few names each."""
+    try:
+        old = {entry[0]: entry[1:] for entry in before}
+    except (TypeError, IndexError, KeyError):
+        return "its listing is unreadable"
+    new = {entry[0]: entry[1:] for entry in after}
+    parts = []
+    for what, names in (("removed", sorted(old.keys() - new.keys())),
+                        ("added", sorted(new.keys() - old.keys())),
+                        ("changed", sorted(k for k in old.keys() & new.keys()
+                                           if old[k] != new[k]))):
+        if names:
+            shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+            parts.append(f"{len(names)} {what}: {shown}")
+    return "; ".join(parts) or "the same inputs in another order"
 
 
 def _file_matches(path: Path, entry: dict[str, Any]) -> bool:
