@@ -303,24 +303,22 @@ class Materialiser:
         its shards were planned over, and a run over other inputs (a recording deleted after it
         stopped the run) discards the finished shards and starts again, saying what changed.
         Merging them would mix two plans: samples twice, others never."""
-        listing = [list(InputFile(*entry)) for entry in self.ds.input_listing(self.cfg, shards)]
-        listing.sort()
-        digest = hashlib.sha256(json.dumps(listing).encode()).hexdigest()
+        listing = sorted(entry if isinstance(entry, InputFile) else InputFile(*entry)
+                         for entry in self.ds.input_listing(self.cfg, shards))
+        text = json.dumps(listing).encode()
         path = self._internal / "inputs.json.gz"
         try:
-            staged = json.loads(gzip.decompress(path.read_bytes()))
-        except (OSError, ValueError, EOFError):  # a fresh stage, or one of an older tool
+            staged = gzip.decompress(path.read_bytes())
+        except (OSError, EOFError, gzip.BadGzipFile):  # a fresh stage, or an older tool's
             staged = None
-        if isinstance(staged, dict) and staged.get("sha256") == digest:
+        if staged == text:
             return
         if self._has_finished_shard():
-            before = staged.get("inputs") if isinstance(staged, dict) else None
-            why = ("the interrupted run recorded no input listing" if before is None else
-                   f"inputs changed since the interrupted run ({_what_changed(before, listing)})")
+            why = ("the interrupted run recorded no input listing" if staged is None else
+                   f"inputs changed since the interrupted run ({_what_changed(staged, listing)})")
             print(f"{self.name}: {why}; starting again", file=sys.stderr)
             self._discard_staged_shards()
-        atomic_write(path, gzip.compress(
-            json.dumps({"sha256": digest, "inputs": listing}).encode(), compresslevel=1))
+        atomic_write(path, gzip.compress(text, compresslevel=1))
 
     def _discard_staged_shards(self) -> None:
         """Forget every finished shard, then remove the data files; what the stage indexed
@@ -518,13 +516,13 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def _what_changed(before: Any, after: list[list[Any]]) -> str:
-    """``1 removed: a; 2 changed: b, c``: how two input listings differ, a few names each."""
+def _what_changed(before: bytes, after: list[InputFile]) -> str:
+    """``1 removed: a; 2 changed: b, c``: how a staged listing (JSON) and ``after`` differ."""
     try:
-        old = {entry[0]: entry[1:] for entry in before}
-    except (TypeError, IndexError, KeyError):
+        old = {entry[0]: list(entry[1:]) for entry in json.loads(before)}
+    except (ValueError, TypeError, IndexError, KeyError):
         return "its listing is unreadable"
-    new = {entry[0]: entry[1:] for entry in after}
+    new = {entry.name: [entry.size, entry.digest] for entry in after}
     parts = []
     for what, names in (("removed", sorted(old.keys() - new.keys())),
                         ("added", sorted(new.keys() - old.keys())),
@@ -533,7 +531,7 @@ def _what_changed(before: Any, after: list[list[Any]]) -> str:
         if names:
             shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
             parts.append(f"{len(names)} {what}: {shown}")
-    return "; ".join(parts) or "the same inputs in another order"
+    return "; ".join(parts) or "a name listed twice"
 
 
 def _file_matches(path: Path, entry: dict[str, Any]) -> bool:
