@@ -286,12 +286,19 @@ class Materialiser:
                 staged = json.loads(run_file.read_text())
             except (OSError, ValueError):
                 staged = None
+            if not isinstance(staged, dict):
+                staged = None
             if staged and staged.get("fingerprint") == self.fingerprint:
                 return  # resume
             if staged and self._has_finished_shard() and not self.overwrite:
+                theirs = staged.get("config")
+                theirs = theirs if isinstance(theirs, dict) else {}
+                diff = sorted(k for k in set(self.config) | set(theirs)
+                              if self.config.get(k) != theirs.get(k))
+                differ = f" (it differs in {', '.join(diff)})" if diff else ""
                 raise RunError(
-                    f"an interrupted run with a different config is staged in {self.stage}; "
-                    "rerun its command to resume it, or pass --overwrite to discard it"
+                    f"an interrupted run with a different config is staged in {self.stage}"
+                    f"{differ}; rerun its command to resume it, or pass --overwrite to discard it"
                 )
             shutil.rmtree(self.stage)  # nothing finished in it: nothing to lose
         self._internal.mkdir(parents=True)

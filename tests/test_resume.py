@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from helpers import tree_digest
 from imagenet_synth import jpeg_bytes, synthetic
+from imagenet_synth import make_tree as make_imagenet
 from nmnist_synth import make_tree, recording, zip_tree
 
 from neurodata_cli.datasets import get
@@ -151,3 +152,31 @@ def test_es_imagenet_rerun_after_an_image_is_deleted_equals_a_clean_run(run, tmp
     assert (f"inputs changed since the interrupted run (1 removed: val/{VAL[1]}); "
             "starting again") in result.stderr
     assert "resumed" not in result.output
+
+
+def test_a_class_folder_deleted_after_a_cut_is_refused_naming_what_differs(run, tmp_path,
+                                                                          monkeypatch):
+    from neurodata_cli.datasets.es_imagenet import ESImageNet
+
+    make_imagenet(tmp_path / "in", classes=3, per_class=2, photos=False)
+    args = ["es-imagenet", "--imagenet-root", tmp_path / "in", "--shard-size", "1",
+            "--min-events", "10", "--workers", "1", "--out", tmp_path / "cut"]
+    real_build = ESImageNet.build
+
+    def cut_at_the_last_shard(self, cfg, shard):
+        if shard.index == shard.count - 1:
+            raise RuntimeError("power cut")
+        return real_build(self, cfg, shard)
+
+    monkeypatch.setattr(ESImageNet, "build", cut_at_the_last_shard)
+    with pytest.raises(RuntimeError):
+        run(*args)
+    monkeypatch.setattr(ESImageNet, "build", real_build)
+    shutil.rmtree(sorted((tmp_path / "in" / "train").iterdir())[-1])  # its labels change
+    result = run(*args, code=1)
+    assert "different config is staged" in result.stderr
+    assert "(it differs in source); rerun its command" in result.stderr
+    run(*args, "--overwrite")
+    run(*args[:-2], "--out", tmp_path / "clean")
+    folder = Path("es-imagenet") / get("es-imagenet").version
+    assert tree_digest(tmp_path / "cut" / folder) == tree_digest(tmp_path / "clean" / folder)
