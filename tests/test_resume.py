@@ -99,35 +99,53 @@ def test_2nmnist_resumes_when_nothing_changed_and_stages_of_older_runs_start_aga
 # ---- ES-ImageNet: a run cut short, one image deleted, the same command again -----------------
 
 VAL = [f"ILSVRC2012_val_{k:08d}.JPEG" for k in range(1, 11)]  # in the shipped val labels
+TRAIN = [f"n{1000 + k % 2:08d}/n{1000 + k % 2:08d}_{k:04d}.JPEG" for k in range(10)]
 
 
-def val_tar(root: Path, images: dict[str, bytes]) -> Path:
-    """The official ``ILSVRC2012_img_val.tar``: the val JPEGs, flat."""
-    root.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(root / "ILSVRC2012_img_val.tar", "w", format=tarfile.USTAR_FORMAT) as tf:
-        for name, data in images.items():
+def tar_of(path: Path, members: dict[str, bytes]) -> bytes:
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tf:
+        for name, data in members.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tf.addfile(info, io.BytesIO(data))
-    return root
+    return path.read_bytes()
 
 
-def val_folder(root: Path, images: dict[str, bytes]) -> Path:
-    (root / "val").mkdir(parents=True, exist_ok=True)
-    for name, data in images.items():
-        (root / "val" / name).write_bytes(data)
-    return root
+def official(root: Path, split: str, images: dict[str, bytes]) -> None:
+    """``ILSVRC2012_img_val.tar`` (the JPEGs, flat), or ``ILSVRC2012_img_train.tar`` (one
+    ``<wnid>.tar`` of JPEGs per class)."""
+    if split == "train":
+        classes: dict[str, dict[str, bytes]] = {}
+        for rel, data in images.items():
+            wnid, name = rel.split("/")
+            classes.setdefault(wnid, {})[name] = data
+        images = {f"{wnid}.tar": tar_of(root / f"{wnid}.tar", members)
+                  for wnid, members in classes.items()}
+    tar_of(root / f"ILSVRC2012_img_{split}.tar", images)
+    for inner in root.glob("n*.tar"):
+        inner.unlink()
 
 
-@pytest.mark.parametrize("layout", ["folders", "official tar"])
+def folders(root: Path, split: str, images: dict[str, bytes]) -> None:
+    for rel, data in images.items():
+        (root / split / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / split / rel).write_bytes(data)
+
+
+@pytest.mark.parametrize(("layout", "split"), [("folders", "val"), ("official tar", "val"),
+                                               ("official tar", "train")])
 def test_es_imagenet_rerun_after_an_image_is_deleted_equals_a_clean_run(run, tmp_path,
-                                                                       monkeypatch, layout):
+                                                                       monkeypatch, layout,
+                                                                       split):
     from neurodata_cli.datasets.es_imagenet import ESImageNet
 
-    images = {name: jpeg_bytes(synthetic(k, (96, 72))) for k, name in enumerate(VAL)}
-    make = val_tar if layout == "official tar" else val_folder
-    root = make(tmp_path / "in", images)
-    args = ["es-imagenet", "--imagenet-root", root, "--split", "val", "--shard-size", "2",
+    names = VAL if split == "val" else TRAIN
+    images = {name: jpeg_bytes(synthetic(k, (96, 72))) for k, name in enumerate(names)}
+    make = official if layout == "official tar" else folders
+    root = tmp_path / "in"
+    root.mkdir()
+    make(root, split, images)
+    args = ["es-imagenet", "--imagenet-root", root, "--split", split, "--shard-size", "2",
             "--min-events", "10", "--workers", "1"]
     real_build, calls = ESImageNet.build, []
 
@@ -142,14 +160,16 @@ def test_es_imagenet_rerun_after_an_image_is_deleted_equals_a_clean_run(run, tmp
         run(*args, "--out", tmp_path / "cut")
     monkeypatch.setattr(ESImageNet, "build", real_build)
 
-    del images[VAL[1]]  # an image of a finished shard
+    gone = sorted(names)[1]  # an image of a finished shard
+    del images[gone]
     shutil.rmtree(root)
-    make(root, images)
+    root.mkdir()
+    make(root, split, images)
     result = run(*args, "--out", tmp_path / "cut")
     run(*args, "--out", tmp_path / "clean")
     folder = Path("es-imagenet") / get("es-imagenet").version
     assert tree_digest(tmp_path / "cut" / folder) == tree_digest(tmp_path / "clean" / folder)
-    assert (f"inputs changed since the interrupted run (1 removed: val/{VAL[1]}); "
+    assert (f"inputs changed since the interrupted run (1 removed: {split}/{gone}); "
             "starting again") in result.stderr
     assert "resumed" not in result.output
 
