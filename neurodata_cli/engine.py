@@ -27,6 +27,7 @@ import re
 import shutil
 import sys
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -316,7 +317,7 @@ class Materialiser:
         path = self._internal / "inputs.json.gz"
         try:
             staged = gzip.decompress(path.read_bytes())
-        except (OSError, EOFError, gzip.BadGzipFile):  # a fresh stage, or an older tool's
+        except (OSError, EOFError, zlib.error):  # a fresh stage, or an older tool's
             staged = None
         if staged == text:
             return

@@ -154,6 +154,7 @@ class TwoNMNIST(Dataset):
         return shards
 
     def input_listing(self, cfg: Config, shards: list[Shard]) -> list[InputFile]:
+        """Each recording the groups read, by name and size (and CRC-32 in a zip)."""
         out = []
         for src in cfg.sources:
             out += listing(src, [rec.rel for s in shards if s.payload.source == src
