@@ -11,6 +11,7 @@ Layout while a run is in progress::
     <out>/<dataset>/.<version>.lock                   held by the one run writing this folder
     <out>/<dataset>/.<version>.<splits>.partial/      data files as they are written
         .neurodata/run.json                           the config fingerprint of this run
+        .neurodata/inputs.json.gz                     the inputs it reads (names, sizes)
         .neurodata/shards/<key>.json                  one record per finished shard
     <out>/<dataset>/.<version>.<splits>.commit/       the commit plan, while moving into place
     <out>/<dataset>/<version>/                        appears (or is updated) only when complete
@@ -18,12 +19,15 @@ Layout while a run is in progress::
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
 import re
 import shutil
+import sys
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .datasets.base import Block, Config, Dataset, Shard
+from .datasets.base import Block, Config, Dataset, InputFile, Shard
 from .errors import ConfigError, NeurodataError, RunError
 from .manifest import METADATA, atomic_write, read_manifest, write_manifest
 from .progress import progress, silenced
@@ -164,6 +168,7 @@ class Materialiser:
                 # and with it what it indexed.)
                 self._discard_unstarted_stage()
                 raise
+            self._check_inputs(shards)
             done = self._finished_shards(shards)
             todo = [s for s in shards if s.key not in done]
             bar = progress(sum(s.units for s in shards), self.ds.unit, self.name, self.quiet,
@@ -282,17 +287,57 @@ class Materialiser:
                 staged = json.loads(run_file.read_text())
             except (OSError, ValueError):
                 staged = None
+            if not isinstance(staged, dict):
+                staged = None
             if staged and staged.get("fingerprint") == self.fingerprint:
                 return  # resume
             if staged and self._has_finished_shard() and not self.overwrite:
+                theirs = staged.get("config")
+                theirs = theirs if isinstance(theirs, dict) else {}
+                diff = sorted(k for k in set(self.config) | set(theirs)
+                              if self.config.get(k) != theirs.get(k))
+                differ = f" (it differs in {', '.join(diff)})" if diff else ""
                 raise RunError(
-                    f"an interrupted run with a different config is staged in {self.stage}; "
-                    "rerun its command to resume it, or pass --overwrite to discard it"
+                    f"an interrupted run with a different config is staged in {self.stage}"
+                    f"{differ}; rerun its command to resume it, or pass --overwrite to discard it"
                 )
             shutil.rmtree(self.stage)  # nothing finished in it: nothing to lose
         self._internal.mkdir(parents=True)
         atomic_write(run_file, json.dumps(
             {"fingerprint": self.fingerprint, "config": self.config}, indent=2).encode())
+
+    def _check_inputs(self, shards: list[Shard]) -> None:
+        """A resume is only a resume of the same run: the stage keeps the listing of the inputs
+        its shards were planned over, and a run over other inputs (a recording deleted after it
+        stopped the run) discards the finished shards and starts again, saying what changed.
+        Merging them would mix two plans: samples twice, others never."""
+        listing = sorted(entry if isinstance(entry, InputFile) else InputFile(*entry)
+                         for entry in self.ds.input_listing(self.cfg, shards))
+        text = json.dumps(listing).encode()
+        path = self._internal / "inputs.json.gz"
+        try:
+            staged = gzip.decompress(path.read_bytes())
+        except (OSError, EOFError, zlib.error):  # a fresh stage, or an older tool's
+            staged = None
+        if staged == text:
+            return
+        if self._has_finished_shard():
+            why = ("the interrupted run recorded no input listing" if staged is None else
+                   f"inputs changed since the interrupted run ({_what_changed(staged, listing)})")
+            print(f"{self.name}: {why}; starting again", file=sys.stderr)
+            self._discard_staged_shards()
+        atomic_write(path, gzip.compress(text, compresslevel=1))
+
+    def _discard_staged_shards(self) -> None:
+        """Forget every finished shard, then remove the data files; what the stage indexed
+        (``scan``) stays, as it checks itself against its inputs."""
+        shutil.rmtree(self._internal / "shards", ignore_errors=True)
+        for entry in self.stage.iterdir():
+            if entry.name != INTERNAL:
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
 
     def _has_finished_shard(self) -> bool:
         return any((self._internal / "shards").glob("*.json"))
@@ -477,6 +522,24 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         os.link(src, dst)
     except OSError:  # a file system without hard links
         shutil.copy2(src, dst)
+
+
+def _what_changed(before: bytes, after: list[InputFile]) -> str:
+    """``1 removed: a; 2 changed: b, c``: how a staged listing (JSON) and ``after`` differ."""
+    try:
+        old = {entry[0]: list(entry[1:]) for entry in json.loads(before)}
+    except (ValueError, TypeError, IndexError, KeyError):
+        return "its listing is unreadable"
+    new = {entry.name: [entry.size, entry.digest] for entry in after}
+    parts = []
+    for what, names in (("removed", sorted(old.keys() - new.keys())),
+                        ("added", sorted(new.keys() - old.keys())),
+                        ("changed", sorted(k for k in old.keys() & new.keys()
+                                           if old[k] != new[k]))):
+        if names:
+            shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+            parts.append(f"{len(names)} {what}: {shown}")
+    return "; ".join(parts) or "a name listed twice"
 
 
 def _file_matches(path: Path, entry: dict[str, Any]) -> bool:

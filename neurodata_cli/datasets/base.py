@@ -9,10 +9,12 @@ staging, writing, resume, checksums, parallelism and progress.
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 if TYPE_CHECKING:
     import numpy as np
@@ -139,6 +141,29 @@ class Block:
         return len(next(iter(self.columns.values()))) if self.columns else 0
 
 
+class InputFile(NamedTuple):
+    """One input a run reads, as a resumed run must find it again: its name as the user knows
+    it, its size (-1: missing or not a regular file), and a digest when one is free (a zip's
+    CRC-32), since reading every input again to hash it would cost what resuming saves."""
+
+    name: str
+    size: int
+    digest: str = ""
+
+
+def file_listing(root: Path, rels: Iterable[str], prefix: str = "") -> list[InputFile]:
+    """``prefix + rel`` and the size of each file ``root/rel``, by one stat each."""
+    out = []
+    for rel in rels:
+        try:
+            st = os.stat(os.path.join(root, rel))
+            size = st.st_size if stat.S_ISREG(st.st_mode) else -1
+        except OSError:  # gone, or a dangling link: the run will say so when it reads it
+            size = -1
+        out.append(InputFile(prefix + rel, size))
+    return out
+
+
 @dataclass
 class SplitFile:
     """A file made from a whole split's statistics (a label table), after all its shards."""
@@ -214,6 +239,12 @@ class Dataset:
 
     def inputs(self, cfg: Config) -> list[str]:
         """Paths every cluster worker must be able to read."""
+        return []
+
+    def input_listing(self, cfg: Config, shards: list[Shard]) -> list[InputFile]:
+        """Every input the planned ``shards`` read (``file_listing`` helps). The engine keeps it
+        in the stage: a killed run resumes only over the very same inputs, and starts again,
+        saying what changed, over others. A dataset without inputs lists none."""
         return []
 
     # ---- the work ---------------------------------------------------------------------------

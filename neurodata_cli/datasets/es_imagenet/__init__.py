@@ -20,7 +20,7 @@ import numpy as np
 from ...config import config_error
 from ...errors import ConfigError, RunError
 from ...writers.hdf5 import HDF5
-from ..base import Block, Config, Dataset, Option, Shard, SplitFile
+from ..base import Block, Config, Dataset, InputFile, Option, Shard, SplitFile, file_listing
 from . import archives, odg
 from .npz import NPZ, npz_name
 from .source import (
@@ -161,6 +161,15 @@ class ESImageNet(Dataset):
             shards.append(Shard(cfg.split, i, count, len(part),
                                 Part(start, rels, labels, members)))
         return shards
+
+    def input_listing(self, cfg: Config, shards: list[Shard]) -> list[InputFile]:
+        """Each input by its path as extracted, with its size: a member's from the archive's
+        index, a file's by a stat."""
+        parts: list[Part] = [s.payload for s in shards]
+        if cfg.source.archive:
+            return [InputFile(rel, size) for part in parts
+                    for rel, (_, size) in zip(part.sources, part.members, strict=True)]
+        return file_listing(Path(cfg.source.root), [rel for p in parts for rel in p.sources])
 
     def build(self, cfg: Config, shard: Shard) -> Iterator[Block]:
         """One block per input: its sample, or nothing and a skip recorded."""

@@ -16,11 +16,11 @@ import numpy as np
 from ...config import Reader
 from ...errors import ConfigError, RunError
 from ...writers.hdf5 import HDF5
-from ..base import Block, Config, Dataset, Option, Shard, SplitFile
+from ..base import Block, Config, Dataset, InputFile, Option, Shard, SplitFile
 from . import binfmt
 from .procedure import Group, make_groups, superimpose
 from .source import Reader as SourceReader
-from .source import SplitSource, download, list_recordings, locate
+from .source import SplitSource, download, list_recordings, listing, locate
 
 try:
     from ._assemble import assemble as _assemble
@@ -152,6 +152,14 @@ class TwoNMNIST(Dataset):
                 part = tuple(groups[i * cfg.shard_size:(i + 1) * cfg.shard_size])
                 shards.append(Shard(src.split, i, count, len(part), Part(src, part)))
         return shards
+
+    def input_listing(self, cfg: Config, shards: list[Shard]) -> list[InputFile]:
+        """Each recording the groups read, by name and size (and CRC-32 in a zip)."""
+        out = []
+        for src in cfg.sources:
+            out += listing(src, [rec.rel for s in shards if s.payload.source == src
+                                 for g in s.payload.groups for rec in g.recordings])
+        return out
 
     def build(self, cfg: Config, shard: Shard) -> Iterator[Block]:
         """The shard's samples in blocks of ``BLOCK`` (so progress moves as they are made)."""

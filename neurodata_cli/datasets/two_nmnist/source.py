@@ -10,12 +10,14 @@ import urllib.error
 import urllib.request
 import zipfile
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ...errors import ConfigError, RunError
 from ...progress import progress
 from ...writers import file_digest
+from ..base import InputFile, file_listing
 
 SPLIT_DIRS = {"train": "Train", "test": "Test"}
 # A recording is tens of kB (about 5,000 events of 5 bytes); a member or file past this is not
@@ -126,6 +128,24 @@ def list_recordings(src: SplitSource) -> list[Recording]:
                                    "dangling link), so it cannot be an NMNIST recording")
                 found.append(Recording(f"{digit_dir.name}/{e.name}", digit))
     return found
+
+
+def listing(src: SplitSource, rels: Iterable[str]) -> list[InputFile]:
+    """Name and size of each recording, as ``Train/3/x.bin`` or ``Train.zip:Train/3/x.bin``;
+    a zip's central directory adds each member's CRC-32 at no cost."""
+    top = Path(src.path).name
+    if not src.archive:
+        return file_listing(Path(src.path), rels, f"{top}/")
+    out = []
+    with _open_zip(src.path) as zf:
+        for rel in rels:
+            name = f"{src.prefix}/{rel}"
+            try:
+                info = zf.getinfo(name)
+                out.append(InputFile(f"{top}:{name}", info.file_size, f"crc32:{info.CRC:08x}"))
+            except KeyError:  # gone since it was listed: the read will say so
+                out.append(InputFile(f"{top}:{name}", -1))
+    return out
 
 
 class Reader:
