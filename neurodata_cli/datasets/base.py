@@ -143,8 +143,9 @@ class Block:
 
 class InputFile(NamedTuple):
     """One input a run reads, as a resumed run must find it again: its name as the user knows
-    it, its size (-1: missing or not a regular file), and a digest when one is free (a zip's
-    CRC-32), since reading every input again to hash it would cost what resuming saves."""
+    it, its size (-1: missing or not a regular file), and what tells a rewrite apart when it is
+    free (a zip's CRC-32, a file's modification time), since reading every input again to hash
+    it would cost what resuming saves."""
 
     name: str
     size: int
@@ -152,15 +153,18 @@ class InputFile(NamedTuple):
 
 
 def file_listing(root: Path, rels: Iterable[str], prefix: str = "") -> list[InputFile]:
-    """``prefix + rel`` and the size of each file ``root/rel``, by one stat each."""
+    """``prefix + rel``, the size and the modification time of each file ``root/rel``, by one
+    stat each: a file rewritten at the same size has another time."""
     out = []
     for rel in rels:
         try:
             st = os.stat(os.path.join(root, rel))
-            size = st.st_size if stat.S_ISREG(st.st_mode) else -1
         except OSError:  # gone, or a dangling link: the run will say so when it reads it
-            size = -1
-        out.append(InputFile(prefix + rel, size))
+            out.append(InputFile(prefix + rel, -1))
+            continue
+        regular = stat.S_ISREG(st.st_mode)
+        out.append(InputFile(prefix + rel, st.st_size if regular else -1,
+                             f"mtime_ns:{st.st_mtime_ns}" if regular else ""))
     return out
 
 
