@@ -3,9 +3,11 @@ download of those zips into a cache."""
 
 from __future__ import annotations
 
+import copy
 import http.client
 import os
 import re
+import stat
 import urllib.error
 import urllib.request
 import zipfile
@@ -19,8 +21,13 @@ from ...writers import file_digest
 
 SPLIT_DIRS = {"train": "Train", "test": "Test"}
 # A recording is tens of kB (about 5,000 events of 5 bytes); a member or file past this is not
-# one, and is refused before it is inflated or read.
+# one, and is refused before it is inflated or read. A member is inflated to at most its declared
+# size and one byte more, so one that claims less than it holds cannot take more memory either.
 MAX_RECORDING_BYTES = 8 * 2**20
+# Stored and deflated are what zip tools write and the official archives use. zipfile inflates
+# bzip2 and LZMA without an output limit (a few kB can become gigabytes before it returns), so
+# members in those, and methods zipfile cannot read at all, are refused.
+ZIP_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflated"}
 _MEMBER = re.compile(r"^(?P<top>[^/]+)/(?P<digit>[0-9])/(?P<name>[^/]+\.bin)$")
 
 
@@ -88,6 +95,25 @@ def _check_member(archive: str, name: str) -> None:
         raise RunError(f"{archive}: member {name!r} points outside the archive; refusing it")
 
 
+def _check_recording_member(archive: str, info: zipfile.ZipInfo) -> None:
+    """Refuse a ``.bin`` member that is not a plain recording zipfile can inflate within bounds."""
+    where = f"{archive}: member {info.filename!r}"
+    mode = info.external_attr >> 16
+    # Unix permission bits exist only in zips made on Unix (create_system 3), as unzip reads them.
+    if info.create_system == 3 and stat.S_IFMT(mode) and not stat.S_ISREG(mode):
+        kind = "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
+        raise RunError(f"{where} is {kind}, so its bytes are not an NMNIST recording; "
+                       "refusing the archive")
+    if info.flag_bits & 0x1:
+        raise RunError(f"{where} is encrypted; NMNIST recordings are read without a password")
+    if info.compress_type not in ZIP_METHODS:
+        raise RunError(f"{where} uses zip compression method {info.compress_type}; only stored "
+                       "or deflated members are read (extract the archive and pass the folder)")
+    if info.file_size > MAX_RECORDING_BYTES:
+        raise RunError(f"{where} inflates to {info.file_size} bytes, more than an NMNIST "
+                       f"recording ({MAX_RECORDING_BYTES}); refusing it")
+
+
 def list_recordings(src: SplitSource) -> list[Recording]:
     """Every ``<digit>/<name>.bin`` of the split, in no particular order."""
     found = []
@@ -102,17 +128,16 @@ def list_recordings(src: SplitSource) -> list[Recording]:
                 seen.add(info.filename)
                 if info.is_dir() or not info.filename.lower().endswith(".bin"):
                     continue
-                if info.file_size > MAX_RECORDING_BYTES:
-                    raise RunError(f"{src.path}: member {info.filename!r} inflates to "
-                                   f"{info.file_size} bytes, more than an NMNIST recording "
-                                   f"({MAX_RECORDING_BYTES}); refusing it")
+                _check_recording_member(src.path, info)
                 m = _MEMBER.match(info.filename)
                 if not m or m["top"] != src.prefix:
                     raise RunError(f"{src.path}: member {info.filename!r} is not "
                                    f"{src.prefix}/<digit>/<name>.bin")
                 found.append(Recording(f"{m['digit']}/{m['name']}", int(m["digit"])))
         return found
-    # os.scandir: directory entries carry their type, so 70,000 files need no stat each.
+    # os.scandir: directory entries carry their type, so 70,000 files need no stat each. A
+    # symbolic link to a regular file is read through (a tree of links is a common way to keep
+    # one copy of the data); unlike a zip member's link, what it points at is a recording.
     with os.scandir(src.path) as top:
         digit_dirs = [e for e in top if e.is_dir() and re.fullmatch(r"[0-9]", e.name)]
     for digit_dir in digit_dirs:
@@ -139,8 +164,9 @@ class Reader:
         """A recording's bytes; a damaged member or an oversized file is a RunError naming it."""
         if self._zip is not None:
             try:
-                return self._zip.read(f"{self.src.prefix}/{rel}")
-            except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+                return self._read_member(f"{self.src.prefix}/{rel}")
+            except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError,
+                    NotImplementedError) as exc:  # damaged, encrypted, or an unknown method
                 raise RunError(f"{self.name(rel)}: cannot be read from the archive "
                                f"({exc})") from None
         # One open, and the size from the open file: pathlib and a stat by name cost more than
@@ -152,6 +178,31 @@ class Reader:
                 raise RunError(f"{path} is {size} bytes, more than an NMNIST recording "
                                f"({MAX_RECORDING_BYTES}); refusing it")
             return f.read()
+
+    def _read_member(self, name: str) -> bytes:
+        """A member's bytes, inflating at most one byte past its declared size.
+
+        ``ZipFile.read`` inflates up to 1 GiB per step before it cuts at the declared size, so a
+        member that lies about its size costs that memory, and passes if its CRC matches the
+        cut. Opened as one byte longer than declared, the stream is inflated in steps bounded by
+        what is asked, and asking for that one byte more shows whether more comes. zipfile
+        would check its CRC over the longer read, so the CRC is checked here instead.
+        """
+        assert self._zip is not None
+        info = self._zip.getinfo(name)
+        declared = info.file_size
+        bounded = copy.copy(info)
+        bounded.file_size, bounded.CRC = declared + 1, None
+        with self._zip.open(bounded) as member:
+            data = member.read(declared + 1)
+        if len(data) != declared:
+            more = "more than" if len(data) > declared else f"only {len(data)} of"
+            raise RunError(f"{self.src.path}: member {name!r} inflates to {more} the {declared} "
+                           "bytes it declares; refusing it")
+        if zlib.crc32(data) != info.CRC:
+            raise RunError(f"{self.src.path}: member {name!r} fails its CRC check (the archive "
+                           "is damaged); refusing it")
+        return data
 
     def name(self, rel: str) -> str:
         return f"{self.src.path}:{self.src.prefix}/{rel}" if self._zip else f"{self.src.path}/{rel}"
