@@ -380,6 +380,22 @@ def test_a_symlinked_recording_in_a_folder_is_read_through(run, tmp_path, tree):
     assert data_sums(out_folder(tmp_path / "a")) == data_sums(out_folder(tmp_path / "b"))
 
 
+@pytest.mark.parametrize("layout", ["folder", "zip"])
+def test_an_event_off_the_34x34_sensor_is_refused_naming_the_recording(run, tmp_path, layout):
+    tree = make_tree(tmp_path / "t", {"train": 1, "test": 1}, seed=4)
+    bad = sorted((tree / "Test" / "2").iterdir())[0]
+    data = bytearray(bad.read_bytes())
+    data[5 * 7:5 * 7 + 2] = b"\xff\xff"  # event 7 at x = y = 255
+    bad.write_bytes(bytes(data))
+    root = tree if layout == "folder" else zip_tree(tree, tmp_path / "zips")
+    result = run("2nmnist", "--nmnist-root", root, "--split", "test", "--out", tmp_path / "o",
+                 code=1)
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and f"2/{bad.name}" in lines[0]
+    assert "x = 255, y = 255" in lines[0] and "34x34" in lines[0]
+    assert not out_folder(tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize("args,code,words", [
     ([], 2, ["--nmnist-root", "--download"]),
     (["--nmnist-root", "X", "--download"], 2, ["exactly one"]),

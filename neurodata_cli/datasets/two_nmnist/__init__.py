@@ -170,7 +170,9 @@ class TwoNMNIST(Dataset):
             recordings = []
             for rec in group.recordings:
                 data = reader.read(rec.rel)
-                binfmt.records(data, reader.name(rec.rel))  # a whole number of events
+                name = reader.name(rec.rel)
+                # A whole number of events, each on the sensor.
+                binfmt.check_sensor(binfmt.records(data, name), *SENSOR_SIZE[:2], name)
                 digests.append(f"{rec.rel} {hashlib.sha256(data).hexdigest()}")
                 recordings.append(data)
             inputs.append(recordings)
