@@ -214,12 +214,23 @@ class Reader:
 
 # ---- download ------------------------------------------------------------------------------
 
-def download(url: str, md5: str, target: Path, quiet: bool = False, timeout: float = 60) -> Path:
+# Where the config gives no archive size, a download stops here: four times the largest
+# official NMNIST archive (Train.zip, about 1 GB), so a URL that never ends cannot fill the disk.
+MAX_DOWNLOAD_BYTES = 4 * 2**30
+
+
+def download(url: str, md5: str, target: Path, quiet: bool = False, timeout: float = 60,
+             size: int | None = None) -> Path:
     """Fetch ``url`` to ``target``, resuming a partial ``.part`` file, and check its md5.
 
     A finished file whose md5 matches is used as it is. A mismatch is refused and the bad file
-    removed, so the next attempt starts clean.
+    removed, so the next attempt starts clean. ``size`` is the archive's size if the config
+    knows it; a download past it (or past ``MAX_DOWNLOAD_BYTES``) is stopped and removed.
     """
+    limit = MAX_DOWNLOAD_BYTES if size is None else size
+    beyond = (f"more than the {size} bytes the config expects" if size is not None else
+              f"more than {limit} bytes, far more than an NMNIST archive (if the archive "
+              "really is larger, give its size as 'bytes' in its download entry)")
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.is_file():
         if file_digest(target, "md5") == md5.lower():
@@ -227,6 +238,9 @@ def download(url: str, md5: str, target: Path, quiet: bool = False, timeout: flo
         target.unlink()
     part = target.with_name(target.name + ".part")
     have = part.stat().st_size if part.exists() else 0
+    if have > limit:  # left by an earlier run with a larger limit: it cannot be the archive
+        part.unlink()
+        have = 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
     try:
         response = urllib.request.urlopen(request, timeout=timeout)
@@ -242,16 +256,28 @@ def download(url: str, md5: str, target: Path, quiet: bool = False, timeout: flo
             resumed = have and response.status == 206
             total = response.headers.get("Content-Length")
             total = int(total) + (have if resumed else 0) if total else None
-            bar = _bar(total, have if resumed else 0, target.name, quiet)
+            if total is not None and total > limit:
+                raise RunError(f"download of {url} announces {total} bytes, {beyond}; "
+                               "refusing it")
+            written, over = have if resumed else 0, False
+            bar = _bar(total, written, target.name, quiet)
             try:
                 with open(part, "ab" if resumed else "wb") as out:
                     while chunk := response.read(1 << 20):
+                        if written + len(chunk) > limit:
+                            over = True
+                            break
                         out.write(chunk)
+                        written += len(chunk)
                         bar.update(len(chunk))
             except (OSError, http.client.HTTPException):
                 pass  # judged by size below; what arrived is kept for the next attempt
             finally:
                 bar.close()
+            if over:  # stopped: what arrived is not the archive
+                part.unlink()
+                raise RunError(f"download of {url} went on past {limit} bytes, {beyond}; "
+                               "stopped it and removed the partial file")
             if total is not None and part.stat().st_size < total:
                 raise RunError(f"download of {url} was cut at {part.stat().st_size} of {total} "
                                "bytes; run the command again to resume it")
