@@ -8,6 +8,7 @@ or the key and the file.
 from __future__ import annotations
 
 import math
+import numbers
 import operator
 import os
 import re
@@ -139,9 +140,12 @@ class Reader:
 
     def number(self, key: str) -> float:
         value = self._get(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.fail(key, f"expected a number, got {value!r}")
-        value = float(value)
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise self.fail(key, f"expected a number, got {_short(value)}")
+        try:
+            value = float(value)
+        except OverflowError:  # an integer past what a float holds
+            value = math.inf
         if not math.isfinite(value):
             raise self.fail(key, f"expected a finite number, got {value}")
         return value

@@ -1,4 +1,4 @@
-"""Whole-number options: any value a user can type is one line and exit 2, never a traceback."""
+"""Number options: any value a user can type is one line and exit 2, never a traceback."""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ def test_a_whole_number_flag_out_of_range_is_exit_2_naming_it(run, tmp_path, arg
     (f"shard_size: {HUGE}\n", ["shard_size", "cfg.yaml", "outside"]),
     ("min_events: " + "9" * 5000 + "\n", ["cfg.yaml"]),  # more digits than Python converts
     ("min_events: 1.0e20\n", ["min_events", "whole number"]),
+    ("threshold: 1" + "0" * 400 + "\n", ["threshold", "finite"]),  # past what a float holds
 ])
 def test_a_whole_number_key_out_of_range_is_exit_2_naming_it(run, tmp_path, text, words):
     (tmp_path / "im").mkdir()
