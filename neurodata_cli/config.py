@@ -8,6 +8,8 @@ or the key and the file.
 from __future__ import annotations
 
 import math
+import numbers
+import operator
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -20,6 +22,15 @@ from .datasets.base import Config, Dataset, Option
 from .errors import ConfigError
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# Every whole-number option fits a signed 64-bit integer: numpy columns and HDF5 attributes hold
+# no more, and a larger value would pass the flags only to fail as a traceback when written.
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+
+
+def int_bounds(lo: float | None, hi: float | None) -> tuple[int, int]:
+    """An option's bounds as whole numbers, within what a 64-bit integer holds."""
+    return (INT_MIN if lo is None else max(INT_MIN, math.ceil(lo)),
+            INT_MAX if hi is None else min(INT_MAX, math.floor(hi)))
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
@@ -33,6 +44,8 @@ def load_yaml(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         first = str(exc).strip().splitlines()[0]
         raise ConfigError(f"config file {path} is not plain YAML data: {first}") from None
+    except ValueError as exc:  # an integer of more digits than Python converts
+        raise ConfigError(f"config file {path} holds a value Python cannot read: {exc}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -112,18 +125,27 @@ class Reader:
         return key in self.data
 
     def integer(self, key: str, lo: int | None = None, hi: int | None = None) -> int:
+        """A whole number within ``lo..hi``, and always within a 64-bit integer."""
         value = self._get(key)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(key, f"expected a whole number, got {value!r}")
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
-            raise self.fail(key, f"{value} is outside {_range(lo, hi)}")
+        try:
+            if isinstance(value, bool):
+                raise TypeError
+            value = operator.index(value)  # int, or numpy's integers from the Python API
+        except TypeError:
+            raise self.fail(key, f"expected a whole number, got {_short(value)}") from None
+        lo, hi = int_bounds(lo, hi)
+        if not lo <= value <= hi:
+            raise self.fail(key, f"{_short(value)} is outside {lo}..{hi}")
         return value
 
     def number(self, key: str) -> float:
         value = self._get(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.fail(key, f"expected a number, got {value!r}")
-        value = float(value)
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise self.fail(key, f"expected a number, got {_short(value)}")
+        try:
+            value = float(value)
+        except OverflowError:  # an integer past what a float holds
+            value = math.inf
         if not math.isfinite(value):
             raise self.fail(key, f"expected a finite number, got {value}")
         return value
@@ -162,10 +184,13 @@ class Reader:
             raise ConfigError(f"unknown {self.where(unknown[0])}")
 
 
-def _range(lo: int | None, hi: int | None) -> str:
-    if lo is not None and hi is not None:
-        return f"{lo}..{hi}"
-    return f">= {lo}" if lo is not None else f"<= {hi}"
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters: an error stays one readable line."""
+    try:
+        text = repr(value)
+    except ValueError:  # an integer of more digits than Python prints
+        return "a number of thousands of digits"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def nested(flat: Mapping[str, Any]) -> dict[str, Any]:
@@ -218,7 +243,7 @@ def _read(reader: Reader, option: Option, key: str) -> Any:
     if kind is bool:
         return reader.boolean(key)
     if kind is int:
-        return reader.integer(key, _int(option.lo), _int(option.hi))
+        return reader.integer(key, option.lo, option.hi)
     if kind is float:
         value = reader.number(key)
         lo, hi = option.lo, option.hi
@@ -235,10 +260,6 @@ def _read(reader: Reader, option: Option, key: str) -> Any:
             return str(Path(raw).expanduser())
         return str(Path(reader.string(key)).expanduser())
     return reader.string(key)
-
-
-def _int(v: float | None) -> int | None:
-    return None if v is None else int(v)
 
 
 def parse(ds: Dataset, values: Values) -> Config:

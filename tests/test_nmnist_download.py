@@ -9,6 +9,7 @@ import threading
 import pytest
 from nmnist_synth import make_tree, zip_tree
 
+from neurodata_cli.datasets.two_nmnist import source
 from neurodata_cli.datasets.two_nmnist.source import download
 from neurodata_cli.errors import RunError
 
@@ -125,5 +126,76 @@ def test_download_flag_end_to_end(run, tmp_path, archives):
         result = run("2nmnist", "--download", "--cache", tmp_path / "c2", "--config", bad,
                      "--split", "test", "--out", tmp_path / "o2", code=1)
         assert "md5" in result.output and not (tmp_path / "o2").exists()
+    finally:
+        server.close()
+
+
+class Endless:
+    """A URL that never ends: zeros until the client hangs up, with no Content-Length, or
+    with ``announce`` as one (a server that claims a terabyte). It gives up after 64 MiB, so a
+    client without a cap fails the test instead of filling the disk."""
+
+    def __init__(self, announce: int | None = None):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200)
+                if announce is not None:
+                    self.send_header("Content-Length", str(announce))
+                self.end_headers()
+                block = bytes(1 << 16)
+                try:
+                    for _ in range(1024):
+                        self.wfile.write(block)
+                except OSError:  # the client stopped reading and hung up
+                    pass
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}/train"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.mark.parametrize("announce", [None, 10**12])
+def test_a_download_that_never_ends_stops_at_the_archive_size(run, tmp_path, announce):
+    server = Endless(announce)
+    try:
+        cfg = tmp_path / "dl.yaml"
+        cfg.write_text(f"download:\n  train: {{url: '{server.url}', md5: {'f' * 32}, "
+                       "file: Train.zip, bytes: 3000000}\n")
+        result = run("2nmnist", "--download", "--cache", tmp_path / "cache", "--config", cfg,
+                     "--split", "train", "--out", tmp_path / "o", code=1)
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and server.url in lines[0] and "3000000 bytes" in lines[0]
+        assert not list((tmp_path / "cache").iterdir())  # no archive, no part file
+        assert not (tmp_path / "o").exists()
+    finally:
+        server.close()
+
+
+def test_without_a_size_the_download_stops_at_the_default_cap(tmp_path, monkeypatch):
+    monkeypatch.setattr(source, "MAX_DOWNLOAD_BYTES", 2 << 20)
+    server = Endless()
+    try:
+        (tmp_path / "Train.zip.part").write_bytes(bytes(3 << 20))  # longer than any archive
+        with pytest.raises(RunError, match="past 2097152 bytes"):
+            download(server.url, "0" * 32, tmp_path / "Train.zip", quiet=True)
+        assert not list(tmp_path.iterdir())
+    finally:
+        server.close()
+
+
+def test_an_archive_of_the_expected_size_is_taken(tmp_path, archives):
+    body = archives["Test.zip"]
+    server = Server({"/test": body})
+    try:
+        target = tmp_path / "Test.zip"
+        download(f"{server.url}/test", md5(body), target, quiet=True, size=len(body))
+        assert target.read_bytes() == body
     finally:
         server.close()

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import stat
+import tracemalloc
 import zipfile
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -279,6 +282,118 @@ def test_zip_members_outside_the_archive_are_refused(run, tmp_path, tree):
                  code=1)
     assert "evil.bin" in result.output and "Test.zip" in result.output
     assert not (tmp_path / "o").exists()
+
+
+# ---- zip members are read as unzip would, within bounds ---------------------------------------
+
+def patch_member(archive, name: str, local: dict[int, bytes], central: dict[int, bytes]) -> None:
+    """Overwrite fields of ``name``'s local header and central directory record (offsets from
+    each record's start), to make archives zipfile itself will not write."""
+    with zipfile.ZipFile(archive) as zf:
+        info = zf.getinfo(name)
+    blob = bytearray(archive.read_bytes())
+    record = blob.find(b"PK\x01\x02")
+    while blob[record + 46:record + 46 + len(name)] != name.encode():
+        record = blob.find(b"PK\x01\x02", record + 4)
+        assert record > 0
+    for start, fields in ((info.header_offset, local), (record, central)):
+        for offset, value in fields.items():
+            blob[start + offset:start + offset + len(value)] = value
+    archive.write_bytes(bytes(blob))
+
+
+def lying_member(zips, name: str, size: int, claim: int) -> None:
+    """Add ``name``: ``size`` zero bytes, deflated, whose headers claim ``claim`` bytes (with the
+    CRC of the first ``claim``, so zipfile's own cut at the claimed size passes its CRC check)."""
+    with zipfile.ZipFile(zips / "Train.zip", "a", zipfile.ZIP_DEFLATED) as zf:
+        with zf.open(name, "w") as f:
+            for _ in range(size >> 20):
+                f.write(bytes(1 << 20))
+    crc = zlib.crc32(bytes(claim)).to_bytes(4, "little")
+    claimed = claim.to_bytes(4, "little")
+    patch_member(zips / "Train.zip", name, {14: crc, 22: claimed}, {16: crc, 24: claimed})
+
+
+def test_a_member_that_inflates_past_its_declared_size_is_refused_in_bounded_memory(run, tmp_path):
+    tree = make_tree(tmp_path / "t", {"train": 1, "test": 1}, seed=4)
+    zips = zip_tree(tree, tmp_path / "zips")
+    lying_member(zips, "Train/4/liar.bin", 128 << 20, 1000)  # a 1000-byte claim, 128 MiB inside
+    assert (zips / "Train.zip").stat().st_size < 2**20
+    tracemalloc.start()
+    try:
+        result = run("2nmnist", "--nmnist-root", zips, "--split", "train", "--workers", "1",
+                     "--out", tmp_path / "o", code=1)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "Train.zip" in lines[0] and "Train/4/liar.bin" in lines[0]
+    assert "more than the 1000 bytes it declares" in lines[0]
+    assert peak < 32 << 20  # not the 128 MiB the member holds
+    assert not out_folder(tmp_path / "o").exists()
+
+
+def _symlink(zf: zipfile.ZipFile, name: str) -> None:
+    info = zipfile.ZipInfo(name)
+    info.create_system = 3  # Unix: unzip would make a link
+    info.external_attr = (stat.S_IFLNK | 0o777) << 16
+    zf.writestr(info, "../3/000001.bin")  # 15 bytes: three "events" of link text
+
+
+def _bzip2(zf: zipfile.ZipFile, name: str) -> None:
+    zf.writestr(name, recording(np.random.RandomState(1), 10), zipfile.ZIP_BZIP2)
+
+
+@pytest.mark.parametrize("make,words", [
+    (_symlink, ["symbolic link"]),
+    (_bzip2, ["method 12"]),
+    ({8: (99).to_bytes(2, "little")}, ["method 99"]),  # no method zipfile knows
+    ({6: (1).to_bytes(2, "little")}, ["encrypted"]),  # flag bit 0
+])
+def test_zip_members_zipfile_cannot_read_as_a_recording_are_one_line(run, tmp_path, make, words):
+    tree = make_tree(tmp_path / "t", {"train": 1, "test": 1}, seed=4)
+    zips = zip_tree(tree, tmp_path / "zips")
+    name = "Train/3/odd.bin"
+    with zipfile.ZipFile(zips / "Train.zip", "a", zipfile.ZIP_DEFLATED) as zf:
+        if callable(make):
+            make(zf, name)
+        else:
+            zf.writestr(name, recording(np.random.RandomState(1), 10))
+    if not callable(make):  # the same field in the local header, 2 bytes later centrally
+        patch_member(zips / "Train.zip", name, make, {k + 2: v for k, v in make.items()})
+    result = run("2nmnist", "--nmnist-root", zips, "--split", "train", "--workers", "1",
+                 "--format", "bin", "--out", tmp_path / "o", code=1)
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "Train.zip" in lines[0] and name in lines[0]
+    assert all(w in lines[0] for w in words)
+    assert not out_folder(tmp_path / "o").exists()
+
+
+def test_a_symlinked_recording_in_a_folder_is_read_through(run, tmp_path, tree):
+    links = tmp_path / "links"
+    for path in sorted(tree.rglob("*.bin")):
+        (links / path.relative_to(tree)).parent.mkdir(parents=True, exist_ok=True)
+        (links / path.relative_to(tree)).symlink_to(path)
+    for root, out in ((tree, "a"), (links, "b")):
+        run("2nmnist", "--nmnist-root", root, "--split", "test", "--format", "bin", "--out",
+            tmp_path / out, "--quiet")
+    assert data_sums(out_folder(tmp_path / "a")) == data_sums(out_folder(tmp_path / "b"))
+
+
+@pytest.mark.parametrize("layout", ["folder", "zip"])
+def test_an_event_off_the_34x34_sensor_is_refused_naming_the_recording(run, tmp_path, layout):
+    tree = make_tree(tmp_path / "t", {"train": 1, "test": 1}, seed=4)
+    bad = sorted((tree / "Test" / "2").iterdir())[0]
+    data = bytearray(bad.read_bytes())
+    data[5 * 7:5 * 7 + 2] = b"\xff\xff"  # event 7 at x = y = 255
+    bad.write_bytes(bytes(data))
+    root = tree if layout == "folder" else zip_tree(tree, tmp_path / "zips")
+    result = run("2nmnist", "--nmnist-root", root, "--split", "test", "--out", tmp_path / "o",
+                 code=1)
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and f"2/{bad.name}" in lines[0]
+    assert "x = 255, y = 255" in lines[0] and "34x34" in lines[0]
+    assert not out_folder(tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize("args,code,words", [

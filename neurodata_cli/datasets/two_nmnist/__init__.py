@@ -31,22 +31,27 @@ SENSOR_SIZE = (34, 34, 2)
 BLOCK = 100  # samples per block
 EVENT_ORDER = "by t; equal times keep the authors' order (reversed recordings first)"
 MENDELEY = "https://data.mendeley.com/public-files/datasets/468j46mzdv/files"
+# ``bytes``: the archive's size, if known; a download past it is stopped (without it, at
+# source.MAX_DOWNLOAD_BYTES).
 DOWNLOADS = {
     "train": {"url": f"{MENDELEY}/39c25547-014b-4137-a934-9d29fa53c7a0/file_downloaded",
-              "md5": "20959b8e626244a1b502305a9e6e2031", "file": "Train.zip"},
+              "md5": "20959b8e626244a1b502305a9e6e2031", "file": "Train.zip", "bytes": None},
     "test": {"url": f"{MENDELEY}/05a4d654-7e03-4c15-bdfa-9bb2bcbea494/file_downloaded",
-             "md5": "69ca8762b2fe404d9b9bad1103e97832", "file": "Test.zip"},
+             "md5": "69ca8762b2fe404d9b9bad1103e97832", "file": "Test.zip", "bytes": None},
 }
 
 
-def _archive(reader: Reader, key: str) -> dict[str, str]:
-    """Where ``--download`` fetches one split's archive, and what it must hash to."""
+def _archive(reader: Reader, key: str) -> dict[str, Any]:
+    """Where ``--download`` fetches one split's archive, what it must hash to, and its size if
+    known (a download past it is stopped)."""
     one = reader.mapping(key)
     url, md5, file = one.string("url"), one.string("md5"), one.string("file")
     if len(md5) != 32 or any(c not in "0123456789abcdefABCDEF" for c in md5):
         raise one.fail("md5", f"{md5!r} is not an md5 hex digest")
+    size = None if one.data.get("bytes") is None else one.integer("bytes", lo=1)
+    one.used.add("bytes")
     one.finish()
-    return {"url": url, "md5": md5, "file": file}
+    return {"url": url, "md5": md5, "file": file, "bytes": size}
 
 
 @dataclass(frozen=True)
@@ -132,7 +137,7 @@ class TwoNMNIST(Dataset):
             root = Path(cfg.download_cache).expanduser()
             for name in wanted:
                 entry = getattr(cfg, f"download_{name}")
-                download(entry["url"], entry["md5"], root / entry["file"])
+                download(entry["url"], entry["md5"], root / entry["file"], size=entry["bytes"])
         sources = tuple(locate(root, name) for name in wanted)
         return cfg.replace(record=True, sources={s.split: s.describe() for s in sources}) \
             .replace(sources=sources)
@@ -178,7 +183,9 @@ class TwoNMNIST(Dataset):
             recordings = []
             for rec in group.recordings:
                 data = reader.read(rec.rel)
-                binfmt.records(data, reader.name(rec.rel))  # a whole number of events
+                name = reader.name(rec.rel)
+                # A whole number of events, each on the sensor.
+                binfmt.check_sensor(binfmt.records(data, name), *SENSOR_SIZE[:2], name)
                 digests.append(f"{rec.rel} {hashlib.sha256(data).hexdigest()}")
                 recordings.append(data)
             inputs.append(recordings)

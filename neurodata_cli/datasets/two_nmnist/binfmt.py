@@ -30,6 +30,15 @@ def records(data: bytes, name: str = "<bytes>") -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8).reshape(-1, 5)
 
 
+def check_sensor(raw: np.ndarray, width: int, height: int, name: str = "<bytes>") -> None:
+    """Refuse (n, 5) records with an x or y outside a ``width`` x ``height`` sensor; the format
+    holds 0..255, so a corrupt or foreign file would otherwise pass and break frames later."""
+    if raw.shape[0] and (raw[:, 0].max() >= width or raw[:, 1].max() >= height):
+        i = int(np.flatnonzero((raw[:, 0] >= width) | (raw[:, 1] >= height))[0])
+        raise RunError(f"{name}: event {i} has x = {raw[i, 0]}, y = {raw[i, 1]}, outside the "
+                       f"{width}x{height} sensor; not an NMNIST recording")
+
+
 def timestamps(raw: np.ndarray) -> np.ndarray:
     """The 23-bit timestamps (uint32) of (n, 5) records."""
     return ((raw[:, 2].astype(np.uint32) & 0x7F) << 16) | (raw[:, 3].astype(np.uint32) << 8) \

@@ -3,9 +3,11 @@ download of those zips into a cache."""
 
 from __future__ import annotations
 
+import copy
 import http.client
 import os
 import re
+import stat
 import urllib.error
 import urllib.request
 import zipfile
@@ -21,8 +23,13 @@ from ..base import InputFile, file_listing
 
 SPLIT_DIRS = {"train": "Train", "test": "Test"}
 # A recording is tens of kB (about 5,000 events of 5 bytes); a member or file past this is not
-# one, and is refused before it is inflated or read.
+# one, and is refused before it is inflated or read. A member is inflated to at most its declared
+# size and one byte more, so one that claims less than it holds cannot take more memory either.
 MAX_RECORDING_BYTES = 8 * 2**20
+# Stored and deflated are what zip tools write and the official archives use. zipfile inflates
+# bzip2 and LZMA without an output limit (a few kB can become gigabytes before it returns), so
+# members in those, and methods zipfile cannot read at all, are refused.
+ZIP_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflated"}
 _MEMBER = re.compile(r"^(?P<top>[^/]+)/(?P<digit>[0-9])/(?P<name>[^/]+\.bin)$")
 
 
@@ -90,6 +97,25 @@ def _check_member(archive: str, name: str) -> None:
         raise RunError(f"{archive}: member {name!r} points outside the archive; refusing it")
 
 
+def _check_recording_member(archive: str, info: zipfile.ZipInfo) -> None:
+    """Refuse a ``.bin`` member that is not a plain recording zipfile can inflate within bounds."""
+    where = f"{archive}: member {info.filename!r}"
+    mode = info.external_attr >> 16
+    # Unix permission bits exist only in zips made on Unix (create_system 3), as unzip reads them.
+    if info.create_system == 3 and stat.S_IFMT(mode) and not stat.S_ISREG(mode):
+        kind = "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
+        raise RunError(f"{where} is {kind}, so its bytes are not an NMNIST recording; "
+                       "refusing the archive")
+    if info.flag_bits & 0x1:
+        raise RunError(f"{where} is encrypted; NMNIST recordings are read without a password")
+    if info.compress_type not in ZIP_METHODS:
+        raise RunError(f"{where} uses zip compression method {info.compress_type}; only stored "
+                       "or deflated members are read (extract the archive and pass the folder)")
+    if info.file_size > MAX_RECORDING_BYTES:
+        raise RunError(f"{where} inflates to {info.file_size} bytes, more than an NMNIST "
+                       f"recording ({MAX_RECORDING_BYTES}); refusing it")
+
+
 def list_recordings(src: SplitSource) -> list[Recording]:
     """Every ``<digit>/<name>.bin`` of the split, in no particular order."""
     found = []
@@ -104,17 +130,16 @@ def list_recordings(src: SplitSource) -> list[Recording]:
                 seen.add(info.filename)
                 if info.is_dir() or not info.filename.lower().endswith(".bin"):
                     continue
-                if info.file_size > MAX_RECORDING_BYTES:
-                    raise RunError(f"{src.path}: member {info.filename!r} inflates to "
-                                   f"{info.file_size} bytes, more than an NMNIST recording "
-                                   f"({MAX_RECORDING_BYTES}); refusing it")
+                _check_recording_member(src.path, info)
                 m = _MEMBER.match(info.filename)
                 if not m or m["top"] != src.prefix:
                     raise RunError(f"{src.path}: member {info.filename!r} is not "
                                    f"{src.prefix}/<digit>/<name>.bin")
                 found.append(Recording(f"{m['digit']}/{m['name']}", int(m["digit"])))
         return found
-    # os.scandir: directory entries carry their type, so 70,000 files need no stat each.
+    # os.scandir: directory entries carry their type, so 70,000 files need no stat each. A
+    # symbolic link to a regular file is read through (a tree of links is a common way to keep
+    # one copy of the data); unlike a zip member's link, what it points at is a recording.
     with os.scandir(src.path) as top:
         digit_dirs = [e for e in top if e.is_dir() and re.fullmatch(r"[0-9]", e.name)]
     for digit_dir in digit_dirs:
@@ -159,8 +184,9 @@ class Reader:
         """A recording's bytes; a damaged member or an oversized file is a RunError naming it."""
         if self._zip is not None:
             try:
-                return self._zip.read(f"{self.src.prefix}/{rel}")
-            except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+                return self._read_member(f"{self.src.prefix}/{rel}")
+            except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError,
+                    NotImplementedError) as exc:  # damaged, encrypted, or an unknown method
                 raise RunError(f"{self.name(rel)}: cannot be read from the archive "
                                f"({exc})") from None
         # One open, and the size from the open file: pathlib and a stat by name cost more than
@@ -173,6 +199,31 @@ class Reader:
                                f"({MAX_RECORDING_BYTES}); refusing it")
             return f.read()
 
+    def _read_member(self, name: str) -> bytes:
+        """A member's bytes, inflating at most one byte past its declared size.
+
+        ``ZipFile.read`` inflates up to 1 GiB per step before it cuts at the declared size, so a
+        member that lies about its size costs that memory, and passes if its CRC matches the
+        cut. Opened as one byte longer than declared, the stream is inflated in steps bounded by
+        what is asked, and asking for that one byte more shows whether more comes. zipfile
+        would check its CRC over the longer read, so the CRC is checked here instead.
+        """
+        assert self._zip is not None
+        info = self._zip.getinfo(name)
+        declared = info.file_size
+        bounded = copy.copy(info)
+        bounded.file_size, bounded.CRC = declared + 1, None
+        with self._zip.open(bounded) as member:
+            data = member.read(declared + 1)
+        if len(data) != declared:
+            more = "more than" if len(data) > declared else f"only {len(data)} of"
+            raise RunError(f"{self.src.path}: member {name!r} inflates to {more} the {declared} "
+                           "bytes it declares; refusing it")
+        if zlib.crc32(data) != info.CRC:
+            raise RunError(f"{self.src.path}: member {name!r} fails its CRC check (the archive "
+                           "is damaged); refusing it")
+        return data
+
     def name(self, rel: str) -> str:
         return f"{self.src.path}:{self.src.prefix}/{rel}" if self._zip else f"{self.src.path}/{rel}"
 
@@ -183,12 +234,23 @@ class Reader:
 
 # ---- download ------------------------------------------------------------------------------
 
-def download(url: str, md5: str, target: Path, quiet: bool = False, timeout: float = 60) -> Path:
+# Where the config gives no archive size, a download stops here: four times the largest
+# official NMNIST archive (Train.zip, about 1 GB), so a URL that never ends cannot fill the disk.
+MAX_DOWNLOAD_BYTES = 4 * 2**30
+
+
+def download(url: str, md5: str, target: Path, quiet: bool = False, timeout: float = 60,
+             size: int | None = None) -> Path:
     """Fetch ``url`` to ``target``, resuming a partial ``.part`` file, and check its md5.
 
     A finished file whose md5 matches is used as it is. A mismatch is refused and the bad file
-    removed, so the next attempt starts clean.
+    removed, so the next attempt starts clean. ``size`` is the archive's size if the config
+    knows it; a download past it (or past ``MAX_DOWNLOAD_BYTES``) is stopped and removed.
     """
+    limit = MAX_DOWNLOAD_BYTES if size is None else size
+    beyond = (f"more than the {size} bytes the config expects" if size is not None else
+              f"more than {limit} bytes, far more than an NMNIST archive (if the archive "
+              "really is larger, give its size as 'bytes' in its download entry)")
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.is_file():
         if file_digest(target, "md5") == md5.lower():
@@ -196,6 +258,9 @@ def download(url: str, md5: str, target: Path, quiet: bool = False, timeout: flo
         target.unlink()
     part = target.with_name(target.name + ".part")
     have = part.stat().st_size if part.exists() else 0
+    if have > limit:  # left by an earlier run with a larger limit: it cannot be the archive
+        part.unlink()
+        have = 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
     try:
         response = urllib.request.urlopen(request, timeout=timeout)
@@ -211,16 +276,28 @@ def download(url: str, md5: str, target: Path, quiet: bool = False, timeout: flo
             resumed = have and response.status == 206
             total = response.headers.get("Content-Length")
             total = int(total) + (have if resumed else 0) if total else None
-            bar = _bar(total, have if resumed else 0, target.name, quiet)
+            if total is not None and total > limit:
+                raise RunError(f"download of {url} announces {total} bytes, {beyond}; "
+                               "refusing it")
+            written, over = have if resumed else 0, False
+            bar = _bar(total, written, target.name, quiet)
             try:
                 with open(part, "ab" if resumed else "wb") as out:
                     while chunk := response.read(1 << 20):
+                        if written + len(chunk) > limit:
+                            over = True
+                            break
                         out.write(chunk)
+                        written += len(chunk)
                         bar.update(len(chunk))
             except (OSError, http.client.HTTPException):
                 pass  # judged by size below; what arrived is kept for the next attempt
             finally:
                 bar.close()
+            if over:  # stopped: what arrived is not the archive
+                part.unlink()
+                raise RunError(f"download of {url} went on past {limit} bytes, {beyond}; "
+                               "stopped it and removed the partial file")
             if total is not None and part.stat().st_size < total:
                 raise RunError(f"download of {url} was cut at {part.stat().st_size} of {total} "
                                "bytes; run the command again to resume it")
