@@ -1,4 +1,5 @@
-"""A dataset's output is checked, not trusted: blocks against the contract.
+"""A dataset's output is checked, not trusted: blocks against the contract, and a disk that
+fills while HDF5 flushes.
 
 Each misbehaving build below used to give a folder that ``verify`` passed but that read back
 wrong (or raised); now the run stops with one line naming the dataset, the shard and the fault,
@@ -215,3 +216,25 @@ def test_strings_are_stored_as_strings_the_same_bytes_every_run(tmp_path):
     assert list(names) == ["s", "ss", "ssss", "sssss"]
     h5 = materialise("columns", out=tmp_path / "h5", format="hdf5", workers=1).folder
     assert list(open_dataset(h5)["train"].columns()["name"]) == list(names)
+
+
+def test_a_full_disk_while_hdf5_flushes_is_one_line_and_leaves_nothing_complete(
+        run, tmp_path, monkeypatch):
+    import h5py
+
+    def full(self):
+        raise RuntimeError("Can't flush cache (file write failed: time = Sat Dec  5 18:00:00 "
+                           "2026\n, filename = 'x.h5', file descriptor = 5, errno = 28, error "
+                           "message = 'No space left on device', buf = 0x55d0, total write size "
+                           "= 4096)")
+
+    real = h5py.File.flush
+    monkeypatch.setattr(h5py.File, "flush", full)
+    out = run("fake", "--out", tmp_path, "--quiet", "--workers", "1", code=1).output
+    assert out.splitlines() == [out.strip()] and "No space left on device" in out
+    assert "fake-train-00000-of-00002.h5" in out
+    assert left_behind(tmp_path) == []
+    assert not list(tmp_path.rglob("shards/*.json"))  # no shard recorded as finished
+    monkeypatch.setattr(h5py.File, "flush", real)
+    run("fake", "--out", tmp_path, "--quiet", "--workers", "1")  # room again: it finishes
+    assert run("verify", tmp_path / "fake" / "1.0.0").exit_code == 0
