@@ -32,7 +32,7 @@ from typing import Any
 
 from . import __version__
 from .blocks import ShardCheck, check_shards
-from .datasets.base import Block, Config, Dataset, Shard
+from .datasets.base import Block, Config, Dataset, Shard, plain_name
 from .errors import ConfigError, NeurodataError, RunError
 from .manifest import METADATA, atomic_write, read_manifest, write_manifest
 from .progress import progress, silenced
@@ -134,6 +134,9 @@ class Materialiser:
         self.ds, self.cfg, self.overwrite, self.quiet = ds, cfg, overwrite, quiet
         self.executor = executor or InlineExecutor()
         self.name = ds.output_name(cfg)
+        if not plain_name(self.name):  # it becomes a folder: never a path out of --out
+            raise ConfigError(f"{ds.name} names its output {self.name!r}, which is not a plain "
+                              "name (lowercase letters, digits, '-' and '_')")
         self.base = Path(out) / self.name
         self.folder = self.base / ds.version
 

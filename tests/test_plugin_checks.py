@@ -1,5 +1,5 @@
-"""A dataset's output is checked, not trusted: blocks against the contract, and a disk that
-fills while HDF5 flushes.
+"""A dataset's output is checked, not trusted: blocks against the contract, names at
+registration, and a disk that fills while HDF5 flushes.
 
 Each misbehaving build below used to give a folder that ``verify`` passed but that read back
 wrong (or raised); now the run stops with one line naming the dataset, the shard and the fault,
@@ -8,7 +8,10 @@ exit 1, and leaves no finished folder.
 
 from __future__ import annotations
 
+import importlib.metadata
+import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,7 +19,7 @@ import pytest
 from neurodata_cli import datasets, open_dataset
 from neurodata_cli.api import materialise
 from neurodata_cli.datasets.base import Block, Dataset, Option, Shard
-from neurodata_cli.errors import RunError
+from neurodata_cli.errors import ConfigError, RunError
 from neurodata_cli.writers import NPY
 from neurodata_cli.writers.hdf5 import HDF5
 
@@ -238,3 +241,104 @@ def test_a_full_disk_while_hdf5_flushes_is_one_line_and_leaves_nothing_complete(
     monkeypatch.setattr(h5py.File, "flush", real)
     run("fake", "--out", tmp_path, "--quiet", "--workers", "1")  # room again: it finishes
     assert run("verify", tmp_path / "fake" / "1.0.0").exit_code == 0
+
+
+# ---- registration ----------------------------------------------------------------------------
+
+class Ramp2(Dataset):
+    """Plugged: a dataset from a fake package."""
+
+    name = "plugged"
+    version = "1.0.0"
+    formats = {"hdf5": HDF5}
+
+    def plan(self, cfg):
+        return [Shard("train", 0, 1, 1)]
+
+    def build(self, cfg, shard):
+        yield Block({"label": np.arange(1)})
+
+
+def entry(name: str, package: str, value: str = "test_plugin_checks:Ramp2") -> SimpleNamespace:
+    return SimpleNamespace(name=name, value=value, group=datasets.GROUP,
+                           dist=SimpleNamespace(name=package, version="1.0"))
+
+
+@pytest.fixture
+def plugins(monkeypatch):
+    """Install fake entry points (the same shape importlib.metadata gives)."""
+
+    def install(*entries):
+        monkeypatch.setattr(importlib.metadata, "entry_points",
+                            lambda group=None: [e for e in entries if e.group == group])
+        datasets._specs.cache_clear()
+        datasets.get.cache_clear()
+
+    return install
+
+
+def test_a_plugin_may_not_take_a_built_in_or_a_command_name(run, tmp_path, plugins):
+    plugins(entry("yinyang", "evil-yy"), entry("verify", "evil-verify"),
+            entry("plugged", "neurodata-plugged"))
+    result = run("--help")
+    warnings = [line for line in result.output.splitlines() if line.startswith("Warning:")]
+    assert len(warnings) == 2
+    assert "package evil-yy 1.0 (test_plugin_checks:Ramp2) registers dataset 'yinyang', the " \
+           "name of a built-in dataset; ignored" in warnings[1]
+    assert "evil-verify" in warnings[0] and "the name of a neurodata command" in warnings[0]
+    listed = re.findall(r"^  (\S+)", result.output.split("Commands:")[1], re.M)
+    assert listed.count("verify") == 1 and "plugged" in listed and "yinyang" in listed
+    assert datasets.get("yinyang").__module__ == "neurodata_cli.datasets.yinyang"
+    out = run("yinyang", "--size", "10", "--out", tmp_path, "--quiet").output
+    assert "evil-yy" in out  # the user running yinyang hears that the plugin was ignored
+    assert (tmp_path / "yinyang").is_dir()
+    run("plugged", "--out", tmp_path, "--quiet")  # the good plugin works beside them
+
+
+def test_a_plugin_name_that_is_a_path_is_refused(run, tmp_path, plugins):
+    plugins(entry("../escape", "evil-path"))
+    out = run("../escape", "--out", tmp_path / "a" / "b", code=2).output
+    assert out.splitlines() == ["Error: package evil-path 1.0 (test_plugin_checks:Ramp2) "
+                                "registers dataset '../escape', which is not a plain name "
+                                "(lowercase letters, digits, '-' and '_'); ignored"]
+    assert not (tmp_path / "a").exists()
+    with pytest.raises(ConfigError, match="not a plain name"):
+        materialise("../escape", out=tmp_path)
+    assert "Warning: package evil-path" in run("--help").output
+
+
+def test_two_packages_registering_one_name_is_an_error_naming_both(run, tmp_path, plugins):
+    plugins(entry("plugged", "pkg-one"), entry("plugged", "pkg-two", "other:Plugged"))
+    out = run("plugged", "--out", tmp_path, code=2).output
+    assert out.splitlines() == ["Error: packages pkg-one 1.0 (test_plugin_checks:Ramp2) and "
+                                "pkg-two 1.0 (other:Plugged) register dataset 'plugged': a "
+                                "name can have one dataset; uninstall one of them"]
+    with pytest.raises(ConfigError, match="pkg-one 1.0 .* and pkg-two 1.0"):
+        materialise("plugged", out=tmp_path)
+    result = run("--help")  # the rest still works
+    assert "Warning: packages pkg-one" in result.output and "yinyang" in result.output
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_plugin_that_does_not_load_is_one_line(run, tmp_path, plugins):
+    plugins(entry("broken", "pkg-broken", "no_such_module_here:X"))
+    assert "broken" in run("--help").output
+    out = run("broken", "--out", tmp_path, code=2).output
+    assert out.splitlines() == [
+        "Error: dataset 'broken' (no_such_module_here:X, from pkg-broken 1.0) cannot be "
+        "loaded: ModuleNotFoundError: No module named 'no_such_module_here'"]
+
+
+def test_the_reserved_names_are_the_cli_commands():
+    from neurodata_cli.cli import cli
+
+    assert set(cli.commands) == datasets.COMMANDS
+
+
+def test_an_output_name_that_is_a_path_is_refused(tmp_path, monkeypatch):
+    # The class the registry imported (pytest imports this file under another name).
+    monkeypatch.setattr(type(datasets.get("fake")), "output_name",
+                        lambda self, cfg: "../../out")
+    with pytest.raises(ConfigError, match="fake names its output '../../out'"):
+        materialise("fake", out=tmp_path / "a" / "b", workers=1)
+    assert not any(tmp_path.iterdir())

@@ -9,6 +9,7 @@ staging, writing, resume, checksums, parallelism and progress.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,16 @@ if TYPE_CHECKING:
     from ..writers import Writer
 
 REQUIRED = object()  # an option's default when it has none
+
+# A dataset's name (and output name) becomes a command and a folder, its version a folder: plain
+# words only, never a path ('/', '..') nor a hidden name.
+NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$")
+
+
+def plain_name(name: object) -> bool:
+    """Whether ``name`` may name a dataset: lowercase letters, digits, '-' and '_'."""
+    return isinstance(name, str) and NAME.match(name) is not None
 
 
 @dataclass(frozen=True)
