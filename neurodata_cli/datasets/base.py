@@ -122,7 +122,10 @@ class Shard:
     split: str
     index: int
     count: int
-    units: int  # samples (or inputs) it holds: what progress counts, and the order of work
+    # The work it plans, in the dataset's ``unit``: what progress counts and orders work by.
+    # Its blocks' units must add up to it (the engine checks): its samples where blocks leave
+    # ``Block.units`` unset, or inputs converted or skipped (ES-ImageNet).
+    units: int
     payload: Any = None  # a small picklable dataclass of the dataset's
 
     @property
@@ -138,6 +141,7 @@ class Block:
     Event datasets also give ``events`` (x, y, t, p, concatenated over the block's samples) and
     ``counts`` (events per sample). ``stats`` are added into the split's statistics. A shard
     yields its samples in blocks of any size; the progress bar moves by each block's ``units``.
+    The engine checks every block before a writer sees it (``neurodata_cli/blocks.py``).
     """
 
     columns: dict[str, np.ndarray]
