@@ -118,20 +118,55 @@ def dataset_command(name: str) -> click.Command:
                          short_help=doc.splitlines()[0])
 
 
+def unusable_command(name: str, why: str) -> click.Command:
+    """A stand-in for a dataset that cannot be used: whatever its flags, it says why (exit 2)."""
+    from .errors import ConfigError
+
+    @handle_errors
+    def callback(**_: Any) -> None:
+        raise ConfigError(why)
+
+    return click.Command(name, callback=callback, help=why, short_help=f"unusable: {why}",
+                         add_help_option=False,
+                         context_settings={"ignore_unknown_options": True,
+                                           "allow_extra_args": True})
+
+
 class Commands(click.Group):
     """Dataset commands are made on demand, so one command imports one dataset."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         from .datasets import names
 
+        self._warn(ctx)
         return names() + sorted(self.commands)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        from .datasets import names, problems
+
+        usable = name in self.commands or name in names()
+        self._warn(ctx, skip=None if usable else name)
         if name in self.commands:
             return self.commands[name]
-        from .datasets import names
+        if name in names():
+            try:
+                return dataset_command(name)
+            except NeurodataError as exc:  # a plugin that does not load: the rest still works
+                return unusable_command(name, str(exc))
+        why = problems().get(name)
+        return unusable_command(name, why) if why else None
 
-        return dataset_command(name) if name in names() else None
+    @staticmethod
+    def _warn(ctx: click.Context, skip: str | None = None) -> None:
+        """One line on stderr per refused entry point, once per command line (the one that
+        is run says why as its error instead)."""
+        from .datasets import problems
+
+        warned = ctx.find_root().meta.setdefault("neurodata.warned", set())
+        for name, why in problems().items():
+            if name not in warned and name != skip:
+                warned.add(name)
+                click.echo(f"Warning: {why}", err=True)
 
 
 @click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})

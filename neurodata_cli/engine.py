@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .datasets.base import Block, Config, Dataset, InputFile, Shard
+from .blocks import ShardCheck, check_shards
+from .datasets.base import Block, Config, Dataset, InputFile, Shard, plain_name
 from .errors import ConfigError, NeurodataError, RunError
 from .manifest import METADATA, atomic_write, read_manifest, write_manifest
 from .progress import progress, silenced
@@ -105,18 +106,22 @@ def run_shard(dataset: str, cfg: Config, shard: Shard, stage: str,
 
     ds = get(dataset)
     stats: dict[str, Any] = {}
+    check = ShardCheck(ds, cfg, shard)
 
     def counted(blocks: Iterable[Block]) -> Iterator[Block]:
         for block in blocks:
+            check(block)  # before the writer sees it: a bad block leaves no file behind
             merge_stats(stats, {"samples": len(block), **block.stats})
             if report is not None:
                 report(shard.key, len(block) if block.units is None else block.units)
             yield block
+        check.finish()  # before the writer renames its files into place
 
     files = ds.formats[cfg.format].write(Path(stage), ds, cfg, shard,
                                          counted(ds.build(cfg, shard)))
+    check.finish()  # a writer that stopped reading early
     record = {"key": shard.key, "split": shard.split, "units": shard.units, "files": files,
-              "stats": {shard.split: stats}}
+              "stats": {shard.split: stats}, "schema": check.schema()}
     shard_dir = Path(stage) / INTERNAL / "shards"
     shard_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(shard_dir / f"{shard.key}.json", json.dumps(record).encode())
@@ -133,6 +138,9 @@ class Materialiser:
         self.ds, self.cfg, self.overwrite, self.quiet = ds, cfg, overwrite, quiet
         self.executor = executor or InlineExecutor()
         self.name = ds.output_name(cfg)
+        if not plain_name(self.name):  # it becomes a folder: never a path out of --out
+            raise ConfigError(f"{ds.name} names its output {self.name!r}, which is not a plain "
+                              "name (lowercase letters, digits, '-' and '_')")
         self.base = Path(out) / self.name
         self.folder = self.base / ds.version
 
@@ -189,6 +197,8 @@ class Materialiser:
             finally:
                 bar.close()
             records = [done[s.key] for s in shards]
+            # A split's shards store the same columns (a shard alone cannot know).
+            check_shards(self.ds.name, records, self._internal / "shards")
             records += self._split_files(records)
             manifest = self._manifest(records, existing)
             self._commit(manifest, existing)

@@ -10,6 +10,7 @@ staging, writing, resume, checksums, parallelism and progress.
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -22,6 +23,16 @@ if TYPE_CHECKING:
     from ..writers import Writer
 
 REQUIRED = object()  # an option's default when it has none
+
+# A dataset's name (and output name) becomes a command and a folder, its version a folder: plain
+# words only, never a path ('/', '..') nor a hidden name.
+NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$")
+
+
+def plain_name(name: object) -> bool:
+    """Whether ``name`` may name a dataset: lowercase letters, digits, '-' and '_'."""
+    return isinstance(name, str) and NAME.match(name) is not None
 
 
 @dataclass(frozen=True)
@@ -113,7 +124,10 @@ class Shard:
     split: str
     index: int
     count: int
-    units: int  # samples (or inputs) it holds: what progress counts, and the order of work
+    # The work it plans, in the dataset's ``unit``: what progress counts and orders work by.
+    # Its blocks' units must add up to it (the engine checks): its samples where blocks leave
+    # ``Block.units`` unset, or inputs converted or skipped (ES-ImageNet).
+    units: int
     payload: Any = None  # a small picklable dataclass of the dataset's
 
     @property
@@ -129,6 +143,7 @@ class Block:
     Event datasets also give ``events`` (x, y, t, p, concatenated over the block's samples) and
     ``counts`` (events per sample). ``stats`` are added into the split's statistics. A shard
     yields its samples in blocks of any size; the progress bar moves by each block's ``units``.
+    The engine checks every block before a writer sees it (``neurodata_cli/blocks.py``).
     """
 
     columns: dict[str, np.ndarray]

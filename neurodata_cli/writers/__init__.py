@@ -76,10 +76,29 @@ def shard_suffix(shard: Shard) -> str:
     return "" if shard.count == 1 else f"-{shard.index:05d}-of-{shard.count:05d}"
 
 
+def same_width(chunks: list[np.ndarray]) -> list[np.ndarray]:
+    """A column's chunks in one dtype, where blocks may differ in string width: fixed-width
+    strings as wide as the widest, and Python ``str`` objects as fixed-width unicode (an
+    array of objects stores pointers). Other columns are returned as they are."""
+    kinds = {c.dtype.kind for c in chunks}
+    if not kinds <= set("USO") or (len({c.dtype for c in chunks}) == 1 and kinds != {"O"}):
+        return chunks
+    if kinds == {"S"}:
+        dtype = np.dtype(f"S{max(1, *(c.dtype.itemsize for c in chunks))}")
+    else:  # unicode, or str objects
+        width = max(1, *(max(map(len, c), default=0) if c.dtype.kind == "O"
+                         else c.dtype.itemsize // 4 for c in chunks))
+        dtype = np.dtype(f"<U{width}")
+    return [c.astype(dtype) for c in chunks]
+
+
 def write_npy(handle: Any, chunks: list[np.ndarray]) -> None:
     """What ``np.save`` writes for the chunks joined along their first axis, without joining
     them in memory: numpy's own header for the whole shape, then each chunk's bytes."""
     first = chunks[0]
+    if any(c.dtype.hasobject or c.dtype != first.dtype for c in chunks):
+        # The engine's checks keep these out; bytes of pointers must never reach a file.
+        raise TypeError(f"npy chunks of dtypes {sorted({str(c.dtype) for c in chunks})}")
     shape = (sum(len(c) for c in chunks), *first.shape[1:])
     header = np.lib.format.header_data_from_array_1_0(first)
     np.lib.format.write_array_header_1_0(handle, {**header, "shape": shape})
@@ -136,6 +155,13 @@ class Writer:
 
     name: str = ""
     libraries: tuple[str, ...] = ()  # distributions whose versions shape the bytes
+    # What a column of dtype object may hold: the writer stores these as strings (or, for a
+    # format of whole files such as the 2NMNIST .bin, as given). Any other object is refused
+    # before it reaches the writer: its bytes would be a pointer, or its repr.
+    objects: tuple[type, ...] = (str,)
+    # False: the format takes no ``Block.events`` (columns only, or whole files a column
+    # gives); events given to it are refused, not dropped.
+    stores_events: bool = True
 
     def versions(self) -> dict[str, str]:
         return dist_versions(self.libraries)
@@ -159,6 +185,7 @@ class NpyWriter(Writer):
 
     name = "npy"
     libraries = ("numpy",)
+    stores_events = False
 
     def write(self, stage: Path, ds: Dataset, cfg: Config, shard: Shard,
               blocks: Iterable[Block]) -> list[dict[str, Any]]:
@@ -172,7 +199,7 @@ class NpyWriter(Writer):
         for name, chunks in parts.items():
             rel = f"{shard.split}_{name}{shard_suffix(shard)}.npy"
             with staged(stage, rel) as tmp, open(tmp, "wb") as handle:
-                write_npy(handle, chunks)
+                write_npy(handle, same_width(chunks))
             files.append(file_entry(stage, rel, shard.split, n))
         return files
 

@@ -14,14 +14,25 @@ at level 0 is stored without filters: its chunks are the raw values.
 from __future__ import annotations
 
 import os
+import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import EVENT_FIELDS, ShardedStore, Store, Writer, file_entry, staged, to_structured
+from ..errors import RunError
+from . import (
+    EVENT_FIELDS,
+    ShardedStore,
+    Store,
+    Writer,
+    file_entry,
+    same_width,
+    staged,
+    to_structured,
+)
 
 SCHEMA_VERSION = 1
 CHUNK = 1 << 16  # events per chunk by default (a dataset's event_chunk); fixed per dataset, so
@@ -127,6 +138,33 @@ def _filters(level: int) -> dict[str, Any]:
     return {"compression": "gzip", "compression_opts": level, "shuffle": True} if level else {}
 
 
+class _Blocks:
+    """A shard's blocks, keeping what the dataset's build raised apart from what h5py raises."""
+
+    def __init__(self, blocks: Iterable[Any]):
+        self.blocks = blocks
+        self.error: BaseException | None = None
+
+    def __iter__(self) -> Iterator[Any]:
+        try:
+            yield from self.blocks
+        except BaseException as exc:
+            self.error = exc
+            raise
+
+
+def _write_failed(path: Path, exc: RuntimeError) -> Exception:
+    """One line for libhdf5's report of a failed write (h5py raises RuntimeError when a full
+    disk stops a flush): the OSError it stands for when it names an errno, as any other failed
+    write says, else a RunError naming the file."""
+    text = " ".join(str(exc).split())
+    code = re.search(r"errno = (\d+)", text)
+    if code and int(code.group(1)):
+        number = int(code.group(1))
+        return OSError(number, os.strerror(number), str(path))
+    return RunError(f"cannot write {path}: {text[:300]}")
+
+
 class HDF5Writer(Writer):
     name = "hdf5"
     libraries = ("h5py", "deflate")
@@ -138,10 +176,21 @@ class HDF5Writer(Writer):
 
     def write(self, stage: Path, ds: Any, cfg: Any, shard: Any,
               blocks: Iterable[Any]) -> list[dict[str, Any]]:
+        rel = f"{ds.output_name(cfg)}-{shard.key}.h5"
+        source = _Blocks(blocks)
+        try:
+            n = self._write(stage, rel, ds, cfg, shard, source)
+        except RuntimeError as exc:
+            if exc is source.error:  # the dataset's own, not a failed write
+                raise
+            raise _write_failed(stage / rel, exc) from None
+        return [file_entry(stage, rel, shard.split, n)]
+
+    def _write(self, stage: Path, rel: str, ds: Any, cfg: Any, shard: Any,
+               blocks: Iterable[Any]) -> int:
         import h5py
 
         name = ds.output_name(cfg)
-        rel = f"{name}-{shard.key}.h5"
         n = 0
         with staged(stage, rel) as tmp:
             with h5py.File(tmp, "w", libver="earliest") as f:
@@ -180,7 +229,7 @@ class HDF5Writer(Writer):
                     group.create_dataset("offsets", data=offsets, track_times=False)
                 for name in sorted(columns):
                     _write_column(group, name, columns[name])
-        return [file_entry(stage, rel, shard.split, n)]
+        return n
 
     def open(self, folder: Path, split: str, files: list[dict[str, Any]]) -> Store:
         return HDF5Store(folder, files)
@@ -197,6 +246,8 @@ def _write_column(group: Any, name: str, chunks: list[np.ndarray]) -> None:
     if chunks[0].dtype.kind in "UO":
         strings = [str(s) for chunk in chunks for s in chunk]
         chunks = [np.array(strings, dtype=h5py.string_dtype("utf-8"))]
+    elif chunks[0].dtype.kind == "S":  # blocks of other widths: one width, none cut short
+        chunks = same_width(chunks)
     if len(chunks) == 1 or sum(c.nbytes for c in chunks) <= _JOIN_BYTES:
         group.create_dataset(name, data=np.concatenate(chunks), track_times=False)
     else:

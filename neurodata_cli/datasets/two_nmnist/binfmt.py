@@ -91,6 +91,8 @@ class BinWriter(Writer):
     """The authors' layout: one ``<Split>/<g>_<d1>[-<d2>].bin`` per sample, the exact bytes."""
 
     name = "bin"
+    objects = (str, bytes)  # file names, and each file's bytes
+    stores_events = False  # the events are in those bytes
 
     def write(self, stage: Path, ds: Any, cfg: Any, shard: Any,
               blocks: Iterable[Block]) -> list[dict[str, Any]]:
