@@ -39,13 +39,14 @@ SENSOR_SIZE = (odg.WINDOW[1], odg.WINDOW[1], 2)  # x, y < 240 in canvas coordina
 
 @dataclass(frozen=True)
 class Part:
-    """One shard's inputs: paths as extracted, their labels, the first index, and where each
-    lies in the archive (offset, size), when the inputs are an archive's members."""
+    """One shard's inputs: paths as extracted, their labels, the first index, and each one's
+    row of the archive's index (where it is, its size and kind), when the inputs are an
+    archive's members."""
 
     start: int
     sources: tuple[str, ...]
     labels: tuple[int, ...]
-    members: tuple[tuple[int, int], ...] = ()
+    members: tuple[tuple[int, int, int, int], ...] = ()
 
 
 class ESImageNet(Dataset):
@@ -128,9 +129,10 @@ class ESImageNet(Dataset):
     def scan(self, cfg: Config, cache: Path) -> Config:
         """Index the official tar once, into the stage; label train by the classes in it."""
         source = cfg.source
-        names, table = archives.scan(Path(source.archive), cfg.split, cache)
+        archives.scan(Path(source.archive), cfg.split, cache)
         if source.layout == "folders":
-            scheme, classes = labels_of(archives.classes_in(names), [], source.archive, "")
+            scheme, classes = labels_of(archives.scanned_classes(cache, cfg.split), [],
+                                        source.archive, "")
             source = replace(source, classes=classes, scheme=scheme)
         return cfg.replace(record=True, source=source.describe()) \
             .replace(source=source, index=str(cache))
@@ -156,8 +158,8 @@ class ESImageNet(Dataset):
         for i in range(count):
             start = i * cfg.shard_size
             part = items[start:start + cfg.shard_size]
-            rels, labels, offsets, sizes = zip(*part, strict=True)
-            members = tuple(zip(offsets, sizes, strict=True)) if cfg.source.archive else ()
+            rels, labels, rows, _ = zip(*part, strict=True)
+            members = rows if cfg.source.archive else ()
             shards.append(Shard(cfg.split, i, count, len(part),
                                 Part(start, rels, labels, members)))
         return shards
@@ -182,7 +184,7 @@ class ESImageNet(Dataset):
                 if reader is None:
                     rgb = open_rgb(root / rel)
                 else:
-                    rgb = decode_bytes(reader.read(*part.members[k], MAX_INPUT_BYTES))
+                    rgb = decode_bytes(reader.read(rel, part.members[k], MAX_INPUT_BYTES))
             except Unusable as exc:
                 stats["unreadable"] = 1
                 stats["skipped"] = [{"source": rel, "reason": str(exc)}]
