@@ -24,6 +24,7 @@ from ..base import Block, Config, Dataset, Option, Shard, SplitFile
 from . import archives, odg
 from .npz import NPZ, npz_name
 from .source import (
+    IN_SUBFOLDER,
     MAX_INPUT_BYTES,
     SPLITS,
     Unusable,
@@ -182,6 +183,8 @@ class ESImageNet(Dataset):
                      "events": 0, "skipped": []}
             try:
                 if reader is None:
+                    if rel.count("/") > 2:  # below a class folder's own entries
+                        raise Unusable(IN_SUBFOLDER)
                     rgb = open_rgb(root / rel)
                 else:
                     rgb = decode_bytes(reader.read(rel, part.members[k], MAX_INPUT_BYTES))

@@ -11,8 +11,9 @@ Each member gets the path GNU tar would extract it to (``./n.JPEG`` and ``n.JPEG
 extracted folders, and each is an input as the folders' listing would see it:
 
 - a regular member (sparse ones included) is an image to decode;
-- a folder, a symbolic or hard link, a device or FIFO is skipped with its reason, as is a file
-  in a subfolder of a class tar (the folders' listing sees only the subfolder);
+- a folder, a symbolic or hard link, a device or FIFO is skipped with its reason, as is
+  anything in a subfolder of a class tar (the folders' listing records it alike), and a folder
+  that only the extraction would create (``sub/`` of a member ``sub/x.JPEG``) is listed too;
 - the archive's own folder (``./``) and hidden names (``.DS_Store``) are not inputs, as in the
   folders;
 - two members that extract to one path make the archive ambiguous: the run stops naming both.
@@ -31,6 +32,7 @@ import numpy as np
 
 from ...errors import RunError
 from ...progress import progress
+from .source import IN_SUBFOLDER, Unusable
 
 OFFICIAL = {"train": "ILSVRC2012_img_train.tar", "val": "ILSVRC2012_img_val.tar"}
 PUBLISHED_MD5 = {"train": "1d675b47d978889d74fa0da5fadfb00e",
@@ -41,8 +43,7 @@ INDEX_FORMAT = 2  # 1 kept names as newline-separated text: an index of another 
 # What a member is, as the index keeps it (one int64 column). Only regular members are images.
 REGULAR, DIRECTORY, SYMLINK, HARDLINK, SUBFOLDER, OTHER = range(6)
 REASONS = {DIRECTORY: "a directory", SYMLINK: "a symbolic link", HARDLINK: "a hard link",
-           SUBFOLDER: "in a subfolder of the class folder (only files directly in a class "
-                      "folder are inputs)",
+           SUBFOLDER: IN_SUBFOLDER,
            OTHER: "not a regular file (FIFO, socket or device)"}
 NO_INNER = -1  # the inner-header column of a member that is not inside an inner tar
 
@@ -200,6 +201,14 @@ def _inner(archive: Path, outer: tarfile.TarFile, info: tarfile.TarInfo, wnid: s
         kind = SUBFOLDER if len(parts) > 1 else _kind(member)
         found.append(((wnid, *parts), (info.offset, member.offset,
                                        member.size if kind == REGULAR else 0, kind)))
+    # A folder that extraction creates for a member in it, where the tar has no member of its
+    # own (``tar -cf n.tar sub/x.JPEG``): the extracted folders list it, so it is listed here.
+    for parts in list(seen):
+        for k in range(1, len(parts)):
+            if parts[:k] not in seen:
+                seen[parts[:k]] = ""
+                found.append(((wnid, *parts[:k]), (info.offset, NO_INNER, 0,
+                                                   DIRECTORY if k == 1 else SUBFOLDER)))
     return found
 
 
@@ -234,8 +243,6 @@ class MemberReader:
 
     def read(self, rel: str, member: tuple[int, int, int, int], cap: int) -> bytes:
         """The bytes of input ``rel`` as extracted; ``Unusable`` for what is not an image."""
-        from .source import Unusable
-
         outer, inner, size, kind = member
         if kind != REGULAR:
             raise Unusable(REASONS[kind])

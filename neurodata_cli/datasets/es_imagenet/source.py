@@ -38,6 +38,8 @@ KAGGLE_VAL = "LOC_val_solution.csv"
 ILSVRC_CLASSES = "ilsvrc2012_classes.txt"  # the released trainlabel_dir.txt
 MAX_LABEL = 2**15 - 1  # labels are stored as int16
 MAX_INPUT_BYTES = 64 * 2**20  # an image file larger than this is skipped, never read whole
+IN_SUBFOLDER = "in a subfolder of the class folder (only files directly in a class folder are " \
+    "inputs)"
 
 
 @lru_cache(maxsize=1)
@@ -263,14 +265,30 @@ def list_inputs(src: Source, index: Any = None) -> list[tuple[str, int, Any, int
         if not wnid_dir.is_dir():
             raise RunError(f"{wnid_dir} is a file where {folder} holds class folders")
         label = index_of[wnid_dir.name]
-        items += [(f"{src.split}/{wnid_dir.name}/{path.name}", label, -1, -1)
-                  for path in _entries(wnid_dir)]
+        items += [(f"{src.split}/{wnid_dir.name}/{rel}", label, -1, -1)
+                  for rel in _class_listing(wnid_dir)]
     return items
 
 
 def _entries(folder: Path) -> list[Path]:
     return sorted((p for p in folder.iterdir() if not p.name.startswith(".")),
                   key=lambda p: p.name)
+
+
+def _class_listing(folder: Path) -> list[str]:
+    """Every entry of a class folder, and everything in its subfolders, as relative paths
+    sorted by their parts. Only the folder's own files can be images; what is below is skipped
+    as ``IN_SUBFOLDER``, as a class tar's members in a subfolder are. Hidden names are not
+    inputs, and a link to a folder is not followed."""
+    found = []
+    for path in _entries(folder):
+        found.append((path.name,))
+        if path.is_dir() and not path.is_symlink():
+            for top, dirs, files in os.walk(path):
+                dirs[:] = [d for d in dirs if not d.startswith(".")]
+                base = Path(top).relative_to(folder).parts
+                found += [(*base, name) for name in (*dirs, *files) if not name.startswith(".")]
+    return ["/".join(parts) for parts in sorted(found)]
 
 
 class Unusable(Exception):
