@@ -429,3 +429,19 @@ def test_a_kaggle_csv_listing_an_image_twice_is_refused_naming_both_lines(run, t
                  tmp_path / "o", code=2)
     line = result.output.strip().splitlines()[-1]
     assert "LOC_val_solution.csv lines 3 and 7" in line and VAL[1][0][:-5] in line
+
+
+@pytest.mark.parametrize("layout", ["official tars", "folders"])
+def test_a_name_that_is_not_utf8_is_refused_naming_it(run, tmp_path, layout):
+    name = "x\udcff.JPEG"  # the byte 0xff, as tarfile and the file system decode it
+    if layout == "folders":
+        cls = tmp_path / "in" / "train" / W0
+        cls.mkdir(parents=True)
+        (cls / name).write_bytes(jpeg_bytes(synthetic(1)))
+        root = tmp_path / "in"
+    else:
+        root = train_tar(tmp_path / "in", {W0: [member(name, jpeg_bytes(synthetic(1)))]})
+    result = run("es-imagenet", "--imagenet-root", root, "--out", tmp_path / "o", code=2)
+    line = result.output.strip().splitlines()[-1]
+    assert f"b'train/{W0}/x\\xff.JPEG'" in line and "not UTF-8" in line
+    assert not (tmp_path / "o" / "es-imagenet" / version()).exists()

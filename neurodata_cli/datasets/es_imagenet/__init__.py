@@ -152,6 +152,7 @@ class ESImageNet(Dataset):
             items = items[:cfg.limit]
         if not items:
             raise RunError(f"{Path(cfg.source.root) / cfg.split} holds no input files")
+        _check_utf8(items)
         if cfg.format == "npz":
             _check_npz_names(cfg.split, [(rel, label) for rel, label, *_ in items])
         count = -(-len(items) // cfg.shard_size)
@@ -274,6 +275,26 @@ class ESImageNet(Dataset):
 def _reason(exc: Exception) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _check_utf8(items: list[tuple[str, int, Any, int]]) -> None:
+    """Names that are not UTF-8 (undecodable bytes, kept as surrogates by the file system and
+    by tarfile) are refused before any work (exit 2): every format stores names as UTF-8."""
+    try:
+        "".join(rel for rel, *_ in items).encode("utf-8")
+    except UnicodeEncodeError:
+        rel = next(r for r, *_ in items if not r.isascii() and _undecodable(r))
+        shown = rel.encode("utf-8", "surrogateescape")
+        raise ConfigError(f"input {shown!r} has a name that is not UTF-8, and the output "
+                          "stores each input's name as UTF-8; rename it") from None
+
+
+def _undecodable(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _check_npz_names(split: str, items: list[tuple[str, int]]) -> None:
