@@ -225,12 +225,13 @@ BLOCK = tarfile.BLOCKSIZE
 NAMED = {"alpha": 0, "beta": 1}  # class folders that are not wnids: labelled by sorted order
 
 
-def member(name: str, data: bytes = b"", kind: bytes = tarfile.REGTYPE, link: str = "") -> bytes:
+def member(name: str, data: bytes = b"", kind: bytes = tarfile.REGTYPE, link: str = "",
+           fmt: int = tarfile.GNU_FORMAT) -> bytes:
     info = tarfile.TarInfo(name)
     info.type, info.linkname, info.mtime = kind, link, 0
     info.mode = 0o755 if kind == tarfile.DIRTYPE else 0o644
     info.size = len(data) if kind == tarfile.REGTYPE else 0
-    return info.tobuf(tarfile.GNU_FORMAT) + data + bytes(-len(data) % BLOCK)
+    return info.tobuf(fmt) + data + bytes(-len(data) % BLOCK)
 
 
 def sparse_member(name: str, data: bytes) -> bytes:
@@ -286,8 +287,12 @@ CASES = {  # class -> its tar's members; then what the run skips, as source -> r
          f"train/{W0}/deep/er/y.JPEG": SUB_REASON}),
     "sparse": ({W0: [jpegs("x")[0], sparse_member("s.bmp", bmp_with_zeros()), jpegs("z")[0]]},
                {}),
-    "newlines": ({W0: [member("a\nb.JPEG", jpeg_bytes(synthetic(1))),
-                       member("c\rd.JPEG", jpeg_bytes(synthetic(2))), *jpegs("x")]}, {}),
+    # LF and CR (the index was newline-separated text), a GNU long name, a pax header.
+    "odd names": ({W0: [member("a\nb.JPEG", jpeg_bytes(synthetic(1))),
+                        member("c\rd.JPEG", jpeg_bytes(synthetic(2))),
+                        member("l" * 150 + ".JPEG", jpeg_bytes(synthetic(3))),
+                        member("\u00e9t\u00e9.JPEG", jpeg_bytes(synthetic(4)),
+                               fmt=tarfile.PAX_FORMAT), *jpegs("x")]}, {}),
     "links": ({W0: [*jpegs("x"), member("s.JPEG", kind=tarfile.SYMTYPE, link="x0.JPEG"),
                     member("h.JPEG", kind=tarfile.LNKTYPE, link="x0.JPEG"),
                     member("f.JPEG", kind=tarfile.FIFOTYPE),

@@ -157,8 +157,7 @@ def _index(archive: Path, split: str, size: int, quiet: bool
     found: list[tuple[tuple[str, ...], tuple[int, int, int, int]]] = []
     classes: dict[tuple[str, ...], str] = {}
     shown = 0
-    with open(archive, "rb") as handle:
-        outer = _open(archive, handle, "")
+    with open(archive, "rb") as handle, _open(archive, handle, "") as outer:
         seen: dict[tuple[str, ...], str] = {}
         for info in _members(archive, outer, size, ""):
             parts = extracted(info.name)
@@ -255,8 +254,8 @@ class MemberReader:
                 if self.inner[0] != outer:
                     if self.inner[1] is not None:
                         self.inner[1].close()
-                    holder = self.outer.extractfile(self._member(self.outer, outer))
-                    self.inner = (outer, _open(self.archive, holder, ""))
+                    inner_tar = self.outer.extractfile(self._member(self.outer, outer))
+                    self.inner = (outer, _open(self.archive, inner_tar, ""))
                 tf = self.inner[1]
             info = self._member(tf, outer if inner == NO_INNER else inner)
             if ("/".join(extracted(info.name)) != rel.split("/", 1 if inner == NO_INNER else 2)[-1]
