@@ -41,13 +41,13 @@ SENSOR_SIZE = (odg.WINDOW[1], odg.WINDOW[1], 2)  # x, y < 240 in canvas coordina
 @dataclass(frozen=True)
 class Part:
     """One shard's inputs: paths as extracted, their labels, the first index, and each one's
-    row of the archive's index (where it is, its size and kind), when the inputs are an
-    archive's members."""
+    row of the archive's index (where it is, its size and kind; ``archives.scan``), when the
+    inputs are an archive's members."""
 
     start: int
     sources: tuple[str, ...]
     labels: tuple[int, ...]
-    members: tuple[tuple[int, int, int, int], ...] = ()
+    members: np.ndarray | None = None  # int64 [n, 4], a copy of the shard's rows
 
 
 class ESImageNet(Dataset):
@@ -161,7 +161,7 @@ class ESImageNet(Dataset):
             start = i * cfg.shard_size
             part = items[start:start + cfg.shard_size]
             rels, labels, rows, _ = zip(*part, strict=True)
-            members = rows if cfg.source.archive else ()
+            members = index[1][list(rows)] if index is not None else None
             shards.append(Shard(cfg.split, i, count, len(part),
                                 Part(start, rels, labels, members)))
         return shards
@@ -170,7 +170,8 @@ class ESImageNet(Dataset):
         """One block per input: its sample, or nothing and a skip recorded."""
         part: Part = shard.payload
         root = Path(cfg.source.root)
-        reader = archives.MemberReader(Path(cfg.source.archive)) if part.members else None
+        reader = (archives.MemberReader(Path(cfg.source.archive))
+                  if part.members is not None else None)
         try:
             yield from self._convert(cfg, part, root, reader)
         finally:
@@ -188,7 +189,7 @@ class ESImageNet(Dataset):
                         raise Unusable(IN_SUBFOLDER)
                     rgb = open_rgb(root / rel)
                 else:
-                    rgb = decode_bytes(reader.read(rel, part.members[k], MAX_INPUT_BYTES))
+                    rgb = decode_bytes(reader.read(rel, part.members[k].tolist(), MAX_INPUT_BYTES))
             except Unusable as exc:
                 stats["unreadable"] = 1
                 stats["skipped"] = [{"source": rel, "reason": str(exc)}]
@@ -277,7 +278,7 @@ def _reason(exc: Exception) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _check_utf8(items: list[tuple[str, int, Any, int]]) -> None:
+def _check_utf8(items: list[tuple[str, int, int, int]]) -> None:
     """Names that are not UTF-8 (undecodable bytes, kept as surrogates by the file system and
     by tarfile) are refused before any work (exit 2): every format stores names as UTF-8."""
     try:

@@ -240,7 +240,7 @@ class MemberReader:
         tf.fileobj.seek(header)
         return tf.tarinfo.fromtarfile(tf)
 
-    def read(self, rel: str, member: tuple[int, int, int, int], cap: int) -> bytes:
+    def read(self, rel: str, member: list[int], cap: int) -> bytes:
         """The bytes of input ``rel`` as extracted; ``Unusable`` for what is not an image."""
         outer, inner, size, kind = member
         if kind != REGULAR:

@@ -222,10 +222,11 @@ def read_table(path: Path, kind: str = "text") -> dict[str, int]:
     return labels
 
 
-def list_inputs(src: Source, index: Any = None) -> list[tuple[str, int, Any, int]]:
-    """Every entry of the split as ``(path as extracted, label, member, size)``, sorted as
-    the folders' listing; for an archive's member, ``member`` is its row of the index
-    (``archives.scan``: where it is and what kind) and ``size`` its size; -1 and -1 for files.
+def list_inputs(src: Source, index: Any = None) -> list[tuple[str, int, int, int]]:
+    """Every entry of the split as ``(path as extracted, label, row, size)``, sorted as
+    the folders' listing; for an archive's member, ``row`` is its row in the index's table
+    (``archives.scan``: where it is, its size and kind) and ``size`` its size; -1 and -1 for
+    files.
 
     Every entry is listed, whatever it is: one that is not a readable image file (a folder, a
     FIFO, a link) is skipped by the conversion with its reason, never left out unseen.
@@ -233,19 +234,19 @@ def list_inputs(src: Source, index: Any = None) -> list[tuple[str, int, Any, int
     """
     if src.archive:
         names, table = index
-        rows = [tuple(row) for row in table.tolist()]
+        sizes = table[:, 2].tolist()  # two ints an input, as files have: the plan stays small
         if src.layout == "table":
             labels = read_table(Path(src.table), src.table_kind)
             items = []
-            for rel, row in zip(names, rows, strict=True):
+            for row, (rel, size) in enumerate(zip(names, sizes, strict=True)):
                 name = rel.split("/", 1)[1]
                 if name not in labels:
                     raise RunError(f"{src.archive}: member {name!r} has no label in {src.table}")
-                items.append((rel, labels[name], row, row[2]))
+                items.append((rel, labels[name], row, size))
             return items
         label = dict(src.classes)
-        return [(rel, label[rel.split("/")[1]], row, row[2])
-                for rel, row in zip(names, rows, strict=True)]
+        return [(rel, label[rel.split("/")[1]], row, size)
+                for row, (rel, size) in enumerate(zip(names, sizes, strict=True))]
     root = Path(src.root)
     folder = root / src.split
     if src.layout == "table":
