@@ -284,18 +284,10 @@ def _check_utf8(items: list[tuple[str, int, int, int]]) -> None:
     try:
         "".join(rel for rel, *_ in items).encode("utf-8")
     except UnicodeEncodeError:
-        rel = next(r for r, *_ in items if not r.isascii() and _undecodable(r))
+        rel = next(r for r, *_ in items if re.search("[\ud800-\udfff]", r))
         shown = rel.encode("utf-8", "surrogateescape")
         raise ConfigError(f"input {shown!r} has a name that is not UTF-8, and the output "
                           "stores each input's name as UTF-8; rename it") from None
-
-
-def _undecodable(name: str) -> bool:
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
 
 
 def _check_npz_names(split: str, items: list[tuple[str, int]]) -> None:
