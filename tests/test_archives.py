@@ -285,8 +285,9 @@ CASES = {  # class -> its tar's members; then what the run skips, as source -> r
         {W0: [*jpegs("x"), member("deep/er/y.JPEG", jpeg_bytes(synthetic(9)))]},
         {f"train/{W0}/deep": "a directory", f"train/{W0}/deep/er": SUB_REASON,
          f"train/{W0}/deep/er/y.JPEG": SUB_REASON}),
-    "sparse": ({W0: [jpegs("x")[0], sparse_member("s.bmp", bmp_with_zeros()), jpegs("z")[0]]},
-               {}),
+    # Followed by a larger member: read at its full length from its data, it took those bytes.
+    "sparse": ({W0: [jpegs("x")[0], sparse_member("s.bmp", bmp_with_zeros()),
+                     member("z.JPEG", jpeg_bytes(synthetic(7, (400, 300))))]}, {}),
     # LF and CR (the index was newline-separated text), a GNU long name, a pax header.
     "odd names": ({W0: [member("a\nb.JPEG", jpeg_bytes(synthetic(1))),
                         member("c\rd.JPEG", jpeg_bytes(synthetic(2))),
