@@ -84,3 +84,18 @@ def make_tree(root: Path, classes: int = 3, per_class: int = 3, split: str = "tr
             names.append(f"{split}/{wnid}/{path.name}")
             k += 1
     return sorted(names)
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A small PNG whose header claims ``width`` x ``height`` grey pixels (its data holds a few):
+    what Pillow's pixel limit is checked against, without a large file."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(bytes(64))) + chunk(b"IEND", b""))

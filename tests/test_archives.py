@@ -215,3 +215,242 @@ def test_check_archives_compares_the_published_md5_before_any_work(run, tmp_path
     assert "ILSVRC2012_img_train.tar" in result.output and "1d675b47d978889d74fa0da5fadfb00e" \
         in result.output
     assert not (tmp_path / "o").exists()
+
+
+# ---- every member as GNU tar extracts it ------------------------------------------------------
+# Tars written header by header (TarInfo.tobuf), so that they can hold what `tarfile` does not
+# write: GNU sparse members, `./` names, links, devices. GNU tar, extracting them, is the oracle.
+
+BLOCK = tarfile.BLOCKSIZE
+NAMED = {"alpha": 0, "beta": 1}  # class folders that are not wnids: labelled by sorted order
+
+
+def member(name: str, data: bytes = b"", kind: bytes = tarfile.REGTYPE, link: str = "",
+           fmt: int = tarfile.GNU_FORMAT) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.mtime = kind, link, 0
+    info.mode = 0o755 if kind == tarfile.DIRTYPE else 0o644
+    info.size = len(data) if kind == tarfile.REGTYPE else 0
+    return info.tobuf(fmt) + data + bytes(-len(data) % BLOCK)
+
+
+def sparse_member(name: str, data: bytes) -> bytes:
+    """An old-GNU sparse member (type 'S') holding ``data`` with a hole for its zero bytes:
+    a run of 512-byte blocks of zeros inside it is left out of the archive, as GNU tar does."""
+    blocks = [data[i:i + BLOCK] for i in range(0, len(data), BLOCK)]
+    zero = [i for i, b in enumerate(blocks[:-1]) if b == bytes(BLOCK)]
+    assert len(zero) >= 2 and zero[-1] - zero[0] == len(zero) - 1  # one run, not at the end
+    a, b = zero[0] * BLOCK, (zero[-1] + 1) * BLOCK
+    stored = data[:a] + data[b:]
+    info = tarfile.TarInfo(name)
+    info.type, info.size, info.mtime, info.mode = tarfile.GNUTYPE_SPARSE, len(stored), 0, 0o644
+    header = bytearray(info.tobuf(tarfile.GNU_FORMAT))
+    maps = [(0, a), (b, len(data) - b)]
+    for k, (offset, numbytes) in enumerate(maps):  # the sparse map: in the header itself
+        header[386 + 24 * k:410 + 24 * k] = tarfile.itn(offset, 12) + tarfile.itn(numbytes, 12)
+    header[483:495] = tarfile.itn(len(data), 12)  # the size once extracted
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % tarfile.calc_chksums(bytes(header))[0]
+    return bytes(header) + stored + bytes(-len(stored) % BLOCK)
+
+
+def gnu_tar(members: list[bytes]) -> bytes:
+    body = b"".join(members) + bytes(2 * BLOCK)
+    return body + bytes(-len(body) % tarfile.RECORDSIZE)
+
+
+def bmp_with_zeros() -> bytes:
+    """A BMP whose middle rows are black: zero bytes that a sparse member leaves out."""
+    image = synthetic(11, (120, 90))
+    image.paste((0, 0, 0), (0, 30, 120, 70))
+    buffer = io.BytesIO()
+    image.save(buffer, "BMP")
+    return buffer.getvalue()
+
+
+def jpegs(prefix: str, n: int = 2, seed: int = 0) -> list[bytes]:
+    return [member(f"{prefix}{k}.JPEG", jpeg_bytes(synthetic(seed + k))) for k in range(n)]
+
+
+W0, W1 = WNIDS[:2]
+SUB_REASON = "in a subfolder of the class folder (only files directly in a class folder are inputs)"
+CASES = {  # class -> its tar's members; then what the run skips, as source -> reason
+    "dot-slash": ({"alpha": [member("./", kind=tarfile.DIRTYPE), *jpegs("./a")],
+                   "beta": jpegs("b", seed=5)}, {}),
+    "subfolder": ({W0: [*jpegs("x"), member("sub/", kind=tarfile.DIRTYPE),
+                        member("sub/y.JPEG", jpeg_bytes(synthetic(9)))]},
+                  {f"train/{W0}/sub": "a directory", f"train/{W0}/sub/y.JPEG": SUB_REASON}),
+    # A folder only the extraction makes (no member of its own) is listed as the folders list it.
+    "subfolder without its own member": (
+        {W0: [*jpegs("x"), member("deep/er/y.JPEG", jpeg_bytes(synthetic(9)))]},
+        {f"train/{W0}/deep": "a directory", f"train/{W0}/deep/er": SUB_REASON,
+         f"train/{W0}/deep/er/y.JPEG": SUB_REASON}),
+    # Followed by a larger member: read at its full length from its data, it took those bytes.
+    "sparse": ({W0: [jpegs("x")[0], sparse_member("s.bmp", bmp_with_zeros()),
+                     member("z.JPEG", jpeg_bytes(synthetic(7, (400, 300))))]}, {}),
+    # LF and CR (the index was newline-separated text), a GNU long name, a pax header.
+    "odd names": ({W0: [member("a\nb.JPEG", jpeg_bytes(synthetic(1))),
+                        member("c\rd.JPEG", jpeg_bytes(synthetic(2))),
+                        member("l" * 150 + ".JPEG", jpeg_bytes(synthetic(3))),
+                        member("\u00e9t\u00e9.JPEG", jpeg_bytes(synthetic(4)),
+                               fmt=tarfile.PAX_FORMAT), *jpegs("x")]}, {}),
+    "links": ({W0: [*jpegs("x"), member("s.JPEG", kind=tarfile.SYMTYPE, link="x0.JPEG"),
+                    member("h.JPEG", kind=tarfile.LNKTYPE, link="x0.JPEG"),
+                    member("f.JPEG", kind=tarfile.FIFOTYPE),
+                    member("d.JPEG", kind=tarfile.CHRTYPE)]},
+              {f"train/{W0}/s.JPEG": "a symbolic link", f"train/{W0}/h.JPEG": "a hard link",
+               f"train/{W0}/f.JPEG": "not a regular file (FIFO, socket or device)",
+               f"train/{W0}/d.JPEG": "not a regular file (FIFO, socket or device)"}),
+}
+
+
+def train_tar(root: Path, classes: dict[str, list[bytes]]) -> Path:
+    root.mkdir(parents=True)
+    (root / "ILSVRC2012_img_train.tar").write_bytes(gnu_tar(
+        [member(f"{name}.tar", gnu_tar(members)) for name, members in classes.items()]))
+    return root
+
+
+def gnu_extract(root: Path, dest: Path) -> Path:
+    """The folders GNU tar extracts the train tar to: each <wnid>.tar into train/<wnid>/."""
+    tars = dest / "tars"
+    tars.mkdir(parents=True)
+    subprocess.run(["tar", "-xf", str(root / "ILSVRC2012_img_train.tar"), "-C", str(tars)],
+                   check=True)
+    for inner in sorted(tars.glob("*.tar")):
+        (dest / "train" / inner.stem).mkdir(parents=True)
+        subprocess.run(["tar", "-xf", str(inner), "-C", str(dest / "train" / inner.stem)],
+                       check=True)
+    return dest
+
+
+def one_split(run, root: Path, out: Path, split: str = "train") -> tuple[Path, dict]:
+    run("es-imagenet", "--imagenet-root", root, "--split", split, "--out", out,
+        "--min-events", "10", "--workers", "1", "--quiet")
+    folder = out / "es-imagenet" / version()
+    return folder, json.loads((folder / "manifest.json").read_text())["splits"][split]
+
+
+def members_of(archive: Path) -> int:
+    """Members of the inner tars (or of a flat tar) that are not the archive's own folder."""
+    count = 0
+    with tarfile.open(archive) as outer:
+        for info in outer:
+            if info.name.endswith(".tar"):
+                with tarfile.open(fileobj=outer.extractfile(info)) as inner:
+                    count += sum(m.name not in (".", "./") for m in inner)
+            else:
+                count += info.name not in (".", "./")
+    return count
+
+
+def samples(folder: Path) -> list[tuple[str, int, bytes]]:
+    data = open_dataset(folder)["train"]
+    return [(str(r["source"]), int(r["label"]), r["events"].tobytes())
+            for r in map(data.record, range(len(data)))]
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_every_member_is_converted_or_skipped_as_gnu_tar_extracts_it(run, tmp_path, case):
+    classes, skipped = CASES[case]
+    root = train_tar(tmp_path / "tars", classes)
+    made, split = one_split(run, root, tmp_path / "o")
+    stats = split["stats"]
+    assert {s["source"]: s["reason"] for s in stats["skipped"]} == skipped
+    members = members_of(root / "ILSVRC2012_img_train.tar")
+    made_by_extraction = 2 if case == "subfolder without its own member" else 0
+    assert stats["images"] == members + made_by_extraction == stats["converted"] + len(
+        stats["skipped"])
+    assert split["records"] == stats["converted"]
+    data = open_dataset(made)["train"]
+    assert len(data) == stats["converted"]
+    if case == "links":  # GNU tar makes a hard link a file; only regular members are images
+        folder = folders(tmp_path / "f", {f"train/{W0}/x{k}.JPEG": jpeg_bytes(synthetic(k))
+                                          for k in range(2)})
+        (folder / "train" / W0 / "s.JPEG").symlink_to("x0.JPEG")
+    else:
+        folder = gnu_extract(root, tmp_path / "f")
+    if case == "sparse":  # a member with a hole, which GNU tar fills with the zeros it held
+        assert len(sparse_member("s.bmp", bmp_with_zeros())) < len(bmp_with_zeros())
+        assert (folder / "train" / W0 / "s.bmp").read_bytes() == bmp_with_zeros()
+    theirs, their_split = one_split(run, folder, tmp_path / "of")
+    if case == "links":  # the same samples (their input indices differ: fewer entries)
+        assert [samples(made)] == [samples(theirs)]
+        assert their_split["stats"]["skipped"] == [{"source": f"train/{W0}/s.JPEG",
+                                                    "reason": "a symbolic link"}]
+    else:  # the same samples, sources, labels and input indices; the same skips
+        assert data_sums(made) == data_sums(theirs)
+        assert their_split["stats"] == stats
+    if case == "dot-slash":
+        labels = {data.record(i)["source"].split("/")[1]: int(data.record(i)["label"])
+                  for i in range(len(data))}
+        assert labels == NAMED
+
+
+def test_a_val_tar_made_with_dot_slash_names_is_read_as_extracted(run, tmp_path):
+    files = {k: v for k, v in images().items() if k.startswith("val/")}
+    root = tmp_path / "tars"
+    root.mkdir()
+    (root / "ILSVRC2012_img_val.tar").write_bytes(gnu_tar(
+        [member("./", kind=tarfile.DIRTYPE)]
+        + [member(f"./{rel[4:]}", data) for rel, data in files.items()]))
+    made, split = one_split(run, root, tmp_path / "o", "val")
+    assert split["stats"]["images"] == members_of(root / "ILSVRC2012_img_val.tar") == len(files)
+    theirs, _ = one_split(run, folders(tmp_path / "f", files), tmp_path / "of", "val")
+    assert data_sums(made) == data_sums(theirs)
+
+
+DUPLICATES = {  # archive -> its members; then the two names the refusal must give
+    "inner": ("ILSVRC2012_img_train.tar",
+              [member(f"{W0}.tar", gnu_tar([*jpegs("a"), jpegs("./a")[0]]))],
+              (f"{W0}.tar:a0.JPEG", f"{W0}.tar:./a0.JPEG")),
+    "outer": ("ILSVRC2012_img_train.tar",
+              [member(f"{W0}.tar", gnu_tar(jpegs("a"))), member(f"./{W0}.tar",
+                                                                gnu_tar(jpegs("b")))],
+              (f"{W0}.tar", f"./{W0}.tar")),
+    "val": ("ILSVRC2012_img_val.tar",
+            [member(f"{VAL[0][0]}", jpeg_bytes(synthetic(1))),
+             member(f"{VAL[1][0]}", jpeg_bytes(synthetic(2))),
+             member(f"{VAL[0][0]}", jpeg_bytes(synthetic(3)))],
+            (VAL[0][0], VAL[0][0])),
+}
+
+
+@pytest.mark.parametrize("case", list(DUPLICATES))
+def test_two_members_extracting_to_one_path_stop_the_run_naming_both(run, tmp_path, case):
+    name, members, (first, second) = DUPLICATES[case]
+    root = tmp_path / "in"
+    root.mkdir()
+    (root / name).write_bytes(gnu_tar(members))
+    result = run("es-imagenet", "--imagenet-root", root, "--split", name[15:-4], "--out",
+                 tmp_path / "o", code=1)
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and f"{first!r} and {second!r}" in lines[0] and name in lines[0]
+    assert "ambiguous" in lines[0]
+    assert not (tmp_path / "o" / "es-imagenet" / version()).exists()
+
+
+def test_a_kaggle_csv_listing_an_image_twice_is_refused_naming_both_lines(run, tmp_path):
+    root = kaggle(tmp_path / "k", {k: v for k, v in images().items() if k.startswith("val/")})
+    with open(root / "LOC_val_solution.csv", "a", newline="") as handle:
+        csv.writer(handle).writerow([VAL[1][0][:-5], f"{WNIDS[0]} 1 2 3 4"])
+    result = run("es-imagenet", "--imagenet-root", root, "--split", "val", "--out",
+                 tmp_path / "o", code=2)
+    line = result.output.strip().splitlines()[-1]
+    assert "LOC_val_solution.csv lines 3 and 7" in line and VAL[1][0][:-5] in line
+
+
+@pytest.mark.parametrize("layout", ["official tars", "folders"])
+def test_a_name_that_is_not_utf8_is_refused_naming_it(run, tmp_path, layout):
+    name = "x\udcff.JPEG"  # the byte 0xff, as tarfile and the file system decode it
+    if layout == "folders":
+        cls = tmp_path / "in" / "train" / W0
+        cls.mkdir(parents=True)
+        (cls / name).write_bytes(jpeg_bytes(synthetic(1)))
+        root = tmp_path / "in"
+    else:
+        root = train_tar(tmp_path / "in", {W0: [member(name, jpeg_bytes(synthetic(1)))]})
+    result = run("es-imagenet", "--imagenet-root", root, "--out", tmp_path / "o", code=2)
+    line = result.output.strip().splitlines()[-1]
+    assert f"b'train/{W0}/x\\xff.JPEG'" in line and "not UTF-8" in line
+    assert not (tmp_path / "o" / "es-imagenet" / version()).exists()

@@ -18,7 +18,7 @@ import pytest
 from helpers import data_digest, read_shard, reference, tree_digest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from imagenet_synth import make_tree, odd_files, save, synthetic
+from imagenet_synth import make_tree, odd_files, png_claiming, save, synthetic
 from odg_oracle import odg
 from PIL import Image
 
@@ -522,3 +522,23 @@ def test_partly_skipped_inputs_serve_exactly_the_stored_samples(run, tmp_path, t
         np.testing.assert_array_equal(as_pos_neg(events)[0], pos)
         np.testing.assert_array_equal(as_pos_neg(events)[1], neg)
         np.testing.assert_array_equal(ds.to_frames(i), plain_loader_frames(pos, neg, h, w))
+
+
+def test_images_past_pillows_pixel_limit_are_skipped_without_decoding(run, tmp_path):
+    """Past the limit Pillow only warns (and decodes gigabytes) until twice it; both are
+    skipped with the reason, told from the header."""
+    limit = Image.MAX_IMAGE_PIXELS
+    cls = tmp_path / "im" / "train" / "n00000001"
+    save(synthetic(1, (120, 90)), cls / "ok.JPEG")
+    width = limit // 1000 + 1
+    (cls / "over.png").write_bytes(png_claiming(width, 1000))
+    (cls / "twice.png").write_bytes(png_claiming(2 * width, 1000))
+    run("es-imagenet", "--imagenet-root", tmp_path / "im", "--out", tmp_path / "o",
+        "--min-events", "10", "--workers", "1", "--quiet")
+    stats = json.loads((tmp_path / "o" / "es-imagenet" / VERSION / "manifest.json")
+                       .read_text())["splits"]["train"]["stats"]
+    reasons = {s["source"].rsplit("/", 1)[1]: s["reason"] for s in stats["skipped"]}
+    assert reasons == {
+        "over.png": f"too many pixels: {width}x1000 > Pillow's limit of {limit}",
+        "twice.png": f"too many pixels: more than twice Pillow's limit of {limit}"}
+    assert (stats["images"], stats["converted"], stats["unreadable"]) == (3, 1, 2)

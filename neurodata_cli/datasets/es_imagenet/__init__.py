@@ -24,6 +24,7 @@ from ..base import Block, Config, Dataset, InputFile, Option, Shard, SplitFile, 
 from . import archives, odg
 from .npz import NPZ, npz_name
 from .source import (
+    IN_SUBFOLDER,
     MAX_INPUT_BYTES,
     SPLITS,
     Unusable,
@@ -39,13 +40,14 @@ SENSOR_SIZE = (odg.WINDOW[1], odg.WINDOW[1], 2)  # x, y < 240 in canvas coordina
 
 @dataclass(frozen=True)
 class Part:
-    """One shard's inputs: paths as extracted, their labels, the first index, and where each
-    lies in the archive (offset, size), when the inputs are an archive's members."""
+    """One shard's inputs: paths as extracted, their labels, the first index, and each one's
+    row of the archive's index (where it is, its size and kind; ``archives.scan``), when the
+    inputs are an archive's members."""
 
     start: int
     sources: tuple[str, ...]
     labels: tuple[int, ...]
-    members: tuple[tuple[int, int], ...] = ()
+    members: np.ndarray | None = None  # int64 [n, 4], a copy of the shard's rows
 
 
 class ESImageNet(Dataset):
@@ -128,9 +130,10 @@ class ESImageNet(Dataset):
     def scan(self, cfg: Config, cache: Path) -> Config:
         """Index the official tar once, into the stage; label train by the classes in it."""
         source = cfg.source
-        names, table = archives.scan(Path(source.archive), cfg.split, cache)
+        archives.scan(Path(source.archive), cfg.split, cache)
         if source.layout == "folders":
-            scheme, classes = labels_of(archives.classes_in(names), [], source.archive, "")
+            scheme, classes = labels_of(archives.scanned_classes(cache, cfg.split), [],
+                                        source.archive, "")
             source = replace(source, classes=classes, scheme=scheme)
         return cfg.replace(record=True, source=source.describe()) \
             .replace(source=source, index=str(cache))
@@ -149,6 +152,7 @@ class ESImageNet(Dataset):
             items = items[:cfg.limit]
         if not items:
             raise RunError(f"{Path(cfg.source.root) / cfg.split} holds no input files")
+        _check_utf8(items)
         if cfg.format == "npz":
             _check_npz_names(cfg.split, [(rel, label) for rel, label, *_ in items])
         count = -(-len(items) // cfg.shard_size)
@@ -156,8 +160,8 @@ class ESImageNet(Dataset):
         for i in range(count):
             start = i * cfg.shard_size
             part = items[start:start + cfg.shard_size]
-            rels, labels, offsets, sizes = zip(*part, strict=True)
-            members = tuple(zip(offsets, sizes, strict=True)) if cfg.source.archive else ()
+            rels, labels, rows, _ = zip(*part, strict=True)
+            members = index[1][list(rows)] if index is not None else None
             shards.append(Shard(cfg.split, i, count, len(part),
                                 Part(start, rels, labels, members)))
         return shards
@@ -175,7 +179,8 @@ class ESImageNet(Dataset):
         """One block per input: its sample, or nothing and a skip recorded."""
         part: Part = shard.payload
         root = Path(cfg.source.root)
-        reader = archives.MemberReader(Path(cfg.source.archive)) if part.members else None
+        reader = (archives.MemberReader(Path(cfg.source.archive))
+                  if part.members is not None else None)
         try:
             yield from self._convert(cfg, part, root, reader)
         finally:
@@ -189,9 +194,11 @@ class ESImageNet(Dataset):
                      "events": 0, "skipped": []}
             try:
                 if reader is None:
+                    if rel.count("/") > 2:  # below a class folder's own entries
+                        raise Unusable(IN_SUBFOLDER)
                     rgb = open_rgb(root / rel)
                 else:
-                    rgb = decode_bytes(reader.read(*part.members[k], MAX_INPUT_BYTES))
+                    rgb = decode_bytes(reader.read(rel, part.members[k].tolist(), MAX_INPUT_BYTES))
             except Unusable as exc:
                 stats["unreadable"] = 1
                 stats["skipped"] = [{"source": rel, "reason": str(exc)}]
@@ -278,6 +285,18 @@ class ESImageNet(Dataset):
 def _reason(exc: Exception) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _check_utf8(items: list[tuple[str, int, int, int]]) -> None:
+    """Names that are not UTF-8 (undecodable bytes, kept as surrogates by the file system and
+    by tarfile) are refused before any work (exit 2): every format stores names as UTF-8."""
+    try:
+        "".join(rel for rel, *_ in items).encode("utf-8")
+    except UnicodeEncodeError:
+        rel = next(r for r, *_ in items if re.search("[\ud800-\udfff]", r))
+        shown = rel.encode("utf-8", "surrogateescape")
+        raise ConfigError(f"input {shown!r} has a name that is not UTF-8, and the output "
+                          "stores each input's name as UTF-8; rename it") from None
 
 
 def _check_npz_names(split: str, items: list[tuple[str, int]]) -> None:

@@ -15,6 +15,7 @@ Kaggle CSV). Every listing is sorted, and hidden files (``.DS_Store``) are not i
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import io
 import os
@@ -37,6 +38,8 @@ KAGGLE_VAL = "LOC_val_solution.csv"
 ILSVRC_CLASSES = "ilsvrc2012_classes.txt"  # the released trainlabel_dir.txt
 MAX_LABEL = 2**15 - 1  # labels are stored as int16
 MAX_INPUT_BYTES = 64 * 2**20  # an image file larger than this is skipped, never read whole
+IN_SUBFOLDER = "in a subfolder of the class folder (only files directly in a class folder are " \
+    "inputs)"
 
 
 @lru_cache(maxsize=1)
@@ -171,6 +174,7 @@ def read_kaggle(path: Path) -> dict[str, int]:
     of its ``PredictionString``; the image is ``<ImageId>.JPEG``."""
     known = ilsvrc_classes()
     labels: dict[str, int] = {}
+    line_of: dict[str, int] = {}
     try:
         with open(path, encoding="utf-8-sig", newline="") as handle:
             rows = list(csv.reader(handle))
@@ -183,6 +187,10 @@ def read_kaggle(path: Path) -> dict[str, int]:
         if wnid not in known:
             raise ConfigError(f"{path} line {number}: expected '<ImageId>,<wnid> ...' with an "
                               f"ILSVRC2012 wnid, got {','.join(row)[:80]!r}")
+        if row[0] in line_of:  # which of the two labels is meant cannot be known
+            raise ConfigError(f"{path} lines {line_of[row[0]]} and {number}: ImageId {row[0]} "
+                              "is listed twice")
+        line_of[row[0]] = number
         labels[f"{row[0]}.JPEG"] = known[wnid]
     return labels
 
@@ -215,27 +223,30 @@ def read_table(path: Path, kind: str = "text") -> dict[str, int]:
 
 
 def list_inputs(src: Source, index: Any = None) -> list[tuple[str, int, int, int]]:
-    """Every entry of the split as ``(path as extracted, label, offset, size)``, sorted as
-    the folders' listing; offset and size locate a member of an archive (-1 for files).
+    """Every entry of the split as ``(path as extracted, label, row, size)``, sorted as
+    the folders' listing; for an archive's member, ``row`` is its row in the index's table
+    (``archives.scan``: where it is, its size and kind) and ``size`` its size; -1 and -1 for
+    files.
 
     Every entry is listed, whatever it is: one that is not a readable image file (a folder, a
-    FIFO, a dangling link) is skipped by the conversion with its reason, never left out unseen.
-    ``index`` is an archive's (names, [offset, size]) from ``archives.scan``.
+    FIFO, a link) is skipped by the conversion with its reason, never left out unseen.
+    ``index`` is an archive's (names, table) from ``archives.scan``.
     """
     if src.archive:
         names, table = index
+        sizes = table[:, 2].tolist()  # two ints an input, as files have: the plan stays small
         if src.layout == "table":
             labels = read_table(Path(src.table), src.table_kind)
             items = []
-            for rel, (offset, size) in zip(names, table.tolist(), strict=True):
+            for row, (rel, size) in enumerate(zip(names, sizes, strict=True)):
                 name = rel.split("/", 1)[1]
                 if name not in labels:
-                    raise RunError(f"{src.archive}: member {name} has no label in {src.table}")
-                items.append((rel, labels[name], offset, size))
+                    raise RunError(f"{src.archive}: member {name!r} has no label in {src.table}")
+                items.append((rel, labels[name], row, size))
             return items
         label = dict(src.classes)
-        return [(rel, label[rel.split("/")[1]], offset, size)
-                for rel, (offset, size) in zip(names, table.tolist(), strict=True)]
+        return [(rel, label[rel.split("/")[1]], row, size)
+                for row, (rel, size) in enumerate(zip(names, sizes, strict=True))]
     root = Path(src.root)
     folder = root / src.split
     if src.layout == "table":
@@ -255,14 +266,30 @@ def list_inputs(src: Source, index: Any = None) -> list[tuple[str, int, int, int
         if not wnid_dir.is_dir():
             raise RunError(f"{wnid_dir} is a file where {folder} holds class folders")
         label = index_of[wnid_dir.name]
-        items += [(f"{src.split}/{wnid_dir.name}/{path.name}", label, -1, -1)
-                  for path in _entries(wnid_dir)]
+        items += [(f"{src.split}/{wnid_dir.name}/{rel}", label, -1, -1)
+                  for rel in _class_listing(wnid_dir)]
     return items
 
 
 def _entries(folder: Path) -> list[Path]:
     return sorted((p for p in folder.iterdir() if not p.name.startswith(".")),
                   key=lambda p: p.name)
+
+
+def _class_listing(folder: Path) -> list[str]:
+    """Every entry of a class folder, and everything in its subfolders, as relative paths
+    sorted by their parts. Only the folder's own files can be images; what is below is skipped
+    as ``IN_SUBFOLDER``, as a class tar's members in a subfolder are. Hidden names are not
+    inputs, and a link to a folder is not followed."""
+    found = []
+    for path in _entries(folder):
+        found.append((path.name,))
+        if path.is_dir() and not path.is_symlink():
+            for top, dirs, files in os.walk(path):
+                dirs[:] = [d for d in dirs if not d.startswith(".")]
+                base = Path(top).relative_to(folder).parts
+                found += [(*base, name) for name in (*dirs, *files) if not name.startswith(".")]
+    return ["/".join(parts) for parts in sorted(found)]
 
 
 class Unusable(Exception):
@@ -272,19 +299,23 @@ class Unusable(Exception):
 def read_input(path: Path, cap: int = MAX_INPUT_BYTES) -> bytes:
     """The bytes of a regular file of at most ``cap`` bytes; anything else is ``Unusable``.
 
-    Opened without blocking and checked before it is read, so a FIFO, a device (a link to
-    /dev/zero) or a folder named like an image is never read from.
+    Opened without blocking and checked before it is read, so a FIFO, a device or a folder
+    named like an image is never read from. A symbolic link is not followed: only regular
+    files are images, as only regular members of an archive are (the two layouts agree).
     """
+    if os.path.islink(path):
+        raise Unusable("a symbolic link")
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except FileNotFoundError:
-        if os.path.islink(path):
-            raise Unusable("dangling link") from None
-        raise
+        fd = os.open(path, flags)
     except IsADirectoryError:
         raise Unusable("a directory") from None
     except PermissionError:
         raise Unusable("unreadable: permission denied") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # made a link since the check above
+            raise Unusable("a symbolic link") from None
+        raise
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
@@ -309,15 +340,26 @@ def open_rgb(path: Path) -> Any:
 def decode_bytes(blob: bytes) -> Any:
     """An image file's bytes decoded as ``open_rgb`` does.
 
-    Pillow's decompression-bomb limit stays on: an image past it raises, and is skipped.
+    An image of more pixels than Pillow's limit (``Image.MAX_IMAGE_PIXELS``) is ``Unusable``,
+    told from its header before anything is decoded: Pillow itself refuses only past twice the
+    limit, and between the two only warns, then decodes gigabytes.
     """
     from PIL import Image
 
     data = io.BytesIO(blob)
     with warnings.catch_warnings():
-        # Palette transparency and large-image notices are not problems for a conversion.
+        # Palette transparency notices are not problems for a conversion.
         warnings.simplefilter("ignore")
-        with Image.open(data) as image:
+        limit = Image.MAX_IMAGE_PIXELS
+        try:
+            opened = Image.open(data)
+        except Image.DecompressionBombError:  # past twice the limit
+            raise Unusable(f"too many pixels: more than twice Pillow's limit of {limit}"
+                           ) from None
+        with opened as image:
+            if limit and image.width * image.height > limit:
+                raise Unusable(f"too many pixels: {image.width}x{image.height} > Pillow's "
+                               f"limit of {limit}")
             image.load()  # leaving the block then only closes the file; the pixels stay
             return image if image.mode == "RGB" else image.convert("RGB")
 
