@@ -168,11 +168,14 @@ class ESImageNet(Dataset):
 
     def input_listing(self, cfg: Config, shards: list[Shard]) -> list[InputFile]:
         """Each input by its path as extracted, with its size: a member's from the archive's
-        index, a file's by a stat."""
+        index (and the archive itself, whose time tells a rewritten member of the same size),
+        a file's by a stat."""
         parts: list[Part] = [s.payload for s in shards]
         if cfg.source.archive:
-            return [InputFile(rel, size) for part in parts
-                    for rel, (_, size) in zip(part.sources, part.members, strict=True)]
+            archive = Path(cfg.source.archive)
+            return file_listing(archive.parent, [archive.name]) + [
+                InputFile(rel, int(row[2])) for part in parts
+                for rel, row in zip(part.sources, part.members, strict=True)]
         return file_listing(Path(cfg.source.root), [rel for p in parts for rel in p.sources])
 
     def build(self, cfg: Config, shard: Shard) -> Iterator[Block]:
