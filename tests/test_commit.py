@@ -1,0 +1,174 @@
+"""Commits killed at every file system call, then the same command or another one.
+
+A kill is simulated in-process: from call N of the commit on, every call that changes the file
+system raises ``Killed`` (a BaseException, so no ``except OSError`` cleans up after it), which is
+what a process killed just before that system call leaves behind.
+"""
+
+from __future__ import annotations
+
+import builtins
+import io
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import data_digest
+from nmnist_synth import make_tree
+
+from neurodata_cli import engine, materialise
+from neurodata_cli.errors import RunError
+from neurodata_cli.manifest import verify
+
+VERSION = "2.0.0"
+
+
+class Killed(BaseException):
+    """The process died here."""
+
+
+@contextmanager
+def killed_at(n: int) -> Iterator[dict[str, Any]]:
+    """Within the block, the commit dies at its ``n``-th call that changes the file system."""
+    state = {"calls": 0, "armed": False, "dead": False}
+    real_commit = engine.Materialiser._commit
+    patched: list[tuple[Any, str, Any]] = []
+
+    def tick() -> None:
+        if not state["armed"]:
+            return
+        if not state["dead"]:
+            state["calls"] += 1
+            state["dead"] = state["calls"] == n
+        if state["dead"]:
+            raise Killed
+
+    def wrap(module: Any, name: str, writes: Callable[..., bool] | None = None) -> None:
+        real = getattr(module, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if writes is None or writes(*args, **kwargs):
+                tick()
+            return real(*args, **kwargs)
+
+        patched.append((module, name, real))
+        setattr(module, name, call)
+
+    def commit(self: Any, *args: Any) -> None:
+        state["armed"] = True
+        try:
+            real_commit(self, *args)
+        finally:
+            state["armed"] = False
+
+    def opens_for_writing(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> bool:
+        return any(c in mode for c in "wax+")
+
+    for name in ("replace", "rename", "link", "unlink", "remove", "rmdir", "mkdir"):
+        wrap(os, name)
+    wrap(io, "open", opens_for_writing)  # pathlib's writes
+    wrap(builtins, "open", opens_for_writing)  # shutil's copies
+    engine.Materialiser._commit = commit
+    try:
+        yield state
+    finally:
+        engine.Materialiser._commit = real_commit
+        for module, name, real in reversed(patched):
+            setattr(module, name, real)
+
+
+@pytest.fixture(scope="module")
+def roots(tmp_path_factory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("nmnist")
+    return {"a": make_tree(base / "a", {"train": 1, "test": 1}, seed=1),
+            "b": make_tree(base / "b", {"train": 1, "test": 1}, seed=2)}
+
+
+# Each scenario: the runs before, the run whose commit is killed, then the runs of another
+# config that follow it instead of a rerun. ``root`` picks the input tree.
+TRAIN = {"split": "train"}
+TEST = {"split": "test"}
+SCENARIOS = {
+    # a first commit: there is no folder yet
+    "first": ([], TRAIN, [TEST]),
+    # the issue: a split merged into a finished folder; then the other split is rebuilt from
+    # other inputs with --overwrite, and the killed command is run again
+    "merge": ([TRAIN], TEST, [{**TRAIN, "root": "b", "overwrite": True}, TEST]),
+    # a finished folder replaced whole (another seed); then the other split with that seed
+    "replace": ([TRAIN, TEST], {**TRAIN, "seed": 7, "overwrite": True}, [{**TEST, "seed": 7}]),
+}
+
+
+def attempt(roots: dict[str, Path], out: Path, command: dict[str, Any]) -> None:
+    """Run one command as the CLI would; a refusal (exit 1) is an outcome, not a failure."""
+    options = dict(command)
+    root = roots[options.pop("root", "a")]
+    try:
+        materialise("2nmnist", out=out, nmnist_root=root, workers=1, format="hdf5", **options)
+    except RunError:
+        pass
+
+
+def sequence(roots: dict[str, Path], out: Path, commands: list[dict[str, Any]]) -> Path:
+    for command in commands:
+        attempt(roots, out, command)
+    return out / "2nmnist" / VERSION
+
+
+def crash(roots: dict[str, Path], out: Path, scenario: str, n: int) -> bool:
+    """The scenario's runs, the last one killed at commit call ``n``; False if it finished."""
+    before, killed, _ = SCENARIOS[scenario]
+    sequence(roots, out, before)
+    with killed_at(n) as state:
+        try:
+            attempt(roots, out, killed)
+        except Killed:
+            return True
+    assert state["calls"] < n
+    return False
+
+
+def digest(folder: Path) -> dict[str, str] | None:
+    return data_digest(folder) if folder.exists() else None
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_a_commit_killed_at_any_call_is_finished_or_undone_never_replayed_stale(
+        roots, tmp_path, scenario):
+    before, killed, other = SCENARIOS[scenario]
+    old = digest(sequence(roots, tmp_path / "before", before))
+    new = digest(sequence(roots, tmp_path / "killed", before + [killed]))
+    landed = digest(sequence(roots, tmp_path / "landed", before + [killed] + other))
+    skipped = digest(sequence(roots, tmp_path / "skipped", before + other))
+    n = 0
+    while True:
+        n += 1
+        out = tmp_path / str(n)
+        if not crash(roots, out / "a", scenario, n):
+            break
+        base = out / "a" / "2nmnist"
+        folder = base / VERSION
+        # What a reader sees at once: the old folder or the new one, whole, never a mix; for
+        # the instant between the two renames, the old one is beside it (the next run of any
+        # command finishes the commit).
+        trash = base / f".{VERSION}.replaced"
+        assert digest(folder) in (old, new) or digest(folder) is None and digest(trash) == old, n
+        if folder.exists():
+            assert verify(folder).ok, n
+        # (a) the same command again: the new folder, and nothing else left beside it
+        attempt(roots, out / "a", killed)
+        assert digest(folder) == new, n
+        assert verify(folder).ok, n
+        assert sorted(p.name for p in base.iterdir()) == [f".{VERSION}.lock", VERSION], n
+        # (b) runs of another config instead: the folder a clean sequence gives. The killed run
+        # counts once its plan is written (the next run finishes it first), else it never ran.
+        crash(roots, out / "b", scenario, n)
+        base = out / "b" / "2nmnist"
+        counted = any(base.glob("*.commit/commit.json")) or digest(base / VERSION) == new
+        final = sequence(roots, out / "b", other)
+        assert digest(final) == (landed if counted else skipped), n
+        assert verify(final).ok, n
+    assert n > 10  # the commit made that many calls: each one was a kill point
