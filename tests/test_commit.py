@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 import io
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -172,3 +173,65 @@ def test_a_commit_killed_at_any_call_is_finished_or_undone_never_replayed_stale(
         assert digest(final) == (landed if counted else skipped), n
         assert verify(final).ok, n
     assert n > 10  # the commit made that many calls: each one was a kill point
+
+
+@pytest.mark.parametrize("cut", ["between the renames", "before the manifest"])
+def test_a_plan_whose_folder_was_replaced_since_is_discarded_and_its_run_resumes(
+        roots, tmp_path, monkeypatch, cut):
+    out, base = tmp_path / "o", tmp_path / "o" / "2nmnist"
+    attempt(roots, out, TRAIN)
+    real = os.replace
+
+    def dies(src: Any, dst: Any) -> None:
+        if cut == "between the renames" and str(dst).endswith(VERSION) or (
+                cut == "before the manifest" and str(dst).endswith(".partial/manifest.json")):
+            raise Killed
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", dies)
+    with pytest.raises(Killed):
+        attempt(roots, out, TEST)
+    monkeypatch.undo()
+    # The folder is replaced by hand (restored from elsewhere): the plan no longer applies.
+    shutil.rmtree(base / VERSION, ignore_errors=True)
+    shutil.rmtree(base / f".{VERSION}.replaced", ignore_errors=True)
+    other = sequence(roots, tmp_path / "other", [{**TRAIN, "root": "b"}])
+    shutil.copytree(other, base / VERSION)
+    summary = materialise("2nmnist", out=out, nmnist_root=roots["a"], split="test", workers=1,
+                          format="hdf5")
+    # Its train split is the folder's as it is now, not the one the plan was made for; a stage
+    # that still had its shard records is resumed.
+    assert summary.resumed_shards == (1 if cut == "before the manifest" else 0)
+    clean = sequence(roots, tmp_path / "clean", [{**TRAIN, "root": "b"}, TEST])
+    assert data_digest(base / VERSION) == data_digest(clean)
+    assert sorted(p.name for p in base.iterdir()) == [f".{VERSION}.lock", VERSION]
+
+
+# ---- a manifest of the wrong shape --------------------------------------------------------------
+
+@pytest.mark.parametrize("edit", ["a list", "splits: null", "a split: 3", "files: [1]",
+                                  "config: []", "split: []"])
+def test_a_manifest_of_the_wrong_shape_is_refused_in_one_line_and_overwrite_repairs_it(
+        run, roots, tmp_path, edit):
+    import json
+
+    args = ["2nmnist", "--nmnist-root", roots["a"], "--out", tmp_path, "--format", "hdf5",
+            "--workers", "1", "--quiet"]
+    run(*args, "--split", "train")
+    manifest = tmp_path / "2nmnist" / VERSION / "manifest.json"
+    m = json.loads(manifest.read_text())
+    entry = m["files"][0]
+    text = {"a list": [m], "splits: null": {**m, "splits": None},
+            "a split: 3": {**m, "splits": {"train": 3}}, "files: [1]": {**m, "files": [1]},
+            "config: []": {**m, "splits": {"train": {**m["splits"]["train"], "config": []}}},
+            "split: []": {**m, "files": [{**entry, "split": []}]}}[edit]
+    manifest.write_text(json.dumps(text))
+    for split in ("train", "test"):
+        result = run(*args, "--split", split, code=1)
+        assert str(manifest) in result.output and "--overwrite" in result.output
+        assert len(result.output.strip().splitlines()) == 1, result.output
+    for command in ("verify", "info"):
+        assert "manifest.json" in run(command, manifest.parent, code=1).output
+    run(*args, "--split", "test", "--overwrite")
+    assert verify(manifest.parent).ok
+    assert list(json.loads(manifest.read_text())["splits"]) == ["test"]
