@@ -14,6 +14,7 @@ Layout while a run is in progress::
         .neurodata/shards/<key>.json                  one record per finished shard
     <out>/<dataset>/.<version>.<splits>.commit/       the commit plan, while moving into place
     <out>/<dataset>/.<version>.replaced/              the folder being replaced, for an instant
+                                                      (where the two cannot be swapped at once)
     <out>/<dataset>/<version>/                        appears (or is updated) only when complete
 
 A run killed in its commit leaves the plan. The next run into the folder, of any config, first
@@ -22,11 +23,14 @@ finishes it if the folder is still the one the plan replaces, and discards it ot
 
 from __future__ import annotations
 
+import errno
+import functools
 import hashlib
 import json
 import os
 import re
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -410,8 +414,9 @@ class Materialiser:
         read (by any run: the lock is the folder's, whatever the splits).
 
         A plan still current (the folder, or the trash between the two renames, is the one it
-        replaces) is finished; a stale one is discarded and its stage taken back to its finished
-        shards. Returns the manifest when this run's own commit is now done, else None.
+        replaces) is finished; one whose folder is already the one it makes is cleaned up; any
+        other is stale: discarded, and its stage taken back to its finished shards. Returns
+        the manifest when this run's own commit is now done, else None.
         """
         mine = None
         for commit_dir in sorted(self.base.glob(f".{self.ds.version}.*.commit")):
@@ -428,8 +433,10 @@ class Materialiser:
                     state = "stale"
             if state == "stale":
                 _discard_commit(stage)
-            elif ours and plan["fingerprint"] == self.fingerprint:
-                mine = plan["manifest"]
+            else:  # finished; a stage left holds the folder it replaced (a swap cut short)
+                shutil.rmtree(stage, ignore_errors=True)
+                if ours and plan["fingerprint"] == self.fingerprint:
+                    mine = plan["manifest"]
             shutil.rmtree(commit_dir)
         if self.folder.exists():  # a commit cut before its last step may leave the trash
             shutil.rmtree(_trash(self.folder), ignore_errors=True)
@@ -515,9 +522,11 @@ def _read_plan(path: Path) -> dict[str, Any] | None:
 
 def _plan_state(plan: dict[str, Any], stage: Path, folder: Path) -> str:
     """"current" when the plan still applies, "done" when it was applied, else "stale"."""
-    if not stage.is_dir():  # the stage became the folder, or was removed since
-        return "done" if _generation(folder) == plan["makes"] else "stale"
     now = _generation(folder)
+    if now == plan["makes"]:  # its stage is gone, or holds the folder it replaced (a swap)
+        return "done"
+    if not stage.is_dir():
+        return "stale"
     if now is None and plan["replaces"] is not None:
         now = _generation(_trash(folder))  # cut between the two renames
     return "current" if now == plan["replaces"] else "stale"
@@ -530,7 +539,8 @@ def _apply_commit(stage: Path, folder: Path, plan: dict[str, Any]) -> None:
     A merge (a new split into a finished folder) first links the files it keeps from the
     finished folder into the stage, so that the stage is the whole new folder. Nothing is
     removed or renamed until every listed file is in the stage. The finished folder is then
-    swapped for it by two renames: it is never seen half-merged.
+    swapped for it in one step where the system can (the old one then sits at the stage's
+    name until removed), else by two renames: it is never seen half-merged.
     """
     manifest = plan["manifest"]
     trash = _trash(folder)
@@ -553,11 +563,44 @@ def _apply_commit(stage: Path, folder: Path, plan: dict[str, Any]) -> None:
     write_manifest(stage, manifest)
     shutil.rmtree(stage / INTERNAL, ignore_errors=True)
     _remove_unlisted(stage, {f["path"] for f in manifest["files"]} | set(METADATA))
+    if folder.exists() and _exchange(stage, folder):
+        shutil.rmtree(stage)  # the folder it replaced
+        return
     if folder.exists():
         shutil.rmtree(trash, ignore_errors=True)
         os.replace(folder, trash)
     os.replace(stage, folder)
     shutil.rmtree(trash, ignore_errors=True)
+
+
+@functools.cache
+def _renameat2() -> Any:
+    import ctypes
+
+    try:
+        call = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # not Linux, or a C library before glibc 2.28
+        return None
+    call.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                     ctypes.c_uint]
+    return call
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two folders in one step (Linux ``renameat2`` with ``RENAME_EXCHANGE``), so that a
+    kill never leaves ``b`` missing; False where the system or file system cannot."""
+    call = _renameat2() if sys.platform.startswith("linux") else None
+    if call is None:
+        return False
+    import ctypes
+
+    at_fdcwd, rename_exchange = -100, 2
+    if call(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
 
 
 def _discard_commit(stage: Path) -> None:

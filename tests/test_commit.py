@@ -70,6 +70,7 @@ def killed_at(n: int) -> Iterator[dict[str, Any]]:
 
     for name in ("replace", "rename", "link", "unlink", "remove", "rmdir", "mkdir"):
         wrap(os, name)
+    wrap(engine, "_exchange")  # the swap in one system call, where there is one
     wrap(io, "open", opens_for_writing)  # pathlib's writes
     wrap(builtins, "open", opens_for_writing)  # shutil's copies
     engine.Materialiser._commit = commit
@@ -119,13 +120,13 @@ def sequence(roots: dict[str, Path], out: Path, commands: list[dict[str, Any]]) 
     return out / "2nmnist" / VERSION
 
 
-def crash(roots: dict[str, Path], out: Path, scenario: str, n: int) -> bool:
-    """The scenario's runs, the last one killed at commit call ``n``; False if it finished."""
-    before, killed, _ = SCENARIOS[scenario]
-    sequence(roots, out, before)
+def crash(roots: dict[str, Path], start: Path, out: Path, scenario: str, n: int) -> bool:
+    """From a copy of ``start`` (the output of the scenario's first runs), its last run killed
+    at commit call ``n``; False if it finished."""
+    shutil.copytree(start, out)
     with killed_at(n) as state:
         try:
-            attempt(roots, out, killed)
+            attempt(roots, out, SCENARIOS[scenario][1])
         except Killed:
             return True
     assert state["calls"] < n
@@ -136,11 +137,17 @@ def digest(folder: Path) -> dict[str, str] | None:
     return data_digest(folder) if folder.exists() else None
 
 
-@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+@pytest.mark.parametrize("scenario, swap", [
+    ("first", "by one rename"), ("merge", "in one step"), ("merge", "by two renames"),
+    ("replace", "in one step"), ("replace", "by two renames")])
 def test_a_commit_killed_at_any_call_is_finished_or_undone_never_replayed_stale(
-        roots, tmp_path, scenario):
+        roots, tmp_path, monkeypatch, scenario, swap):
+    if swap == "by two renames":  # as where the system cannot swap two folders at once
+        monkeypatch.setattr(engine, "_exchange", lambda a, b: False)
     before, killed, other = SCENARIOS[scenario]
-    old = digest(sequence(roots, tmp_path / "before", before))
+    start = tmp_path / "before"
+    start.mkdir()
+    old = digest(sequence(roots, start, before))
     new = digest(sequence(roots, tmp_path / "killed", before + [killed]))
     landed = digest(sequence(roots, tmp_path / "landed", before + [killed] + other))
     skipped = digest(sequence(roots, tmp_path / "skipped", before + other))
@@ -148,15 +155,16 @@ def test_a_commit_killed_at_any_call_is_finished_or_undone_never_replayed_stale(
     while True:
         n += 1
         out = tmp_path / str(n)
-        if not crash(roots, out / "a", scenario, n):
+        if not crash(roots, start, out / "a", scenario, n):
             break
         base = out / "a" / "2nmnist"
         folder = base / VERSION
         # What a reader sees at once: the old folder or the new one, whole, never a mix; for
-        # the instant between the two renames, the old one is beside it (the next run of any
-        # command finishes the commit).
+        # the instant between two renames, the old one beside it (the next run of any command
+        # finishes the commit).
         trash = base / f".{VERSION}.replaced"
-        assert digest(folder) in (old, new) or digest(folder) is None and digest(trash) == old, n
+        assert digest(folder) in (old, new) or (swap == "by two renames" and digest(folder) is None
+                                                and digest(trash) == old), n
         if folder.exists():
             assert verify(folder).ok, n
         # (a) the same command again: the new folder, and nothing else left beside it
@@ -166,7 +174,7 @@ def test_a_commit_killed_at_any_call_is_finished_or_undone_never_replayed_stale(
         assert sorted(p.name for p in base.iterdir()) == [f".{VERSION}.lock", VERSION], n
         # (b) runs of another config instead: the folder a clean sequence gives. The killed run
         # counts once its plan is written (the next run finishes it first), else it never ran.
-        crash(roots, out / "b", scenario, n)
+        crash(roots, start, out / "b", scenario, n)
         base = out / "b" / "2nmnist"
         counted = any(base.glob("*.commit/commit.json")) or digest(base / VERSION) == new
         final = sequence(roots, out / "b", other)
@@ -175,20 +183,28 @@ def test_a_commit_killed_at_any_call_is_finished_or_undone_never_replayed_stale(
     assert n > 10  # the commit made that many calls: each one was a kill point
 
 
-@pytest.mark.parametrize("cut", ["between the renames", "before the manifest"])
+@pytest.mark.parametrize("cut", ["before the manifest", "between the renames", "after a swap"])
 def test_a_plan_whose_folder_was_replaced_since_is_discarded_and_its_run_resumes(
         roots, tmp_path, monkeypatch, cut):
     out, base = tmp_path / "o", tmp_path / "o" / "2nmnist"
     attempt(roots, out, TRAIN)
-    real = os.replace
+    real_replace, real_rmtree = os.replace, shutil.rmtree
 
-    def dies(src: Any, dst: Any) -> None:
+    def replace(src: Any, dst: Any) -> None:
         if cut == "between the renames" and str(dst).endswith(VERSION) or (
                 cut == "before the manifest" and str(dst).endswith(".partial/manifest.json")):
             raise Killed
-        real(src, dst)
+        real_replace(src, dst)
 
-    monkeypatch.setattr(os, "replace", dies)
+    def rmtree(path: Any, *args: Any, **kwargs: Any) -> None:
+        if cut == "after a swap" and str(path).endswith(".partial"):
+            raise Killed  # the old folder, swapped to the stage's name, is not yet removed
+        real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(shutil, "rmtree", rmtree)
+    if cut == "between the renames":
+        monkeypatch.setattr(engine, "_exchange", lambda a, b: False)
     with pytest.raises(Killed):
         attempt(roots, out, TEST)
     monkeypatch.undo()
