@@ -438,8 +438,11 @@ class Materialiser:
                 if ours and plan["fingerprint"] == self.fingerprint:
                     mine = plan["manifest"]
             shutil.rmtree(commit_dir)
-        if self.folder.exists():  # a commit cut before its last step may leave the trash
-            shutil.rmtree(_trash(self.folder), ignore_errors=True)
+        trash = _trash(self.folder)
+        if trash.exists() and self.folder.exists():  # a commit cut before its last step
+            shutil.rmtree(trash)
+        elif trash.exists():  # cut between the two renames, and its plan discarded: undone
+            os.replace(trash, self.folder)
         return mine
 
     def _summary(self, manifest: dict[str, Any], seconds: float, resumed: int) -> RunSummary:

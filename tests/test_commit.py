@@ -223,6 +223,35 @@ def test_a_plan_whose_folder_was_replaced_since_is_discarded_and_its_run_resumes
     assert sorted(p.name for p in base.iterdir()) == [f".{VERSION}.lock", VERSION]
 
 
+def test_a_plan_that_cannot_be_checked_is_undone_and_the_folder_comes_back(
+        roots, tmp_path, monkeypatch):
+    import json
+
+    out, base = tmp_path / "o", tmp_path / "o" / "2nmnist"
+    attempt(roots, out, TRAIN)
+    real = os.replace
+
+    def replace(src: Any, dst: Any) -> None:
+        if str(dst).endswith(VERSION):
+            raise Killed
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(engine, "_exchange", lambda a, b: False)
+    with pytest.raises(Killed):
+        attempt(roots, out, TEST)
+    monkeypatch.undo()
+    assert not (base / VERSION).exists()
+    # A plan as an older neurodata wrote it: it does not say which folder it replaces.
+    plan = next(base.glob("*.commit/commit.json"))
+    old = json.loads(plan.read_text())
+    plan.write_text(json.dumps({k: old[k] for k in ("manifest", "merge", "fingerprint")}))
+    attempt(roots, out, TEST)
+    clean = sequence(roots, tmp_path / "clean", [TRAIN, TEST])
+    assert data_digest(base / VERSION) == data_digest(clean)
+    assert sorted(p.name for p in base.iterdir()) == [f".{VERSION}.lock", VERSION]
+
+
 # ---- a manifest of the wrong shape --------------------------------------------------------------
 
 @pytest.mark.parametrize("edit", ["a list", "splits: null", "a split: 3", "files: [1]",
