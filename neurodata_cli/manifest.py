@@ -120,6 +120,11 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
         return json.load(handle)
 
 
+_OPTIONAL = {"builder": str, "release_notes": str, "tool": dict, "libraries": dict,
+             "config": dict}
+_SPLIT = {"format": str, "stats": dict, "config": dict}
+
+
 def check_shape(manifest: Any) -> str | None:
     """What is wrong with a manifest's shape, or None."""
     if not isinstance(manifest, dict):
@@ -127,6 +132,9 @@ def check_shape(manifest: Any) -> str | None:
     for key, kind in (("dataset", str), ("version", str), ("splits", dict), ("files", list)):
         if not isinstance(manifest.get(key), kind):
             return f"has no {key!r} of the right kind"
+    for key, kind in _OPTIONAL.items():  # read by info and the reader where present
+        if key in manifest and not isinstance(manifest[key], kind):
+            return f"has a {key!r} of the wrong kind"
     for f in manifest["files"]:
         if not (isinstance(f, dict) and isinstance(f.get("path"), str)
                 and isinstance(f.get("sha256"), str) and isinstance(f.get("records"), int)
@@ -135,7 +143,7 @@ def check_shape(manifest: Any) -> str | None:
             return f"lists a file entry of the wrong shape: {json.dumps(f)[:120]}"
     for name, split in manifest["splits"].items():
         if not (isinstance(split, dict) and isinstance(split.get("records"), int)
-                and isinstance(split.get("config", {}), dict)):
+                and all(isinstance(split.get(k, kind()), kind) for k, kind in _SPLIT.items())):
             return f"has a split {name!r} of the wrong shape"
     return None
 

@@ -255,7 +255,7 @@ def test_a_plan_that_cannot_be_checked_is_undone_and_the_folder_comes_back(
 # ---- a manifest of the wrong shape --------------------------------------------------------------
 
 @pytest.mark.parametrize("edit", ["a list", "splits: null", "a split: 3", "files: [1]",
-                                  "config: []", "split: []"])
+                                  "config: []", "split: []", "tool: 1", "stats: 5"])
 def test_a_manifest_of_the_wrong_shape_is_refused_in_one_line_and_overwrite_repairs_it(
         run, roots, tmp_path, edit):
     import json
@@ -269,7 +269,8 @@ def test_a_manifest_of_the_wrong_shape_is_refused_in_one_line_and_overwrite_repa
     text = {"a list": [m], "splits: null": {**m, "splits": None},
             "a split: 3": {**m, "splits": {"train": 3}}, "files: [1]": {**m, "files": [1]},
             "config: []": {**m, "splits": {"train": {**m["splits"]["train"], "config": []}}},
-            "split: []": {**m, "files": [{**entry, "split": []}]}}[edit]
+            "split: []": {**m, "files": [{**entry, "split": []}]}, "tool: 1": {**m, "tool": 1},
+            "stats: 5": {**m, "splits": {"train": {**m["splits"]["train"], "stats": 5}}}}[edit]
     manifest.write_text(json.dumps(text))
     for split in ("train", "test"):
         result = run(*args, "--split", split, code=1)
