@@ -406,7 +406,12 @@ class Materialiser:
                 "makes": hashlib.sha256(metadata(manifest)[1]).hexdigest()}
         self._commit_dir.mkdir(exist_ok=True)
         atomic_write(self._commit_dir / "commit.json", json.dumps(plan).encode())
-        _apply_commit(self.stage, self.folder, plan)
+        try:
+            _apply_commit(self.stage, self.folder, plan)
+        except RunError:  # refused before anything moved: the stage stays resumable
+            _discard_commit(self.stage)
+            shutil.rmtree(self._commit_dir)
+            raise
         shutil.rmtree(self._commit_dir)
 
     def _finish_interrupted_commit(self) -> dict[str, Any] | None:
@@ -440,7 +445,7 @@ class Materialiser:
             shutil.rmtree(commit_dir)
         trash = _trash(self.folder)
         if trash.exists() and self.folder.exists():  # a commit cut before its last step
-            shutil.rmtree(trash)
+            shutil.rmtree(trash, ignore_errors=True)
         elif trash.exists():  # cut between the two renames, and its plan discarded: undone
             os.replace(trash, self.folder)
         return mine
@@ -561,8 +566,9 @@ def _apply_commit(stage: Path, folder: Path, plan: dict[str, Any]) -> None:
     for f in manifest["files"]:
         path = stage / f["path"]
         if not (path.is_file() and path.stat().st_size == f["bytes"]):
-            raise RunError(f"{path} is missing or cut short; the commit cannot make a whole "
-                           f"{folder}; run the command again")
+            where = path if f["split"] in plan["claim"] else old / f["path"]
+            raise RunError(f"cannot commit {folder}: {where} is missing or cut short; the "
+                           "folder is left as it was")
     write_manifest(stage, manifest)
     shutil.rmtree(stage / INTERNAL, ignore_errors=True)
     _remove_unlisted(stage, {f["path"] for f in manifest["files"]} | set(METADATA))

@@ -252,6 +252,26 @@ def test_a_plan_that_cannot_be_checked_is_undone_and_the_folder_comes_back(
     assert sorted(p.name for p in base.iterdir()) == [f".{VERSION}.lock", VERSION]
 
 
+def test_a_folder_that_lost_a_file_is_not_merged_into_and_the_run_resumes_once_repaired(
+        roots, tmp_path):
+    out, base = tmp_path / "o", tmp_path / "o" / "2nmnist"
+    attempt(roots, out, TRAIN)
+    lost = base / VERSION / "2nmnist-train-00000-of-00001.h5"
+    before = data_digest(base / VERSION)
+    lost.unlink()
+    with pytest.raises(RunError, match=f"cannot commit .*{lost.name} is missing"):
+        materialise("2nmnist", out=out, nmnist_root=roots["a"], split="test", workers=1,
+                    format="hdf5")
+    assert data_digest(base / VERSION) == {k: v for k, v in before.items() if k != lost.name}
+    assert not list(base.glob("*.commit"))
+    attempt(roots, out, {**TRAIN, "overwrite": True})
+    summary = materialise("2nmnist", out=out, nmnist_root=roots["a"], split="test", workers=1,
+                          format="hdf5")
+    assert summary.resumed_shards == 1
+    assert data_digest(base / VERSION) == data_digest(
+        sequence(roots, tmp_path / "clean", [TRAIN, TEST]))
+
+
 # ---- a manifest of the wrong shape --------------------------------------------------------------
 
 @pytest.mark.parametrize("edit", ["a list", "splits: null", "a split: 3", "files: [1]",
