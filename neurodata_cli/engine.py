@@ -426,9 +426,9 @@ class Materialiser:
         mine = None
         for commit_dir in sorted(self.base.glob(f".{self.ds.version}.*.commit")):
             plan = _read_plan(commit_dir / "commit.json")
+            if plan is not None and plan["manifest"]["version"] != self.ds.version:
+                continue  # another version's, if its name is not SemVer (dots match the glob)
             ours = commit_dir == self._commit_dir
-            if (plan["manifest"]["version"] != self.ds.version if plan else not ours):
-                continue  # another version's (version and split names may both hold dots)
             stage = commit_dir.with_name(commit_dir.name[:-len(".commit")] + ".partial")
             state = _plan_state(plan, stage, self.folder) if plan else "stale"
             if state == "current":

@@ -32,10 +32,11 @@ class Killed(BaseException):
 
 
 @contextmanager
-def killed_at(n: int) -> Iterator[dict[str, Any]]:
-    """Within the block, the commit dies at its ``n``-th call that changes the file system."""
+def killed_at(n: int, step: str = "_commit") -> Iterator[dict[str, Any]]:
+    """Within the block, the run dies at the ``n``-th call that changes the file system within
+    ``step`` (the commit, or the settling of commits left by killed runs)."""
     state = {"calls": 0, "armed": False, "dead": False}
-    real_commit = engine.Materialiser._commit
+    real_step = getattr(engine.Materialiser, step)
     patched: list[tuple[Any, str, Any]] = []
 
     def tick() -> None:
@@ -58,10 +59,10 @@ def killed_at(n: int) -> Iterator[dict[str, Any]]:
         patched.append((module, name, real))
         setattr(module, name, call)
 
-    def commit(self: Any, *args: Any) -> None:
+    def armed(self: Any, *args: Any) -> Any:
         state["armed"] = True
         try:
-            real_commit(self, *args)
+            return real_step(self, *args)
         finally:
             state["armed"] = False
 
@@ -73,11 +74,11 @@ def killed_at(n: int) -> Iterator[dict[str, Any]]:
     wrap(engine, "_exchange")  # the swap in one system call, where there is one
     wrap(io, "open", opens_for_writing)  # pathlib's writes
     wrap(builtins, "open", opens_for_writing)  # shutil's copies
-    engine.Materialiser._commit = commit
+    setattr(engine.Materialiser, step, armed)
     try:
         yield state
     finally:
-        engine.Materialiser._commit = real_commit
+        setattr(engine.Materialiser, step, real_step)
         for module, name, real in reversed(patched):
             setattr(module, name, real)
 
@@ -181,6 +182,37 @@ def test_a_commit_killed_at_any_call_is_finished_or_undone_never_replayed_stale(
         assert digest(final) == (landed if counted else skipped), n
         assert verify(final).ok, n
     assert n > 10  # the commit made that many calls: each one was a kill point
+
+
+def test_a_run_killed_again_while_it_finishes_a_killed_commit_still_ends_whole(
+        roots, tmp_path, monkeypatch):
+    """The issue's moment, the two renames cut apart, then each call of the next run's
+    settling killed in turn."""
+    monkeypatch.setattr(engine, "_exchange", lambda a, b: False)
+    start = tmp_path / "before"
+    start.mkdir()
+    sequence(roots, start, [TRAIN])
+    rebuild = {**TRAIN, "root": "b", "overwrite": True}
+    want = digest(sequence(roots, tmp_path / "clean", [TRAIN, TEST, rebuild]))
+    between = next(n for n in range(1, 100) if crash(roots, start, tmp_path / f"n{n}", "merge", n)
+                   and not (tmp_path / f"n{n}" / "2nmnist" / VERSION).exists())
+    m = 0
+    while True:
+        m += 1
+        out = tmp_path / f"m{m}"
+        assert crash(roots, start, out, "merge", between)
+        with killed_at(m, "_finish_interrupted_commit") as state:
+            try:
+                attempt(roots, out, rebuild)
+            except Killed:
+                pass
+        attempt(roots, out, rebuild)
+        folder = out / "2nmnist" / VERSION
+        assert digest(folder) == want, m
+        assert sorted(p.name for p in folder.parent.iterdir()) == [f".{VERSION}.lock", VERSION]
+        if not state["dead"]:
+            break
+    assert m > 3
 
 
 @pytest.mark.parametrize("cut", ["before the manifest", "between the renames", "after a swap"])
