@@ -201,7 +201,7 @@ def test_a_relative_out_is_the_client_s_folder_and_no_probe_is_left_with_the_wor
     here.mkdir()
     monkeypatch.chdir(workers_home)  # the workers start here, so resolve "out" here
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None,
+                                  host="127.0.0.1", dashboard_address=":0",
                                   silence_logs=50) as cluster:
         monkeypatch.chdir(here)
         run("2nmnist", "--nmnist-root", root, "--out", "out", "--quiet", "--scheduler",
