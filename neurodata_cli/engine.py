@@ -14,11 +14,18 @@ Layout while a run is in progress::
         .neurodata/inputs.json.gz                     the inputs it reads (names, sizes)
         .neurodata/shards/<key>.json                  one record per finished shard
     <out>/<dataset>/.<version>.<splits>.commit/       the commit plan, while moving into place
+    <out>/<dataset>/.<version>.replaced/              the folder being replaced, for an instant
+                                                      (where the two cannot be swapped at once)
     <out>/<dataset>/<version>/                        appears (or is updated) only when complete
+
+A run killed in its commit leaves the plan. The next run into the folder, of any config, first
+finishes it if the folder is still the one the plan replaces, and discards it otherwise.
 """
 
 from __future__ import annotations
 
+import errno
+import functools
 import gzip
 import hashlib
 import json
@@ -38,7 +45,16 @@ from . import __version__
 from .blocks import ShardCheck, check_shards
 from .datasets.base import Block, Config, Dataset, InputFile, Shard, plain_name
 from .errors import ConfigError, NeurodataError, RunError
-from .manifest import METADATA, atomic_write, read_manifest, write_manifest
+from .manifest import (
+    MANIFEST,
+    METADATA,
+    SUMS,
+    atomic_write,
+    check_shape,
+    metadata,
+    read_manifest,
+    write_manifest,
+)
 from .progress import progress, silenced
 from .writers import dist_versions, file_entry, sha256_file, write_text
 
@@ -244,10 +260,13 @@ class Materialiser:
             existing = read_manifest(self.folder)
         except (OSError, ValueError):
             existing = None
+        problem = None if existing is None else check_shape(existing)
         hint = "pass --overwrite to replace it, or choose another --out"
-        if existing is None:
+        if existing is None or problem:
             if self.overwrite:
                 return None
+            if problem:  # valid JSON of another shape: never read further
+                raise RunError(f"{self.folder / MANIFEST} {problem}; {hint}")
             raise RunError(f"{self.folder} exists but is not a finished neurodata folder; {hint}")
         if not self.ds.split_scoped:
             if self.overwrite:
@@ -432,28 +451,58 @@ class Materialiser:
     def _commit(self, manifest: dict[str, Any], existing: dict[str, Any] | None) -> None:
         """Move the staged run into place.
 
-        The plan is written first, beside the stage, and removed last: a rerun that finds it
-        finishes the commit, whatever point it was cut at.
+        The plan is written first, beside the stage, and removed last. It names the folder it
+        replaces (its generation) and the one it makes, so that a later run can tell whether
+        the plan still applies, whatever point it was cut at.
         """
-        plan = {"manifest": manifest, "merge": existing is not None,
-                "fingerprint": self.fingerprint}
+        plan = {"manifest": manifest, "merge": existing is not None, "claim": list(self.claim),
+                "fingerprint": self.fingerprint, "replaces": _generation(self.folder),
+                "makes": hashlib.sha256(metadata(manifest)[1]).hexdigest()}
         self._commit_dir.mkdir(exist_ok=True)
         atomic_write(self._commit_dir / "commit.json", json.dumps(plan).encode())
-        _apply_commit(self.stage, self.folder, plan)
+        try:
+            _apply_commit(self.stage, self.folder, plan)
+        except RunError:  # refused before anything moved: the stage stays resumable
+            _discard_commit(self.stage)
+            shutil.rmtree(self._commit_dir)
+            raise
         shutil.rmtree(self._commit_dir)
 
     def _finish_interrupted_commit(self) -> dict[str, Any] | None:
-        """Finish a commit an earlier attempt was cut short in; its manifest when that attempt
-        had this run's config (nothing is left to do), else None."""
-        commit = self._commit_dir / "commit.json"
-        plan = None
-        if commit.is_file():
-            plan = json.loads(commit.read_text())
-            _apply_commit(self.stage, self.folder, plan)
-        shutil.rmtree(self._commit_dir, ignore_errors=True)
-        if plan is not None and plan.get("fingerprint") == self.fingerprint:
-            return plan["manifest"]
-        return None
+        """Settle every commit into this folder that a killed run left, before the folder is
+        read (by any run: the lock is the folder's, whatever the splits).
+
+        A plan still current (the folder, or the trash between the two renames, is the one it
+        replaces) is finished; one whose folder is already the one it makes is cleaned up; any
+        other is stale: discarded, and its stage taken back to its finished shards. Returns
+        the manifest when this run's own commit is now done, else None.
+        """
+        mine = None
+        for commit_dir in sorted(self.base.glob(f".{self.ds.version}.*.commit")):
+            plan = _read_plan(commit_dir / "commit.json")
+            if plan is not None and plan["manifest"]["version"] != self.ds.version:
+                continue  # another version's, if its name is not SemVer (dots match the glob)
+            ours = commit_dir == self._commit_dir
+            stage = commit_dir.with_name(commit_dir.name[:-len(".commit")] + ".partial")
+            state = _plan_state(plan, stage, self.folder) if plan else "stale"
+            if state == "current":
+                try:
+                    _apply_commit(stage, self.folder, plan)
+                except RunError:  # the stage lost a file since: it cannot make a whole folder
+                    state = "stale"
+            if state == "stale":
+                _discard_commit(stage)
+            else:  # finished; a stage left holds the folder it replaced (a swap cut short)
+                shutil.rmtree(stage, ignore_errors=True)
+                if ours and plan["fingerprint"] == self.fingerprint:
+                    mine = plan["manifest"]
+            shutil.rmtree(commit_dir)
+        trash = _trash(self.folder)
+        if trash.exists() and self.folder.exists():  # a commit cut before its last step
+            shutil.rmtree(trash, ignore_errors=True)
+        elif trash.exists():  # cut between the two renames, and its plan discarded: undone
+            os.replace(trash, self.folder)
+        return mine
 
     def _summary(self, manifest: dict[str, Any], seconds: float, resumed: int) -> RunSummary:
         mine = {k: manifest["splits"][k] for k in self.claim}
@@ -487,13 +536,14 @@ def _split_stats(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _remove_unlisted(stage: Path, manifest: dict[str, Any]) -> None:
-    """Delete every file of the stage that the manifest does not list: what writers that were
-    killed left (their ``.part`` files), and files of shards an earlier attempt planned
+def _remove_unlisted(stage: Path, keep: set[str]) -> None:
+    """Delete every file of the stage outside ``keep`` and ``.neurodata``: what writers that
+    were killed left (their ``.part`` files), and files of shards an earlier attempt planned
     differently. A finished folder holds exactly what it lists."""
-    keep = {f["path"] for f in manifest["files"]} | set(METADATA)
     for root, _dirs, names in os.walk(stage, topdown=False):
         rel_root = Path(root).relative_to(stage)
+        if rel_root.parts[:1] == (INTERNAL,):
+            continue
         for name in names:
             if (rel_root / name).as_posix() not in keep:
                 os.unlink(os.path.join(root, name))
@@ -501,30 +551,135 @@ def _remove_unlisted(stage: Path, manifest: dict[str, Any]) -> None:
             os.rmdir(root)
 
 
+def _trash(folder: Path) -> Path:
+    return folder.with_name(f".{folder.name}.replaced")
+
+
+def _generation(folder: Path) -> str | None:
+    """Which folder this is: the sha256 of its SHA256SUMS (which covers every file, the
+    manifest too); "unfinished" for a folder without one; None when there is no folder.
+
+    Content rather than an inode: a folder rebuilt with other data is another generation even
+    where the file system reuses inode numbers, and one rebuilt byte for byte is the same one
+    (a plan made for it still gives the right folder).
+    """
+    if not folder.exists():
+        return None
+    sums = folder / SUMS
+    return sha256_file(sums) if sums.is_file() else "unfinished"
+
+
+def _read_plan(path: Path) -> dict[str, Any] | None:
+    """A commit plan, or None when it is missing, unreadable or from an older neurodata."""
+    try:
+        plan = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not (isinstance(plan, dict) and isinstance(plan.get("claim"), list)
+            and isinstance(plan.get("makes"), str) and "replaces" in plan
+            and check_shape(plan.get("manifest")) is None):
+        return None
+    return plan
+
+
+def _plan_state(plan: dict[str, Any], stage: Path, folder: Path) -> str:
+    """"current" when the plan still applies, "done" when it was applied, else "stale"."""
+    now = _generation(folder)
+    if now == plan["makes"]:  # its stage is gone, or holds the folder it replaced (a swap)
+        return "done"
+    if not stage.is_dir():
+        return "stale"
+    if now is None and plan["replaces"] is not None:
+        now = _generation(_trash(folder))  # cut between the two renames
+    return "current" if now == plan["replaces"] else "stale"
+
+
 def _apply_commit(stage: Path, folder: Path, plan: dict[str, Any]) -> None:
-    """Move the stage into place; idempotent, so safe to run again after being cut anywhere.
+    """Move the stage into place; idempotent, so safe to run again after being cut anywhere
+    while the plan is current.
 
     A merge (a new split into a finished folder) first links the files it keeps from the
-    finished folder into the stage, so that the stage is the whole new folder. The finished
-    folder is then swapped for it by two renames: it is never seen half-merged.
+    finished folder into the stage, so that the stage is the whole new folder. Nothing is
+    removed or renamed until every listed file is in the stage. The finished folder is then
+    swapped for it in one step where the system can (the old one then sits at the stage's
+    name until removed), else by two renames: it is never seen half-merged.
     """
     manifest = plan["manifest"]
-    trash = folder.with_name(f".{folder.name}.replaced")
-    if stage.exists():
-        if plan["merge"] and folder.exists():
-            for f in manifest["files"]:
-                src, dst = folder / f["path"], stage / f["path"]
-                if not dst.exists():  # a file of a split this run keeps
-                    dst.parent.mkdir(parents=True, exist_ok=True)
-                    _link_or_copy(src, dst)
-        write_manifest(stage, manifest)
-        shutil.rmtree(stage / INTERNAL, ignore_errors=True)
-        _remove_unlisted(stage, manifest)
-        if folder.exists():
-            shutil.rmtree(trash, ignore_errors=True)
-            os.replace(folder, trash)
-        os.replace(stage, folder)
+    trash = _trash(folder)
+    old = folder if folder.exists() else trash  # cut between the renames: the trash
+    if plan["merge"]:
+        for f in manifest["files"]:
+            if f["split"] in plan["claim"]:
+                continue
+            src, dst = old / f["path"], stage / f["path"]
+            if not src.is_file() or (dst.exists() and os.path.samefile(src, dst)):
+                continue  # linked by an earlier attempt, or lost: the check below names it
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.unlink(missing_ok=True)  # a copy cut short
+            _link_or_copy(src, dst)
+    for f in manifest["files"]:
+        path = stage / f["path"]
+        if not (path.is_file() and path.stat().st_size == f["bytes"]):
+            where = path if f["split"] in plan["claim"] else old / f["path"]
+            raise RunError(f"cannot commit {folder}: {where} is missing or cut short; the "
+                           "folder is left as it was")
+    write_manifest(stage, manifest)
+    shutil.rmtree(stage / INTERNAL, ignore_errors=True)
+    _remove_unlisted(stage, {f["path"] for f in manifest["files"]} | set(METADATA))
+    if folder.exists() and _exchange(stage, folder):
+        shutil.rmtree(stage)  # the folder it replaced
+        return
+    if folder.exists():
+        shutil.rmtree(trash, ignore_errors=True)
+        os.replace(folder, trash)
+    os.replace(stage, folder)
     shutil.rmtree(trash, ignore_errors=True)
+
+
+@functools.cache
+def _renameat2() -> Any:
+    import ctypes
+
+    try:
+        call = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # not Linux, or a C library before glibc 2.28
+        return None
+    call.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                     ctypes.c_uint]
+    return call
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two folders in one step (Linux ``renameat2`` with ``RENAME_EXCHANGE``), so that a
+    kill never leaves ``b`` missing; False where the system or file system cannot."""
+    call = _renameat2() if sys.platform.startswith("linux") else None
+    if call is None:
+        return False
+    import ctypes
+
+    at_fdcwd, rename_exchange = -100, 2
+    if call(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+def _discard_commit(stage: Path) -> None:
+    """Take back what a stale commit did to its stage (the other splits' files it linked, its
+    manifest), keeping the shards it finished: its command resumes them and merges into the
+    folder as it is now. A stage whose records are gone was a whole folder: nothing to keep."""
+    if not (stage / INTERNAL).is_dir():
+        shutil.rmtree(stage, ignore_errors=True)
+        return
+    keep: set[str] = set()
+    for path in sorted((stage / INTERNAL / "shards").glob("*.json")):
+        try:
+            keep.update(f["path"] for f in json.loads(path.read_text())["files"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not a record a resume would take either
+    _remove_unlisted(stage, keep)
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:

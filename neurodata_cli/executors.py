@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -154,20 +154,32 @@ def require_distributed() -> None:
 
 
 def probe_storage(inputs: list[str], stage: str, token: str) -> dict[str, str]:
-    """Runs on every worker: can it read the inputs and write into the stage?"""
+    """Runs on every worker: can it read the inputs, and see and write the stage?
+
+    The client wrote ``token`` into the stage; a worker that reads it back sees the same folder,
+    and only then tries a write (a file it removes at once). A worker that does not see the
+    stage creates nothing: no folder tree is left on storage that is not shared.
+    """
     problems = {}
     for path in inputs:
         if not os.path.exists(path):
             problems[path] = "does not exist on this worker"
         elif not os.access(path, os.R_OK | (os.X_OK if os.path.isdir(path) else 0)):
             problems[path] = "is not readable on this worker"
-    probes = os.path.join(stage, ".neurodata", "probes")
+    internal = os.path.join(stage, ".neurodata")
     try:
-        os.makedirs(probes, exist_ok=True)
-        name = f"{socket.gethostname()}-{os.getpid()}-{token}"
-        with open(os.path.join(probes, name), "w") as f:
-            f.write(token)
-        problems["__probe__"] = name
+        with open(os.path.join(internal, f"probe-{token}")) as f:
+            seen = f.read() == token
+    except OSError:
+        seen = False
+    if not seen:
+        problems[stage] = ("is not the folder this machine is writing; the output folder must "
+                           "be on storage shared with the workers at the same path")
+        return problems
+    try:
+        handle, path = tempfile.mkstemp(dir=internal, prefix=f"probe-{token}-")
+        os.close(handle)
+        os.unlink(path)
     except OSError as exc:
         problems[stage] = f"is not writable on this worker ({exc.strerror})"
     return problems
@@ -199,25 +211,22 @@ class DaskExecutor:
     def check_storage(self, client: Any, inputs: list[str], stage: Path) -> None:
         """Fail before any work unless every worker reads the inputs and shares the stage."""
         token = secrets.token_hex(8)
-        answers = client.run(probe_storage, inputs, str(stage), token, on_error="return")
+        probe = stage / ".neurodata" / f"probe-{token}"
+        probe.parent.mkdir(parents=True, exist_ok=True)
+        probe.write_text(token)
+        try:
+            answers = client.run(probe_storage, inputs, str(stage), token, on_error="return")
+        finally:
+            probe.unlink(missing_ok=True)
         if not answers:
             raise RunError(f"the Dask cluster at {self.address} has no workers")
-        seen = stage / ".neurodata" / "probes"
         bad = []
         for worker, problems in sorted(answers.items()):
             if isinstance(problems, BaseException):
                 bad.append(f"worker {worker}: could not run the storage check ({problems!r})")
                 continue
-            probe = problems.pop("__probe__", None)
             for path, what in problems.items():
                 bad.append(f"worker {worker}: {path} {what}")
-            if probe is not None:
-                file = seen / probe
-                if not (file.is_file() and file.read_text() == token):
-                    bad.append(f"worker {worker}: wrote to {stage} but this machine does not see "
-                               "it; the output folder must be on storage shared with the workers "
-                               "at the same path")
-                file.unlink(missing_ok=True)
         if bad:
             raise RunError("the Dask workers cannot use the same files as this machine:\n  "
                            + "\n  ".join(bad))
@@ -228,6 +237,8 @@ class DaskExecutor:
 
         from .datasets import get
 
+        # Workers resolve paths from their own working folder: give them this machine's.
+        stage = Path(stage).absolute()
         client = self._connect()
         try:
             inputs = get(dataset).inputs(cfg)

@@ -94,15 +94,21 @@ def manifest_text(manifest: dict[str, Any]) -> str:
     return (text[:-2] + ",\n  " if head else "{\n  ") + files + "\n}\n"
 
 
-def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
-    """Write manifest.json, then SHA256SUMS over the data files and the manifest."""
+def metadata(manifest: dict[str, Any]) -> tuple[bytes, bytes]:
+    """The bytes of manifest.json and of SHA256SUMS (over the data files and the manifest)."""
     import hashlib
 
     data = manifest_text(manifest).encode()
-    atomic_write(folder / MANIFEST, data)
     entries = [(f["path"], f["sha256"]) for f in manifest["files"]]
     entries.append((MANIFEST, hashlib.sha256(data).hexdigest()))
-    atomic_write(folder / SUMS, sums_text(entries).encode())
+    return data, sums_text(entries).encode()
+
+
+def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+    """Write manifest.json, then SHA256SUMS."""
+    data, sums = metadata(manifest)
+    atomic_write(folder / MANIFEST, data)
+    atomic_write(folder / SUMS, sums)
 
 
 def read_manifest(folder: Path) -> dict[str, Any] | None:
@@ -114,6 +120,11 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
         return json.load(handle)
 
 
+_OPTIONAL = {"builder": str, "release_notes": str, "tool": dict, "libraries": dict,
+             "config": dict}
+_SPLIT = {"format": str, "stats": dict, "config": dict}
+
+
 def check_shape(manifest: Any) -> str | None:
     """What is wrong with a manifest's shape, or None."""
     if not isinstance(manifest, dict):
@@ -121,13 +132,18 @@ def check_shape(manifest: Any) -> str | None:
     for key, kind in (("dataset", str), ("version", str), ("splits", dict), ("files", list)):
         if not isinstance(manifest.get(key), kind):
             return f"has no {key!r} of the right kind"
+    for key, kind in _OPTIONAL.items():  # read by info and the reader where present
+        if key in manifest and not isinstance(manifest[key], kind):
+            return f"has a {key!r} of the wrong kind"
     for f in manifest["files"]:
         if not (isinstance(f, dict) and isinstance(f.get("path"), str)
                 and isinstance(f.get("sha256"), str) and isinstance(f.get("records"), int)
-                and f.get("split") in manifest["splits"]):
+                and isinstance(f.get("bytes"), int) and isinstance(f.get("split"), str)
+                and f["split"] in manifest["splits"]):
             return f"lists a file entry of the wrong shape: {json.dumps(f)[:120]}"
     for name, split in manifest["splits"].items():
-        if not isinstance(split, dict) or not isinstance(split.get("records"), int):
+        if not (isinstance(split, dict) and isinstance(split.get("records"), int)
+                and all(isinstance(split.get(k, kind()), kind) for k, kind in _SPLIT.items())):
             return f"has a split {name!r} of the wrong shape"
     return None
 

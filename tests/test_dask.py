@@ -187,3 +187,31 @@ def test_a_killed_client_resumes_with_identical_bytes(run, tmp_path, tree, clust
     result = run(*args)
     assert "shards resumed" in result.output
     assert data_digest(tmp_path / "dask" / "es-imagenet" / VERSION) == want
+
+
+def test_a_relative_out_is_the_client_s_folder_and_no_probe_is_left_with_the_workers(
+        run, tmp_path, monkeypatch):
+    from nmnist_synth import make_tree as nmnist_tree
+
+    from neurodata_cli.executors import probe_storage
+
+    root = nmnist_tree(tmp_path / "nmnist", {"train": 1, "test": 1})
+    workers_home, here = tmp_path / "workers", tmp_path / "client"
+    workers_home.mkdir()
+    here.mkdir()
+    monkeypatch.chdir(workers_home)  # the workers start here, so resolve "out" here
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address=":0",
+                                  silence_logs=50) as cluster:
+        monkeypatch.chdir(here)
+        run("2nmnist", "--nmnist-root", root, "--out", "out", "--quiet", "--scheduler",
+            cluster.scheduler_address)
+    run("2nmnist", "--nmnist-root", root, "--out", tmp_path / "local", "--workers", "1")
+    assert data_digest(here / "out" / "2nmnist" / VERSION) == data_digest(
+        tmp_path / "local" / "2nmnist" / VERSION)
+    assert list(workers_home.iterdir()) == []
+    # A worker that does not see the stage (storage not shared) says so and writes nothing.
+    stage = tmp_path / "elsewhere" / "2nmnist" / f".{VERSION}.train.partial"
+    problems = probe_storage([], str(stage), "0123")
+    assert "shared with the workers" in problems[str(stage)]
+    assert not (tmp_path / "elsewhere").exists()
