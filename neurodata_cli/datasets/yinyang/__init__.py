@@ -14,7 +14,7 @@ from ...errors import ConfigError
 from ...writers import NPY
 from ...writers.hdf5 import HDF5
 from ..base import Block, Config, Dataset, Option, Shard
-from .walk import Walker, spike_times
+from .walk import Walker, radii_problem, spike_times
 
 CLASS_NAMES = ("yin", "yang", "dot")
 BLOCK = 1 << 20  # samples per block
@@ -95,11 +95,10 @@ class YinYang(Dataset):
         values.set_flag(f"splits.{name}.seed", 42 if seed is None else seed, "--seed")
 
     def check(self, cfg: Config) -> None:
-        if not 0 < cfg.r_small:
-            raise config_error(cfg, "r_small", f"{cfg.r_small} must be greater than 0")
-        if not cfg.r_small < cfg.r_big:
-            raise config_error(cfg, "r_small", f"{cfg.r_small} must be less than r_big "
-                                               f"({cfg.r_big})")
+        # Radii the walk could never finish with (or not within a lifetime) are refused here.
+        problem = radii_problem(cfg.r_small, cfg.r_big)
+        if problem:
+            raise config_error(cfg, *problem)
         if not cfg.spike_times_t_early < cfg.spike_times_t_late:
             raise config_error(cfg, "spike_times.t_early", f"{cfg.spike_times_t_early} must be "
                                f"less than t_late ({cfg.spike_times_t_late})")

@@ -1,0 +1,140 @@
+"""Bounded everywhere: no input makes a run hang, grow without end, or print an endless line.
+
+Yin-Yang radii the walk cannot finish with, Ctrl-C during the C walk, YAML alias bombs, and
+``verify`` on FIFOs, devices, links, extra folders and duplicated lines.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from neurodata_cli.datasets.yinyang import walk
+
+EXE = shutil.which("neurodata", path=str(Path(sys.executable).parent))
+# --r-small just outside and just inside the bound, with the default --r-big 0.5.
+OUTSIDE, INSIDE = 2.28e-4, 2.33e-4
+
+
+# ---- Yin-Yang radii ----------------------------------------------------------------------------
+
+def neurodata(*args: object, timeout: float = 20) -> subprocess.CompletedProcess:
+    """The installed command in a subprocess: one that hangs fails the test, not the suite."""
+    return subprocess.run([EXE, *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.parametrize("args, flag, words", [
+    (["--r-small", "1e-300", "--r-big", "1e-299"], "--r-small", "underflow"),
+    (["--r-small", "1e299", "--r-big", "1e300"], "--r-small", "overflow"),
+    (["--r-small", "0.1", "--r-big", "1e300"], "--r-big", "overflow"),
+    (["--r-small", "1e-7"], "--r-small", "tries on average"),
+    (["--r-small", OUTSIDE], "--r-small", "tries on average"),
+])
+def test_radii_the_walk_cannot_finish_with_are_refused_naming_the_flag(tmp_path, args, flag,
+                                                                       words):
+    result = neurodata("yinyang", *args, "--size", "10", "--out", tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"Error: invalid {flag}: ") and words in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    assert not any(tmp_path.iterdir())
+
+
+def test_radii_from_a_config_file_name_its_key(tmp_path):
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text("r_small: 1.0e-7\n")
+    result = neurodata("yinyang", "--config", cfg, "--out", tmp_path / "o")
+    assert result.returncode == 2
+    assert "key 'r_small' in" in result.stderr and "tiny.yaml" in result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_the_python_api_refuses_them_too():
+    code = "from neurodata_cli.datasets.yinyang import walk; walk.generate(1, 1, 1e-7, 0.5)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=20)
+    assert "ValueError: r_small 1e-07 is too small" in result.stderr
+
+
+def test_radii_just_inside_the_bound_still_generate():
+    assert OUTSIDE < walk.MIN_RATIO * 0.5 < INSIDE
+    samples, labels = walk.generate(3, 1, INSIDE, 0.5)
+    assert samples.shape == (3, 4) and set(labels) <= {0, 1, 2}
+
+
+@pytest.mark.parametrize("ratio", [0.05, 0.2, 0.5, 0.7, 0.97])
+def test_the_bound_is_the_generators_own_acceptance_rate(ratio):
+    # The areas the bound is computed from, against the reference's rule on a million points.
+    r_big, n = 0.5, 1_000_000
+    rng = np.random.default_rng(7)
+    x, y = rng.random(n) * 2 * r_big, rng.random(n) * 2 * r_big
+    r_small = ratio * r_big
+    inside = np.sqrt((x - r_big) ** 2 + (y - r_big) ** 2) <= r_big
+    d_right = np.sqrt((x - 1.5 * r_big) ** 2 + (y - r_big) ** 2)
+    d_left = np.sqrt((x - 0.5 * r_big) ** 2 + (y - r_big) ** 2)
+    dot = (d_right < r_small) | (d_left < r_small)
+    yang = ~dot & ((d_right <= r_small) | ((d_left > r_small) & (d_left <= 0.5 * r_big))
+                   | ((y > r_big) & (d_right > 0.5 * r_big)))
+    seen = [np.mean(inside & c) for c in (~dot & ~yang, yang, dot)]
+    assert np.allclose(walk.class_fractions(ratio), seen, rtol=0.03, atol=5e-4)
+
+
+# ---- Ctrl-C during the C walk ------------------------------------------------------------------
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("workers, to_group", [(1, False), (2, False), (2, True)])
+def test_ctrl_c_stops_a_slow_walk_within_seconds(tmp_path, workers, to_group):
+    # Radii just inside the bound: the paper's 7,000 samples would take minutes.
+    cmd = [EXE, "yinyang", "--r-small", str(INSIDE), "--out", str(tmp_path),
+           "--quiet", "--workers", str(workers)]
+    # Its own session, so that a SIGINT to the group reaches every process as Ctrl-C does; a
+    # test runner that ignores SIGINT must not pass that on.
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 30
+        while len(list(tmp_path.rglob("*.part"))) < workers:  # every walk has started
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(0.3)
+        pool = _children(proc.pid)
+        assert len(pool) == (workers if workers > 1 else 0)
+        start = time.monotonic()
+        if to_group:
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=10)
+        took = time.monotonic() - start
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert took < 2.5, took
+    assert proc.returncode == 130
+    assert err.decode() == "Interrupted; rerun the same command to resume.\n"
+    time.sleep(0.2)
+    assert not [pid for pid in pool if _alive(pid)]
+    assert not (tmp_path / "yinyang" / "1.0.0").exists()
