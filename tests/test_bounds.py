@@ -138,3 +138,41 @@ def test_ctrl_c_stops_a_slow_walk_within_seconds(tmp_path, workers, to_group):
     time.sleep(0.2)
     assert not [pid for pid in pool if _alive(pid)]
     assert not (tmp_path / "yinyang" / "1.0.0").exists()
+
+
+# ---- YAML --------------------------------------------------------------------------------------
+
+BOMB = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{k}: &{k} [{', '.join([f'*{p}'] * 9)}]\n"
+    for p, k in zip("abcdefgh", "bcdefghi", strict=True))
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once_naming_the_file_and_line(tmp_path):
+    cfg = tmp_path / "bomb.yaml"
+    cfg.write_text(BOMB + "r_small: *i\n")  # 9**9 items once expanded
+    start = time.monotonic()
+    result = neurodata("yinyang", "--config", cfg, "--out", tmp_path / "o", timeout=10)
+    assert time.monotonic() - start < 3  # mostly the interpreter's start-up
+    assert result.returncode == 2
+    assert result.stderr == (f"Error: config file {cfg} line 2 is not plain YAML data: the alias "
+                             "*a is refused (write the value out)\n")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("text, words", [
+    ("r_small: [" + ", ".join(["0"] * 20_000) + "]\n", ["key 'r_small' in", "expected a number"]),
+    ("encoding: '" + "x" * 100_000 + "'\n", ["key 'encoding' in", "expected one of"]),
+    ("? " + "k" * 100_000 + "\n: 1\n", ["unknown key 'kkk"]),
+    ("? " + "1" * 4000 + "\n: 1\n", ["key 1111", "is not a string"]),
+    ("splits:\n  ? " + "s" * 100_000 + "\n  : {size: 1, seed: 1}\n", ["splits.sss", "at most 64"]),
+    ("r_small: " + "1" * 5000 + "\n", ["line 1", "too many digits"]),
+    ("r_small: " + "[" * 10_000 + "]" * 10_000 + "\n", ["line 1", "64 levels"]),
+])
+def test_config_errors_stay_one_short_line_whatever_the_value(run, tmp_path, text, words):
+    cfg = tmp_path / "big.yaml"
+    cfg.write_text(text)
+    result = run("yinyang", "--config", cfg, "--out", tmp_path / "o", code=2)
+    line = result.output
+    assert line.startswith("Error: ") and line.count("\n") == 1 and len(line) < 600, line[:1000]
+    assert "big.yaml" in line and all(w in line for w in words), line
+    assert not (tmp_path / "o").exists()

@@ -18,6 +18,7 @@ from .walk import Walker, radii_problem, spike_times
 
 CLASS_NAMES = ("yin", "yang", "dot")
 BLOCK = 1 << 20  # samples per block
+MAX_SPLIT_NAME = 64
 PAPER_SPLITS = {"train": {"size": 5000, "seed": 42}, "validation": {"size": 1000, "seed": 41},
                 "test": {"size": 1000, "seed": 40}}
 
@@ -27,9 +28,11 @@ def _splits(reader: Reader, key: str) -> dict[str, dict[str, int]]:
     sp = reader.mapping(key)
     out = {}
     for name in list(sp.data):
-        if not isinstance(name, str) or not SAFE_NAME.match(name) or name in RESERVED_SPLITS:
-            raise sp.fail(str(name), "a split name must be letters, digits, '.', '_' or '-', "
-                                     f"and not {', '.join(sorted(RESERVED_SPLITS))}")
+        if (not isinstance(name, str) or not SAFE_NAME.match(name) or name in RESERVED_SPLITS
+                or len(name) > MAX_SPLIT_NAME):  # file names hold it, and have a length limit
+            raise sp.fail(str(name), f"a split name must be at most {MAX_SPLIT_NAME} letters, "
+                                     f"digits, '.', '_' or '-', and not "
+                                     f"{', '.join(sorted(RESERVED_SPLITS))}")
         one = sp.mapping(name)
         out[name] = {"size": one.integer("size", lo=1), "seed": one.integer("seed", 0, 2**32 - 1)}
         one.finish()

@@ -130,9 +130,9 @@ def radii_problem(r_small: float, r_big: float) -> tuple[str, str] | None:
     if tries > MAX_TRIES:
         dots = class_fractions(r_small / r_big)[2]
         return "r_small", (f"{r_small} is too small for r_big {r_big}: the dots cover {dots:.2g} "
-                           f"of the square tries are drawn from, so a sample would take "
-                           f"{tries:.2g} tries on average (the limit is {MAX_TRIES:.0f}); "
-                           f"r_small must be at least {MIN_RATIO:.2g} * r_big")
+                           f"of the square tries are drawn from, so a sample takes {tries:.2g} "
+                           f"tries on average (at most {MAX_TRIES:.0f} allowed: r_small >= "
+                           f"{MIN_RATIO:.2g} * r_big)")
     return None
 
 
