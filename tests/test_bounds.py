@@ -176,3 +176,97 @@ def test_config_errors_stay_one_short_line_whatever_the_value(run, tmp_path, tex
     assert line.startswith("Error: ") and line.count("\n") == 1 and len(line) < 600, line[:1000]
     assert "big.yaml" in line and all(w in line for w in words), line
     assert not (tmp_path / "o").exists()
+
+
+# ---- verify ------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A finished folder to copy and spoil: npy files side by side."""
+    out = tmp_path_factory.mktemp("finished")
+    subprocess.run([EXE, "yinyang", "--size", "10", "--format", "npy", "--out", out, "--quiet"],
+                   check=True, timeout=60)
+    return out / "yinyang" / "1.0.0"
+
+
+def _replace(path: Path, make) -> None:
+    path.unlink()
+    make(path)
+
+
+def _duplicate_last_line(sums: Path) -> None:
+    lines = sums.read_text().splitlines(keepends=True)
+    sums.write_text("".join(lines + lines[-1:]))
+
+
+SPOILS = {
+    # a listed file that would block, never end, or be read from elsewhere
+    "fifo": (lambda f: _replace(f / "train_labels.npy", os.mkfifo),
+             "listed file 'train_labels.npy' is a FIFO"),
+    "link to /dev/zero": (lambda f: _replace(f / "train_labels.npy",
+                                             lambda p: p.symlink_to("/dev/zero")),
+                          "listed file 'train_labels.npy' is a symbolic link"),
+    "link to a copy": (lambda f: (shutil.copy(f / "train_labels.npy", f.parent / "outside.npy"),
+                                  _replace(f / "train_labels.npy",
+                                           lambda p: p.symlink_to(f.parent / "outside.npy"))),
+                       "listed file 'train_labels.npy' is a symbolic link"),
+    "fifo manifest": (lambda f: _replace(f / "manifest.json", os.mkfifo),
+                      "listed file 'manifest.json' is a FIFO"),
+    "fifo sums": (lambda f: _replace(f / "SHA256SUMS", os.mkfifo),
+                  "SHA256SUMS: it is a FIFO, not a regular file"),
+    # extra entries and lines that verify said OK to
+    "empty folder": (lambda f: (f / "empty").mkdir(), "folder 'empty' holds no listed file"),
+    "link to a folder": (lambda f: (f / "elsewhere").symlink_to(f.parent),
+                         "'elsewhere' is a symbolic link"),
+    "link to a file": (lambda f: (f / "again.npy").symlink_to(f / "train_labels.npy"),
+                       "'again.npy' is a symbolic link"),
+    "duplicate line": (lambda f: _duplicate_last_line(f / "SHA256SUMS"),
+                       "SHA256SUMS line 4 lists 'train_samples.npy' again (first on line 3)"),
+}
+
+
+@pytest.mark.parametrize("spoil", SPOILS)
+def test_verify_reports_what_a_finished_folder_never_holds_and_never_hangs(tmp_path, finished,
+                                                                          spoil):
+    folder = tmp_path / "copy"
+    shutil.copytree(finished, folder)
+    make, words = SPOILS[spoil]
+    make(folder)
+    result = neurodata("verify", folder, timeout=20)
+    assert result.returncode == 1, result.stdout
+    assert f"problem: {words}" in result.stdout or words in result.stdout, result.stdout
+    assert result.stdout.splitlines()[-1].startswith("FAILED") and not result.stderr
+
+
+@pytest.mark.parametrize("command", ["info", "preview"])
+def test_a_fifo_manifest_is_refused_by_the_commands_that_read_it(tmp_path, finished, command):
+    folder = tmp_path / "copy"
+    shutil.copytree(finished, folder)
+    _replace(folder / "manifest.json", os.mkfifo)
+    result = neurodata(command, folder, timeout=20)
+    assert result.returncode == 1
+    assert result.stderr == (f"Error: cannot read {folder / 'manifest.json'}: it is a FIFO, not "
+                             "a regular file\n")
+
+
+def test_verify_gives_up_on_a_read_that_stalls(tmp_path, finished, monkeypatch):
+    # A hung network mount, as a read that never returns: reported, not waited for.
+    from neurodata_cli import manifest
+
+    release = __import__("threading").Event()
+    real = manifest.sha256_regular
+
+    def stalls(path, tick):
+        if path.name == "train_labels.npy":
+            release.wait(30)
+        return real(path, tick)
+
+    monkeypatch.setattr(manifest, "sha256_regular", stalls)
+    start = time.monotonic()
+    try:
+        report = manifest.verify(finished, stall=0.3)
+    finally:
+        release.set()
+    assert time.monotonic() - start < 3
+    assert report.problems == ["cannot read 'train_labels.npy': no data for 0.3 s"]
+    assert report.checked == 3 and not report.altered
