@@ -220,14 +220,14 @@ def scan(folder: Path) -> Tree:
         with os.scandir(folder / rel_dir if rel_dir else folder) as it:
             for entry in it:
                 rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
-                mode = entry.stat(follow_symlinks=False).st_mode
-                if stat.S_ISDIR(mode):
+                # The entry's type from the listing itself: no stat per file.
+                if entry.is_dir(follow_symlinks=False):
                     tree.folders.add(rel)
                     pending.append(rel)
-                elif stat.S_ISREG(mode):
+                elif entry.is_file(follow_symlinks=False):
                     tree.files.add(rel)
                 else:
-                    tree.others[rel] = _kind(mode)
+                    tree.others[rel] = _kind(entry.stat(follow_symlinks=False).st_mode)
     return tree
 
 
@@ -246,6 +246,9 @@ class VerifyReport:
         return not (self.missing or self.altered or self.unlisted or self.problems)
 
 
+MAX_LINE = 1 << 16  # a line of SHA256SUMS: a digest and a path (at most 4096 bytes, escaped)
+
+
 def parse_sums(path: Path) -> tuple[dict[str, str], list[str]]:
     """Entries of a SHA256SUMS file and any lines that are not in its format, or that list a
     path a second time."""
@@ -253,7 +256,14 @@ def parse_sums(path: Path) -> tuple[dict[str, str], list[str]]:
     lines: dict[str, int] = {}
     bad: list[str] = []
     with open_regular(path, follow=False) as raw:
-        for number, data in enumerate(raw, 1):
+        number = 0
+        while data := raw.readline(MAX_LINE):
+            number += 1
+            if len(data) == MAX_LINE and not data.endswith(b"\n"):  # no line is this long
+                while (rest := raw.readline(MAX_LINE)) and not rest.endswith(b"\n"):
+                    pass
+                bad.append(f"{SUMS} line {number} is longer than {MAX_LINE} bytes")
+                continue
             line = data.decode("utf-8", errors="replace")
             line = line[:-1] if line.endswith("\n") else line
             escaped = line.startswith("\\")

@@ -222,6 +222,8 @@ SPOILS = {
                        "'again.npy' is a symbolic link"),
     "duplicate line": (lambda f: _duplicate_last_line(f / "SHA256SUMS"),
                        "SHA256SUMS line 4 lists 'train_samples.npy' again (first on line 3)"),
+    "endless line": (lambda f: (f / "SHA256SUMS").open("ab").write(b"0" * 300_000),
+                     "SHA256SUMS line 4 is longer than 65536 bytes"),
 }
 
 
