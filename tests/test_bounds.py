@@ -57,10 +57,10 @@ def test_radii_from_a_config_file_name_its_key(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_the_python_api_refuses_them_too():
+def test_the_python_api_refuses_them_too(tmp_path):
     code = "from neurodata_cli.datasets.yinyang import walk; walk.generate(1, 1, 1e-7, 0.5)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=20)
+                            timeout=20, cwd=tmp_path)
     assert "ValueError: r_small 1e-07 is too small" in result.stderr
 
 
@@ -138,6 +138,29 @@ def test_ctrl_c_stops_a_slow_walk_within_seconds(tmp_path, workers, to_group):
     time.sleep(0.2)
     assert not [pid for pid in pool if _alive(pid)]
     assert not (tmp_path / "yinyang" / "1.0.0").exists()
+
+
+INTERRUPTED_THEN_RESUMED = f"""
+import os, signal, threading
+import numpy as np
+from neurodata_cli.datasets.yinyang import walk
+walker = walk.Walker(5, {INSIDE}, 0.5)
+threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+try:
+    walker.take(100_000)
+except KeyboardInterrupt:
+    got, want = walker.take(5), walk.generate(5, 5, {INSIDE}, 0.5)
+    print(all(np.array_equal(a, b) for a, b in zip(got, want, strict=True)))
+"""
+
+
+def test_an_interrupted_walk_leaves_its_stream_where_it_was(tmp_path):
+    # Through the Python API, a caller that catches KeyboardInterrupt and goes on must still get
+    # the samples of one walk. (Run outside the checkout, so that the installed C walk is used.)
+    result = subprocess.run([sys.executable, "-c", INTERRUPTED_THEN_RESUMED], capture_output=True,
+                            text=True, timeout=20, cwd=tmp_path,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert result.stdout == "True\n", result.stderr
 
 
 # ---- YAML --------------------------------------------------------------------------------------
