@@ -161,7 +161,7 @@ typedef struct {
     radius big, small, half;
 } geometry;
 
-/* Tries between two looks at pending signals: about ten milliseconds of the walk, so Ctrl-C
+/* Tries between two looks at pending signals: 10 to 80 milliseconds of the walk, so Ctrl-C
  * stops it at once, at the cost of one decrement per try. */
 enum { CHECK_EVERY = 1 << 20 };
 
@@ -228,7 +228,7 @@ static PyObject *seed_state(PyObject *self, PyObject *args)
  * samples of the stream `state` (from seed()) and advances it: consecutive calls give the
  * samples one call would. `margin` widens the band around each boundary that is judged with the
  * exact sqrt (the tests widen it to check the shortcut never decides differently). A signal
- * (Ctrl-C) stops it within about ten milliseconds with the handler's exception, and leaves the
+ * (Ctrl-C) stops it within a tenth of a second with the handler's exception, and leaves the
  * stream where the call found it.
  */
 static PyObject *walk(PyObject *self, PyObject *args)

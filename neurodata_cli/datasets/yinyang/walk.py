@@ -77,8 +77,9 @@ def which_class(x: float, y: float, r_small: float, r_big: float) -> int:
 # Radii the walk can take: it compares squared distances of up to 4.5 r_big**2 with squared
 # radii, which must stay normal doubles (1e-150**2 is 1e-300; DBL_MIN is 2.2e-308, DBL_MAX 1.8e308).
 RADIUS_RANGE = (1e-150, 1e150)
-# The most tries a sample may take on average: a million is about ten milliseconds of the C walk
-# (the paper's radii take 7.2). Below r_small/r_big = 4.6e-4 the dots are too small to hit.
+# The most tries a sample may take on average: a million is a few hundredths of a second of the C
+# walk (the paper's radii take 7.2). Only small dots reach it, below r_small/r_big = MIN_RATIO
+# (4.6e-4); as the dots grow to fill the circle, the average stays under 82.
 MAX_TRIES = 1e6
 
 
