@@ -214,7 +214,9 @@ def preview(folder: Path, split: str | None, index: int, output: Path | None) ->
 def verify(folder: Path) -> None:
     """Re-hash a materialised folder against its SHA256SUMS and manifest.json.
 
-    Names every missing, altered or unlisted file; exits 0 only when all is well.
+    Names every missing, altered or unlisted file, and anything a finished folder never holds
+    (links, FIFOs, devices, extra folders); follows no link and opens nothing that could block.
+    Exits 0 only when all is well.
     """
     from .manifest import verify as run_verify
 

@@ -33,19 +33,75 @@ def int_bounds(lo: float | None, hi: float | None) -> tuple[int, int]:
             INT_MAX if hi is None else min(INT_MAX, math.floor(hi)))
 
 
+def clip(text: str, limit: int = 200) -> str:
+    """``text`` on one line of at most ``limit`` characters, its middle cut to '…': an error
+    that echoes a user's value (a list of a million items, a key of a megabyte) stays short."""
+    text = text.replace("\r", "\\r").replace("\n", "\\n")
+    if len(text) <= limit:
+        return text
+    head = limit * 2 // 3
+    return f"{text[:head]}…{text[len(text) - (limit - head - 1):]}"
+
+
+MAX_DEPTH = 64  # nesting a config may use; deeper, the composer and our merging would recurse
+
+
+class _Refused(yaml.MarkedYAMLError):
+    """What ``_Loader`` refuses, at the mark where it starts."""
+
+
+class _Loader(yaml.SafeLoader):
+    """``safe_load``'s loader, refusing aliases and deep nesting.
+
+    An alias stands for its anchor's whole value, so a few hundred bytes of nested aliases stand
+    for billions of items (which took minutes and gigabytes before any check); a config never
+    needs one."""
+
+    depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise _Refused(problem=f"the alias *{clip(str(event.anchor), 40)} is refused (write "
+                                   "the value out)", problem_mark=event.start_mark)
+        if self.depth >= MAX_DEPTH:
+            raise _Refused(problem=f"values nest more than {MAX_DEPTH} levels deep",
+                           problem_mark=self.peek_event().start_mark)
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def construct_yaml_int(self, node: Any) -> int:
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
+            raise _Refused(problem="an integer with too many digits",
+                           problem_mark=node.start_mark) from None
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
+
+
 def load_yaml(path: Path) -> dict[str, Any]:
-    """Read a YAML mapping with ``safe_load``: tags that would construct objects are refused."""
+    """Read a YAML mapping as ``safe_load`` does (tags that would construct objects are refused),
+    without aliases."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise ConfigError(f"config file {path} is not plain YAML data: {first}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        first = getattr(exc, "problem", None) or str(exc).strip().splitlines()[0]
+        raise ConfigError(f"config file {path}{where} is not plain YAML data: "
+                          f"{clip(first)}") from None
     except ValueError as exc:  # an integer of more digits than Python converts
-        raise ConfigError(f"config file {path} holds a value Python cannot read: {exc}") from None
+        raise ConfigError(f"config file {path} holds a value Python cannot read: "
+                          f"{clip(str(exc))}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -68,7 +124,7 @@ class Values:
         for key, value in src.items():
             dotted = f"{prefix}{key}"
             if not isinstance(key, str):
-                raise ConfigError(f"config file {path}: key {key!r} is not a string")
+                raise ConfigError(f"config file {path}: key {clip(repr(key))} is not a string")
             if isinstance(value, dict) and isinstance(dst.get(key), dict) and dotted not in replace:
                 self._lay(dst[key], value, dotted + ".", path, replace)
                 continue
@@ -97,7 +153,7 @@ class Values:
         self._mark(dotted, value, lambda _k: flag)
 
     def where(self, dotted: str) -> str:
-        return self.origin.get(dotted, f"key '{dotted}'")
+        return clip(self.origin.get(dotted, f"key '{dotted}'"))
 
 
 class Reader:
@@ -113,7 +169,7 @@ class Reader:
         return self.values.where(self.prefix + key)
 
     def fail(self, key: str, message: str) -> ConfigError:
-        return ConfigError(f"invalid {self.where(key)}: {message}")
+        return ConfigError(f"invalid {self.where(key)}: {clip(message, 300)}")
 
     def _get(self, key: str) -> Any:
         self.used.add(key)
@@ -292,7 +348,7 @@ def parse(ds: Dataset, values: Values) -> Config:
 
 def config_error(cfg: Config, key: str, message: str) -> ConfigError:
     """An error naming where ``key`` (dotted) came from: a flag, or a file and key."""
-    return ConfigError(f"invalid {cfg.where(key)}: {message}")
+    return ConfigError(f"invalid {clip(cfg.where(key))}: {clip(message, 300)}")
 
 
 def take_executor(values: Values) -> tuple[str, str | None]:

@@ -48,12 +48,20 @@ def _die_with_parent(parent: int) -> None:
 
 
 _progress: Any = None  # in a worker: the queue it reports progress on
+_stopping: Any = None  # in a worker: set by the command when the run is interrupted
 
 
-def _init_worker(parent: int, dataset: str, queue: Any) -> None:
+def _init_worker(parent: int, dataset: str, queue: Any, stopping: Any) -> None:
     """Pool initializer: tie the worker's life to the command's, keep the progress queue, then
-    import what its shards need once (a no-op for forked workers, which inherit the imports)."""
-    global _progress
+    import what its shards need once (a no-op for forked workers, which inherit the imports).
+
+    An idle worker ignores Ctrl-C (which the terminal sends to every process of the command):
+    the command decides, and a KeyboardInterrupt there would print a traceback."""
+    global _progress, _stopping
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _stopping = stopping
     _die_with_parent(parent)
     from . import engine
 
@@ -87,7 +95,17 @@ class _Reporter:
 
 
 def _run_in_worker(dataset: str, cfg: Config, shard: Shard, stage: str) -> dict[str, Any]:
-    return run_shard(dataset, cfg, shard, stage, _Reporter())
+    """One shard, which Ctrl-C stops; none once the command was interrupted (the pool may have
+    queued it already)."""
+    import signal
+
+    if _stopping.is_set():
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return run_shard(dataset, cfg, shard, stage, _Reporter())
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class LocalPool:
@@ -109,10 +127,10 @@ class LocalPool:
         # this process imported; forkserver or spawn elsewhere.
         method = "fork" if sys.platform.startswith("linux") else None
         context = multiprocessing.get_context(method)
-        reports = context.Queue()
+        reports, stopping = context.Queue(), context.Event()
         pool = ProcessPoolExecutor(max_workers=min(self.workers, len(shards)),
                                    mp_context=context, initializer=_init_worker,
-                                   initargs=(os.getpid(), dataset, reports))
+                                   initargs=(os.getpid(), dataset, reports, stopping))
 
         def drain() -> None:
             while True:
@@ -132,9 +150,28 @@ class LocalPool:
                 drain()
                 for future in done:
                     yield future.result()
+        except KeyboardInterrupt:
+            # Stop the shards running now rather than wait for them: Ctrl-C in a terminal
+            # reaches the workers too, but a SIGINT sent to this process alone does not.
+            stopping.set()
+            _interrupt(pool)
+            raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             reports.close()
+
+
+def _interrupt(pool: Any) -> None:
+    """SIGINT to the pool's workers: a busy one stops its shard, an idle one ignores it."""
+    import signal
+
+    # ProcessPoolExecutor does not list its processes publicly; multiprocessing's
+    # active_children() would also name children that are not this pool's.
+    for pid in list(getattr(pool, "_processes", None) or {}):
+        try:
+            os.kill(pid, signal.SIGINT)
+        except OSError:  # already gone
+            pass
 
 
 # ---- Dask --------------------------------------------------------------------------------------

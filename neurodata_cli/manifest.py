@@ -7,9 +7,14 @@ place that opens a finished folder: the reader, ``preview``, ``info`` and ``veri
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from collections.abc import Iterable, Iterator
+import queue
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,13 +116,52 @@ def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
     atomic_write(folder / SUMS, sums)
 
 
+class NotRegular(OSError):
+    """A path that is a link, FIFO, device, socket or folder where a file was expected: reading
+    it could block forever, never end, or read what is not ours."""
+
+    def __str__(self) -> str:
+        return f"cannot read {self.filename}: {self.strerror}"
+
+
+def _kind(mode: int) -> str:
+    """What a file that is not regular is, as in "it is a FIFO"."""
+    for test, kind in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a folder"),
+                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device")):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def open_regular(path: Path, follow: bool = True) -> Any:
+    """``path`` opened for binary reading, only if it is a regular file (with ``follow=False``,
+    not through a symbolic link either); a NotRegular error otherwise.
+
+    Checked before opening (opening some devices acts on them), opened non-blocking so that a
+    FIFO swapped in meanwhile does not wait for a writer, and checked again on the handle."""
+    mode = (os.stat if follow else os.lstat)(path).st_mode
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    if not follow:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags) if stat.S_ISREG(mode) else None
+    if fd is not None:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISREG(mode):
+            return os.fdopen(fd, "rb")
+        os.close(fd)
+    raise NotRegular(0, f"it is {_kind(mode)}, not a regular file", str(path))
+
+
 def read_manifest(folder: Path) -> dict[str, Any] | None:
-    """The folder's manifest as JSON, or None when there is none (no shape checks)."""
-    path = folder / MANIFEST
-    if not path.is_file():
+    """The folder's manifest as JSON, or None when there is none (no shape checks); an OSError
+    when it is not a regular file."""
+    try:
+        handle = open_regular(folder / MANIFEST)
+    except FileNotFoundError:
         return None
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+    with handle:
+        return json.loads(handle.read().decode("utf-8"))
 
 
 _OPTIONAL = {"builder": str, "release_notes": str, "tool": dict, "libraries": dict,
@@ -154,7 +198,7 @@ def load(folder: Path) -> dict[str, Any]:
     try:
         manifest = read_manifest(folder)
     except (OSError, ValueError) as exc:
-        raise RunError(f"cannot read {folder / MANIFEST}: {exc}") from None
+        raise RunError(f"cannot read {folder / MANIFEST}: {_reason(exc)}") from None
     if manifest is None:
         raise RunError(f"{folder} has no {MANIFEST}: not a finished neurodata folder")
     problem = check_shape(manifest)
@@ -164,16 +208,43 @@ def load(folder: Path) -> dict[str, Any]:
 
 
 def data_files(folder: Path) -> list[str]:
-    """Every file below ``folder`` except SHA256SUMS, as sorted relative POSIX paths."""
-    found = []
-    for root, dirs, names in os.walk(folder):
-        dirs.sort()
-        rel_root = Path(root).relative_to(folder)
-        for name in names:
-            rel = (rel_root / name).as_posix()
-            if rel != SUMS:
-                found.append(rel)
-    return sorted(found)
+    """Every file below ``folder`` except SHA256SUMS, as sorted relative POSIX paths (links
+    and other entries that are not folders count as files; links are not followed)."""
+    return sorted(rel for rel in scan(folder).entries if rel != SUMS)
+
+
+@dataclass
+class Tree:
+    """What a folder holds, links not followed: relative POSIX paths of regular files, of
+    folders, and of anything else (``{path: what it is}``)."""
+
+    files: set[str] = field(default_factory=set)
+    folders: set[str] = field(default_factory=set)
+    others: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def entries(self) -> set[str]:
+        return self.files | set(self.others)
+
+
+def scan(folder: Path) -> Tree:
+    """The folder's tree, without following links (a link to a folder is not walked into)."""
+    tree = Tree()
+    pending = [""]
+    while pending:
+        rel_dir = pending.pop()
+        with os.scandir(folder / rel_dir if rel_dir else folder) as it:
+            for entry in it:
+                rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+                # The entry's type from the listing itself: no stat per file.
+                if entry.is_dir(follow_symlinks=False):
+                    tree.folders.add(rel)
+                    pending.append(rel)
+                elif entry.is_file(follow_symlinks=False):
+                    tree.files.add(rel)
+                else:
+                    tree.others[rel] = _kind(entry.stat(follow_symlinks=False).st_mode)
+    return tree
 
 
 @dataclass
@@ -191,12 +262,25 @@ class VerifyReport:
         return not (self.missing or self.altered or self.unlisted or self.problems)
 
 
+MAX_LINE = 1 << 16  # a line of SHA256SUMS: a digest and a path (at most 4096 bytes, escaped)
+
+
 def parse_sums(path: Path) -> tuple[dict[str, str], list[str]]:
-    """Entries of a SHA256SUMS file and any lines that are not in its format."""
+    """Entries of a SHA256SUMS file and any lines that are not in its format, or that list a
+    path a second time."""
     entries: dict[str, str] = {}
+    lines: dict[str, int] = {}
     bad: list[str] = []
-    with open(path, encoding="utf-8", newline="\n") as handle:
-        for number, line in enumerate(handle, 1):
+    with open_regular(path, follow=False) as raw:
+        number = 0
+        while data := raw.readline(MAX_LINE):
+            number += 1
+            if len(data) == MAX_LINE and not data.endswith(b"\n"):  # no line is this long
+                while (rest := raw.readline(MAX_LINE)) and not rest.endswith(b"\n"):
+                    pass
+                bad.append(f"{SUMS} line {number} is longer than {MAX_LINE} bytes")
+                continue
+            line = data.decode("utf-8", errors="replace")
             line = line[:-1] if line.endswith("\n") else line
             escaped = line.startswith("\\")
             digest, sep, rel = (line[1:] if escaped else line).partition("  ")
@@ -204,37 +288,128 @@ def parse_sums(path: Path) -> tuple[dict[str, str], list[str]]:
             if not sep or len(digest) != 64 or not name:
                 bad.append(f"{SUMS} line {number} is not '<sha256>  <path>'")
                 continue
-            entries[name] = digest
+            if name in entries:
+                bad.append(f"{SUMS} line {number} lists {name!r} again (first on line "
+                           f"{lines[name]})")
+                continue
+            entries[name], lines[name] = digest, number
     return entries, bad
 
 
-def verify(folder: Path, workers: int | None = None) -> VerifyReport:
+STALL = 60.0  # seconds a file may give no data before verify reports it (a hung network mount)
+CHUNK = 1 << 20
+
+
+def sha256_regular(path: Path, tick: Callable[[], None] = lambda: None) -> str | None:
+    """The sha256 of the regular file at ``path`` (a link is refused), reading no more than the
+    size it had when opened; None when it grew meanwhile. ``tick`` hears of each chunk."""
+    with open_regular(path, follow=False) as handle:
+        left = os.fstat(handle.fileno()).st_size
+        digest = hashlib.sha256()
+        while left > 0:
+            chunk = handle.read(min(CHUNK, left))
+            if not chunk:
+                return None  # it shrank
+            digest.update(chunk)
+            left -= len(chunk)
+            tick()
+        return None if handle.read(1) else digest.hexdigest()
+
+
+def _hash_all(folder: Path, rels: list[str], workers: int,
+              stall: float) -> dict[str, str | None | OSError]:
+    """``sha256_regular`` of each path, in daemon threads. A read that gives no data for
+    ``stall`` seconds is given up as a TimeoutError: its thread is left behind (never waited
+    for, even at exit) and another takes its place."""
+    jobs: queue.SimpleQueue[str] = queue.SimpleQueue()
+    for rel in rels:
+        jobs.put(rel)
+    results: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+    reading: dict[str, float] = {}  # the files being read: when each last gave data
+
+    def work() -> None:
+        while True:
+            try:
+                rel = jobs.get_nowait()
+            except queue.Empty:
+                return
+
+            def tick(rel: str = rel) -> None:
+                reading[rel] = time.monotonic()
+
+            tick()
+            try:
+                out: Any = sha256_regular(folder / rel, tick)
+            except OSError as exc:
+                out = exc
+            reading.pop(rel, None)
+            results.put((rel, out))
+
+    def start() -> None:
+        threading.Thread(target=work, daemon=True).start()
+
+    for _ in range(min(workers, len(rels))):
+        start()
+    done: dict[str, Any] = {}
+    while len(done) < len(rels):
+        try:
+            rel, out = results.get(timeout=min(1.0, stall))
+            done.setdefault(rel, out)
+        except queue.Empty:
+            pass
+        now = time.monotonic()
+        for rel, last in list(reading.items()):
+            if now - last > stall and rel not in done:
+                done[rel] = TimeoutError(0, f"no data for {stall:g} s", str(folder / rel))
+                start()
+    return done
+
+
+def verify(folder: Path, workers: int | None = None, stall: float = STALL) -> VerifyReport:
     """Re-hash every file against SHA256SUMS (the manifest among them), then check that the
-    manifest is well formed and lists the same files."""
-    from concurrent.futures import ThreadPoolExecutor
+    manifest is well formed and lists the same files.
 
-    from .writers import sha256_file
-
+    A finished folder holds regular files and the folders they are in, nothing else: links,
+    FIFOs, devices and folders no listed file is in are problems, and none is followed or
+    opened in a way that could block."""
     report = VerifyReport()
     sums_path = folder / SUMS
-    if not sums_path.is_file():
+    try:
+        entries, bad = parse_sums(sums_path)
+    except FileNotFoundError:
         report.problems.append(f"no {SUMS} in {folder}: not a finished neurodata folder")
         return report
-    entries, bad = parse_sums(sums_path)
+    except OSError as exc:
+        report.problems.append(f"cannot read {sums_path}: {_reason(exc)}")
+        return report
     report.problems.extend(bad)
-    present = set(data_files(folder))
-    report.unlisted = sorted(present - set(entries))
+    tree = scan(folder)
+    for rel, kind in sorted(tree.others.items()):
+        listed = "listed file " if rel in entries else ""
+        report.problems.append(f"{listed}{rel!r} is {kind}; a finished folder holds only "
+                               "regular files and their folders")
+    wanted = set()  # the folders listed files are in, and their parents
+    for rel in entries:
+        parts = rel.split("/")[:-1]
+        wanted.update("/".join(parts[:i]) for i in range(1, len(parts) + 1))
+    for rel in sorted(tree.folders - wanted):
+        report.problems.append(f"folder {rel!r} holds no listed file")
+    present = (tree.files | set(tree.others)) - {SUMS}
+    report.unlisted = sorted(p for p in tree.files - set(entries) if p != SUMS)
     report.missing = sorted(set(entries) - present)
-    to_hash = sorted(set(entries) & present)
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        digests = pool.map(lambda rel: sha256_file(folder / rel), to_hash)
-        for rel, digest in zip(to_hash, digests, strict=True):
-            report.checked += 1
-            if digest != entries[rel]:
-                report.altered.append(rel)
+    to_hash = sorted(set(entries) & tree.files)
+    digests = _hash_all(folder, to_hash, workers or os.cpu_count() or 1, stall)
+    for rel in to_hash:
+        report.checked += 1
+        digest = digests[rel]
+        if isinstance(digest, OSError):
+            report.problems.append(f"cannot read {rel!r}: {_reason(digest)}")
+        elif digest != entries[rel]:
+            report.altered.append(rel)
     if MANIFEST not in entries:
         report.problems.append(f"{SUMS} does not cover {MANIFEST}")
-    if MANIFEST in report.altered or MANIFEST in report.missing:
+    if (MANIFEST not in tree.files or MANIFEST in report.altered
+            or isinstance(digests.get(MANIFEST), OSError)):
         return report
     try:
         manifest = load(folder)
@@ -245,3 +420,8 @@ def verify(folder: Path, workers: int | None = None) -> VerifyReport:
     if listed != {k: v for k, v in entries.items() if k != MANIFEST}:
         report.problems.append(f"{MANIFEST} and {SUMS} list different files or checksums")
     return report
+
+
+def _reason(exc: Exception) -> str:
+    """Why reading failed, without the errno and path an OSError's text repeats."""
+    return getattr(exc, "strerror", None) or str(exc)

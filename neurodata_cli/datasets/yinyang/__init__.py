@@ -14,10 +14,11 @@ from ...errors import ConfigError
 from ...writers import NPY
 from ...writers.hdf5 import HDF5
 from ..base import Block, Config, Dataset, Option, Shard
-from .walk import Walker, spike_times
+from .walk import Walker, radii_problem, spike_times
 
 CLASS_NAMES = ("yin", "yang", "dot")
 BLOCK = 1 << 20  # samples per block
+MAX_SPLIT_NAME = 64
 PAPER_SPLITS = {"train": {"size": 5000, "seed": 42}, "validation": {"size": 1000, "seed": 41},
                 "test": {"size": 1000, "seed": 40}}
 
@@ -27,9 +28,11 @@ def _splits(reader: Reader, key: str) -> dict[str, dict[str, int]]:
     sp = reader.mapping(key)
     out = {}
     for name in list(sp.data):
-        if not isinstance(name, str) or not SAFE_NAME.match(name) or name in RESERVED_SPLITS:
-            raise sp.fail(str(name), "a split name must be letters, digits, '.', '_' or '-', "
-                                     f"and not {', '.join(sorted(RESERVED_SPLITS))}")
+        if (not isinstance(name, str) or not SAFE_NAME.match(name) or name in RESERVED_SPLITS
+                or len(name) > MAX_SPLIT_NAME):  # file names hold it, and have a length limit
+            raise sp.fail(str(name), f"a split name must be at most {MAX_SPLIT_NAME} letters, "
+                                     f"digits, '.', '_' or '-', and not "
+                                     f"{', '.join(sorted(RESERVED_SPLITS))}")
         one = sp.mapping(name)
         out[name] = {"size": one.integer("size", lo=1), "seed": one.integer("seed", 0, 2**32 - 1)}
         one.finish()
@@ -95,11 +98,10 @@ class YinYang(Dataset):
         values.set_flag(f"splits.{name}.seed", 42 if seed is None else seed, "--seed")
 
     def check(self, cfg: Config) -> None:
-        if not 0 < cfg.r_small:
-            raise config_error(cfg, "r_small", f"{cfg.r_small} must be greater than 0")
-        if not cfg.r_small < cfg.r_big:
-            raise config_error(cfg, "r_small", f"{cfg.r_small} must be less than r_big "
-                                               f"({cfg.r_big})")
+        # Radii the walk could never finish with (or not within a lifetime) are refused here.
+        problem = radii_problem(cfg.r_small, cfg.r_big)
+        if problem:
+            raise config_error(cfg, *problem)
         if not cfg.spike_times_t_early < cfg.spike_times_t_late:
             raise config_error(cfg, "spike_times.t_early", f"{cfg.spike_times_t_early} must be "
                                f"less than t_late ({cfg.spike_times_t_late})")

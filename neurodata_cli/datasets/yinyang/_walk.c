@@ -161,17 +161,44 @@ typedef struct {
     radius big, small, half;
 } geometry;
 
-/* One sample: the goal, then tries until one is accepted; its row is x, y, 1-x, 1-y. */
-static inline int64_t draw_sample(mt_state *s, const geometry *g, double *row)
+/* Tries between two looks at pending signals: 10 to 80 milliseconds of the walk, so Ctrl-C
+ * stops it at once, at the cost of one decrement per try. */
+enum { CHECK_EVERY = 1 << 20 };
+
+typedef struct {
+    PyThreadState *thread; /* this thread's state while the GIL is released */
+    uint32_t budget;       /* tries left before the next look, between samples */
+} ticker;
+
+/* Take the GIL back for a moment to run signal handlers (a KeyboardInterrupt for SIGINT); 0
+ * when one raised, with its exception set. */
+static int still_running(ticker *t)
+{
+    PyEval_RestoreThread(t->thread);
+    int failed = PyErr_CheckSignals();
+    t->thread = PyEval_SaveThread();
+    return failed == 0;
+}
+
+/* One sample: the goal, then tries until one is accepted; its row is x, y, 1-x, 1-y. Returns
+ * the label, or -1 when a signal handler raised. */
+static inline int64_t draw_sample(mt_state *s, const geometry *g, double *row, ticker *t)
 {
     uint32_t goal;
     while ((goal = mt_next(s) & 3u) == 3u)
         ;
     double x, y;
+    uint32_t left = t->budget; /* a local, so that it stays in a register */
     do {
+        if (__builtin_expect(--left == 0, 0)) {
+            if (!still_running(t))
+                return -1;
+            left = CHECK_EVERY;
+        }
         x = uniform(s) * 2. * g->r_big;
         y = uniform(s) * 2. * g->r_big;
     } while (!accepts(x, y, (int)goal, g->r_big, &g->big, &g->small, &g->half));
+    t->budget = left;
     row[0] = x;
     row[1] = y;
     row[2] = 1. - x;
@@ -200,7 +227,9 @@ static PyObject *seed_state(PyObject *self, PyObject *args)
  * Fills `samples` (float64, n rows of x, y, 1-x, 1-y) and `labels` (int64, n) with the next n
  * samples of the stream `state` (from seed()) and advances it: consecutive calls give the
  * samples one call would. `margin` widens the band around each boundary that is judged with the
- * exact sqrt (the tests widen it to check the shortcut never decides differently).
+ * exact sqrt (the tests widen it to check the shortcut never decides differently). A signal
+ * (Ctrl-C) stops it within a tenth of a second with the handler's exception, and leaves the
+ * stream where the call found it.
  */
 static PyObject *walk(PyObject *self, PyObject *args)
 {
@@ -226,12 +255,18 @@ static PyObject *walk(PyObject *self, PyObject *args)
                   make_radius(0.5 * r_big, margin)};
     double *rows = (double *)samples.buf;
     int64_t *lab = (int64_t *)labels.buf;
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < n; i++)
-        lab[i] = draw_sample(s, &g, rows + 4 * i);
-    Py_END_ALLOW_THREADS
-    result = Py_None;
-    Py_INCREF(result);
+    mt_state before = *s; /* 5 KB, restored when interrupted: a later call starts afresh */
+    ticker t = {PyEval_SaveThread(), CHECK_EVERY};
+    int interrupted = 0;
+    for (Py_ssize_t i = 0; i < n && !interrupted; i++)
+        interrupted = (lab[i] = draw_sample(s, &g, rows + 4 * i, &t)) < 0;
+    PyEval_RestoreThread(t.thread);
+    if (interrupted) {
+        *s = before;
+    } else {
+        result = Py_None;
+        Py_INCREF(result);
+    }
 done:
     PyBuffer_Release(&state);
     PyBuffer_Release(&samples);

@@ -74,6 +74,81 @@ def which_class(x: float, y: float, r_small: float, r_big: float) -> int:
     return 0
 
 
+# Radii the walk can take: it compares squared distances of up to 4.5 r_big**2 with squared
+# radii, which must stay normal doubles (1e-150**2 is 1e-300; DBL_MIN is 2.2e-308, DBL_MAX 1.8e308).
+RADIUS_RANGE = (1e-150, 1e150)
+# The most tries a sample may take on average: a million is a few hundredths of a second of the C
+# walk (the paper's radii take 7.2). Only small dots reach it, below r_small/r_big = MIN_RATIO
+# (4.6e-4); as the dots grow to fill the circle, the average stays under 82.
+MAX_TRIES = 1e6
+
+
+def _lens(a: float, b: float, d: float) -> float:
+    """Area shared by two discs of radii ``a`` and ``b`` whose centres are ``d`` apart."""
+    if d >= a + b:
+        return 0.
+    if d <= abs(a - b):
+        return math.pi * min(a, b) ** 2
+    cos_a = min(1., max(-1., (d * d + a * a - b * b) / (2 * d * a)))
+    cos_b = min(1., max(-1., (d * d + b * b - a * a) / (2 * d * b)))
+    kite = (-d + a + b) * (d + a - b) * (d - a + b) * (d + a + b)
+    return a * a * math.acos(cos_a) + b * b * math.acos(cos_b) - 0.5 * math.sqrt(max(0., kite))
+
+
+def class_fractions(ratio: float) -> tuple[float, float, float]:
+    """The chance that one try lands in yin, yang or a dot (the try is accepted only there and
+    only for that goal), for ``ratio`` = r_small / r_big in (0, 1).
+
+    A try is uniform on the square of side 2 r_big around the big circle (of radius r_big, say
+    1). The dots are the discs of radius ``ratio`` centred 0.5 either side of its centre, inside
+    the big circle; they overlap once ``ratio`` > 0.5, and their overlap lies inside the circle.
+    Yin and yang are the rest of the circle, swapped by a half turn, so of equal area.
+    """
+    dots = 2 * _lens(ratio, 1., 0.5) - _lens(ratio, ratio, 1.)
+    half = (math.pi - dots) / 2
+    return half / 4, half / 4, dots / 4
+
+
+def tries_per_sample(r_small: float, r_big: float) -> float:
+    """Expected tries per sample: the goal is each class a third of the time, and a try hits a
+    class of chance p after 1/p tries on average."""
+    return sum(1 / p for p in class_fractions(r_small / r_big)) / 3
+
+
+def radii_problem(r_small: float, r_big: float) -> tuple[str, str] | None:
+    """``(key, why)`` when the walk cannot run with these radii (it would never end, or take
+    a lifetime), else None."""
+    if not r_small > 0:
+        return "r_small", f"{r_small} must be greater than 0"
+    lo, hi = RADIUS_RANGE
+    for key, r in (("r_small", r_small), ("r_big", r_big)):
+        if not lo <= r <= hi:
+            return key, (f"{r} is outside {lo:g}..{hi:g}: the walk squares distances, which "
+                         "would underflow or overflow")
+    if not r_small < r_big:
+        return "r_small", f"{r_small} must be less than r_big ({r_big})"
+    tries = tries_per_sample(r_small, r_big)
+    if tries > MAX_TRIES:
+        dots = class_fractions(r_small / r_big)[2]
+        return "r_small", (f"{r_small} is too small for r_big {r_big}: the dots cover {dots:.2g} "
+                           f"of the square tries are drawn from, so a sample takes {tries:.2g} "
+                           f"tries on average (at most {MAX_TRIES:.0f} allowed: r_small >= "
+                           f"{MIN_RATIO:.2g} * r_big)")
+    return None
+
+
+def _min_ratio() -> float:
+    """The smallest r_small/r_big within MAX_TRIES (below 0.4, tries fall as the ratio grows)."""
+    lo, hi = 1e-9, 0.4
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if tries_per_sample(mid, 1.) <= MAX_TRIES else (mid, hi)
+    return hi
+
+
+MIN_RATIO = _min_ratio()
+
+
 class Walker:
     """The samples ``RandomState(seed)`` draws, taken in pieces of any size: consecutive
     ``take`` calls give exactly the samples of one long walk.
@@ -87,6 +162,9 @@ class Walker:
                  accelerated: bool = True, block: int = 1 << 18, margin: float = 1e-9):
         if not 0 <= seed < 2**32:
             raise ValueError(f"seed {seed} must be between 0 and 2**32 - 1")
+        problem = radii_problem(r_small, r_big)
+        if problem:
+            raise ValueError(f"{problem[0]} {problem[1]}")
         self.r_small, self.r_big, self.margin = r_small, r_big, margin
         self._state = _c.seed(seed) if accelerated and _c is not None else None
         self._rng = np.random.RandomState(seed) if self._state is None else None
