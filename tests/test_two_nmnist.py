@@ -421,7 +421,7 @@ def test_event_shard_bytes_do_not_depend_on_when_objects_are_freed(tmp_path):
 
     from neurodata_cli.datasets.base import Block, Shard
     from neurodata_cli.datasets.two_nmnist import TwoNMNIST
-    from neurodata_cli.writers.hdf5 import HDF5
+    from neurodata_cli.formats.hdf5 import HDF5
 
     rng = np.random.default_rng(0)
     n = 150_000
@@ -470,7 +470,7 @@ def test_event_fields_raw_or_deflated_read_back_with_plain_h5py(tmp_path, levels
 
     from neurodata_cli.datasets.base import Block, Shard
     from neurodata_cli.datasets.two_nmnist import TwoNMNIST
-    from neurodata_cli.writers.hdf5 import HDF5, _Field
+    from neurodata_cli.formats.hdf5 import HDF5, _Field
 
     class Mixed(TwoNMNIST):
         event_levels = levels
@@ -536,7 +536,7 @@ def test_shards_say_how_events_are_stored_when_dtypes_are_not_declared(tmp_path)
 
     from neurodata_cli.datasets.base import Block, Shard
     from neurodata_cli.datasets.two_nmnist import TwoNMNIST
-    from neurodata_cli.writers.hdf5 import HDF5
+    from neurodata_cli.formats.hdf5 import HDF5
 
     class Undeclared(TwoNMNIST):
         event_dtypes = None

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 if TYPE_CHECKING:
     import numpy as np
 
-    from ..writers import Writer
+    from ..formats import Writer
 
 REQUIRED = object()  # an option's default when it has none
 
@@ -198,7 +198,7 @@ class Dataset:
     version: ClassVar[str]
     release_notes: ClassVar[dict[str, str]] = {}
     options: ClassVar[tuple[Option, ...]] = ()
-    # Output formats by name, the first the default: writer objects (``writers.HDF5``, ...).
+    # Output formats by name, the first the default: writer objects (``formats.hdf5.HDF5``, ...).
     formats: ClassVar[dict[str, Writer]] = {}
     unit: ClassVar[str] = "samples"
     # Samples per shard by default (a --shard-size flag); None: one shard per split.

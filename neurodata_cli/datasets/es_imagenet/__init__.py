@@ -19,7 +19,7 @@ import numpy as np
 
 from ...config import config_error
 from ...errors import ConfigError, RunError
-from ...writers.hdf5 import HDF5
+from ...formats.hdf5 import HDF5
 from ..base import Block, Config, Dataset, InputFile, Option, Shard, SplitFile, file_listing
 from . import archives, odg
 from .npz import NPZ, npz_name

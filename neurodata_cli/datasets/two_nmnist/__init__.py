@@ -15,7 +15,7 @@ import numpy as np
 
 from ...config import Reader
 from ...errors import ConfigError, RunError
-from ...writers.hdf5 import HDF5
+from ...formats.hdf5 import HDF5
 from ..base import Block, Config, Dataset, InputFile, Option, Shard, SplitFile
 from . import binfmt
 from .procedure import Group, make_groups, superimpose
