@@ -211,10 +211,8 @@ class Dataset:
     attrs: ClassVar[dict[str, Any]] = {}  # stored with every shard (sensor size, time unit)
     # Event datasets: the dtypes of x, y, t, p as stored (a shard of no samples still has them).
     event_dtypes: ClassVar[dict[str, Any] | None] = None
-    event_chunk: ClassVar[int] = 1 << 16  # events per HDF5 chunk: near a sample's, or more
-    # Deflate level per event field (default 1; 0 stores the field raw, without filters).
-    # libdeflate's level 2 is faster than its level 1 on fields made of long runs of one value.
-    event_levels: ClassVar[dict[str, int]] = {}
+    # How HDF5 shards store the events (``formats.hdf5.Codec``); None: gzip level 1.
+    event_codec: ClassVar[Any] = None
 
     # ---- config and inputs ------------------------------------------------------------------
     def schema(self) -> tuple[Option, ...]:

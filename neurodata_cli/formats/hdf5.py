@@ -4,19 +4,21 @@
 Event datasets add ``events/x``, ``events/y``, ``events/t``, ``events/p`` (1 = ON), concatenated
 over the shard's samples in the dataset's own dtypes, and ``samples/offsets`` (N+1, uint64):
 sample i's events are ``offsets[i]:offsets[i+1]``. File attributes name the dataset, version,
-split, schema version and whatever the dataset adds (sensor size, time unit).
+split, schema version, the events' codec and whatever the dataset adds (sensor size, time unit).
 
-Event chunks are shuffled and deflated (zlib) with libdeflate, then written as whole chunks:
-the same zlib stream HDF5's built-in gzip filter reads, so plain h5py reads the files. A field
-at level 0 is stored without filters: its chunks are the raw values.
+Events are stored by HDF5 itself, through its filter pipeline: the dataset's ``Codec`` picks
+raw (contiguous, read back through a memory map), the built-in shuffle and gzip, or a filter that
+hdf5plugin registers (zstd, blosc2, lz4). No bytes are compressed here.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import tempfile
 import threading
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,25 +37,51 @@ from . import (
 )
 
 SCHEMA_VERSION = 1
-CHUNK = 1 << 16  # events per chunk by default (a dataset's event_chunk); fixed per dataset, so
-# the bytes do not depend on how a shard is built
-DEFLATE_LEVEL = 1
+PLUGINS = ("zstd", "blosc2", "lz4")  # codecs that need ``import hdf5plugin`` to read or write
 
 
-def field_levels(levels: dict[str, int] | None) -> dict[str, int]:
-    """Each event field's deflate level: the dataset's, or DEFLATE_LEVEL (0: stored raw)."""
-    return {k: (levels or {}).get(k, DEFLATE_LEVEL) for k in EVENT_FIELDS}
+@dataclass(frozen=True)
+class Codec:
+    """How a dataset's event fields are stored. ``raw``: contiguous, no filters, read through a
+    memory map. ``gzip``: HDF5's built-in shuffle and deflate. ``zstd``, ``blosc2`` (its zstd,
+    with its own byte shuffle), ``lz4``: filters hdf5plugin registers, after HDF5's shuffle.
+    ``chunk``: events per chunk, fixed per dataset so a file's bytes do not depend on how its
+    shard was built."""
+
+    name: str = "gzip"
+    level: int = 1
+    chunk: int = 1 << 16
+
+    def filters(self) -> dict[str, Any]:
+        """h5py's ``create_dataset`` arguments for one event field."""
+        if self.name == "raw":
+            return {}
+        if self.name == "gzip":
+            return {"compression": "gzip", "compression_opts": self.level, "shuffle": True,
+                    "chunks": (self.chunk,)}
+        import hdf5plugin
+
+        made = {"zstd": lambda: hdf5plugin.Zstd(clevel=self.level),
+                "lz4": lambda: hdf5plugin.LZ4(),
+                "blosc2": lambda: hdf5plugin.Blosc2("zstd", self.level,
+                                                    hdf5plugin.Blosc2.SHUFFLE)}
+        if self.name not in made:
+            raise ValueError(f"unknown event codec {self.name!r}")
+        return {**made[self.name](), "shuffle": self.name != "blosc2", "chunks": (self.chunk,)}
+
+    def attrs(self) -> dict[str, Any]:
+        """What each shard records: the codec, its level and chunk, and what reads it."""
+        raw = self.name == "raw"
+        how = ("contiguous, no filters" if raw else
+               f"chunks of {self.chunk} events, "
+               f"{'' if self.name == 'blosc2' else 'shuffle, '}{self.name} level {self.level}")
+        need = "h5py and hdf5plugin" if self.name in PLUGINS else "h5py"
+        return {"event_codec": self.name, "event_codec_level": 0 if raw else self.level,
+                "event_chunk": 0 if raw else self.chunk,
+                "event_filters": f"{how}; read with {need}"}
 
 
-def event_filters(levels: dict[str, int]) -> str:
-    """What the event_filters attribute says: the filters, and each field's deflate level."""
-    level = field_levels(levels)
-    raw = [k for k in EVENT_FIELDS if not level[k]]
-    packed = ", ".join(f"{k} {v}" for k, v in level.items() if v)
-    parts = ([f"shuffle, gzip (zlib streams made by libdeflate; levels {packed})"] if packed
-             else []) + ([f"no filters for {', '.join(raw)} (stored raw)"] if raw else [])
-    return "; ".join(parts)
-
+DEFAULT_CODEC = Codec()
 
 
 def set_attrs(obj: Any, attrs: dict[str, Any]) -> None:
@@ -68,74 +96,65 @@ def set_attrs(obj: Any, attrs: dict[str, Any]) -> None:
 
 
 class _Appender:
-    """Appends to the four event datasets a whole chunk at a time.
+    """Appends to the four event datasets. Filtered fields are written a whole chunk at a time,
+    each chunk once, so the file's bytes do not depend on how the events arrive. Raw fields are
+    spooled to unnamed temporary files and written contiguous once their length is known."""
 
-    Every chunk is written once, full (but the last), so the compressed bytes do not depend on
-    how the events arrive: events in one block or sample by sample give the same file.
-    """
-
-    def __init__(self, group: Any, dtypes: dict[str, np.dtype], chunk: int = CHUNK,
-                 levels: dict[str, int] | None = None):
-        self.chunk = chunk
-        self.levels = field_levels(levels)
-        self.datasets = {
-            name: group.create_dataset(name, shape=(0,), dtype=dtypes[name], chunks=(chunk,),
-                                       maxshape=(None,), track_times=False,
-                                       **_filters(self.levels[name]))
-            for name in EVENT_FIELDS
-        }
-        self.buffers = {name: np.zeros(chunk, dtype=dtypes[name]) for name in EVENT_FIELDS}
-        self.filled = 0
+    def __init__(self, group: Any, dtypes: dict[str, np.dtype], codec: Codec):
+        self.group, self.dtypes, self.codec = group, dtypes, codec
+        self.raw = codec.name == "raw"
+        self.chunk = codec.chunk
         self.written = 0
+        self.filled = 0
+        if self.raw:
+            folder = Path(group.file.filename).parent
+            self.spools = {k: tempfile.TemporaryFile(dir=folder) for k in EVENT_FIELDS}
+            return
+        self.datasets = {k: group.create_dataset(k, shape=(0,), dtype=dtypes[k], maxshape=(None,),
+                                                 track_times=False, **codec.filters())
+                         for k in EVENT_FIELDS}
+        self.buffers = {k: np.zeros(self.chunk, dtype=dtypes[k]) for k in EVENT_FIELDS}
 
     def append(self, events: dict[str, np.ndarray]) -> None:
         n = len(events[EVENT_FIELDS[0]])
+        if self.raw:
+            for k in EVENT_FIELDS:
+                self.spools[k].write(memoryview(np.ascontiguousarray(events[k],
+                                                                     self.dtypes[k])).cast("B"))
+            self.written += n
+            return
         done = 0
-        chunk = self.chunk
         while done < n:
-            if not self.filled and n - done >= chunk:  # a whole chunk: no copy into the buffer
-                self._write({name: events[name][done:done + chunk] for name in EVENT_FIELDS})
-                done += chunk
-                continue
-            take = min(chunk - self.filled, n - done)
-            for name in EVENT_FIELDS:
-                self.buffers[name][self.filled:self.filled + take] = events[name][done:done + take]
+            take = min(self.chunk - self.filled, n - done)
+            for k in EVENT_FIELDS:
+                self.buffers[k][self.filled:self.filled + take] = events[k][done:done + take]
             self.filled += take
             done += take
-            if self.filled == chunk:
-                self.flush()
+            if self.filled == self.chunk:
+                self._write()
 
-    def flush(self) -> None:
-        if not self.filled:
+    def _write(self) -> None:
+        end = self.written + self.filled
+        for k, ds in self.datasets.items():
+            ds.resize((end,))
+            ds[self.written:end] = self.buffers[k][:self.filled]
+        self.written, self.filled = end, 0
+
+    def close(self) -> None:
+        if not self.raw:
+            if self.filled:
+                self._write()
             return
-        for buf in self.buffers.values():
-            buf[self.filled:] = 0  # the tail of the last chunk, as HDF5's fill value
-        self._write(self.buffers, self.filled)
-        self.filled = 0
-
-    def _write(self, chunks: dict[str, np.ndarray], count: int | None = None) -> None:
-        import deflate
-
-        end = self.written + (self.chunk if count is None else count)
-        for name in EVENT_FIELDS:
-            # In the stored dtype: the chunk's bytes are written as they are.
-            chunk = np.ascontiguousarray(chunks[name], dtype=self.buffers[name].dtype)
-            dsid = self.datasets[name].id
-            dsid.set_extent((end,))
-            level = self.levels[name]
-            if not level:
-                dsid.write_direct_chunk((self.written,), memoryview(chunk).cast("B"), 0)
-                continue
-            # The shuffle filter's byte planes; for one-byte values it is the identity.
-            shuffled = (memoryview(chunk) if chunk.itemsize == 1
-                        else chunk.view(np.uint8).reshape(-1, chunk.itemsize).T.tobytes())
-            dsid.write_direct_chunk((self.written,), deflate.zlib_compress(shuffled, level), 0)
-        self.written = end
-
-
-def _filters(level: int) -> dict[str, Any]:
-    """h5py's filter arguments for a field at ``level`` (0: none)."""
-    return {"compression": "gzip", "compression_opts": level, "shuffle": True} if level else {}
+        for k, spool in self.spools.items():
+            ds = self.group.create_dataset(k, shape=(self.written,), dtype=self.dtypes[k],
+                                           track_times=False)
+            spool.seek(0)
+            step, at = (1 << 22) // self.dtypes[k].itemsize, 0
+            while at < self.written:
+                part = np.frombuffer(spool.read(step * self.dtypes[k].itemsize), self.dtypes[k])
+                ds[at:at + len(part)] = part
+                at += len(part)
+            spool.close()
 
 
 class _Blocks:
@@ -167,7 +186,7 @@ def _write_failed(path: Path, exc: RuntimeError) -> Exception:
 
 class HDF5Writer(Writer):
     name = "hdf5"
-    libraries = ("h5py", "deflate")
+    libraries = ("h5py", "hdf5plugin")
 
     def versions(self) -> dict[str, str]:
         import h5py
@@ -192,21 +211,20 @@ class HDF5Writer(Writer):
 
         name = ds.output_name(cfg)
         n = 0
+        codec = getattr(ds, "event_codec", None) or DEFAULT_CODEC
         with staged(stage, rel) as tmp:
             with h5py.File(tmp, "w", libver="earliest") as f:
-                chunk, levels = ds.event_chunk, ds.event_levels
-                stored = {"event_chunk": chunk, "event_filters": event_filters(levels)}
                 attrs = {"schema_version": SCHEMA_VERSION, "dataset": name,
                          "version": ds.version, "split": shard.split}
                 declared = ds.event_dtypes
-                set_attrs(f, {**attrs, **(stored if declared else {}),
+                set_attrs(f, {**attrs, **(codec.attrs() if declared else {}),
                               **ds.shard_attrs(cfg, shard)})
 
                 def events(dtypes: dict[str, Any]) -> _Appender:
                     if not declared:  # a dataset that declares no dtypes: its first block's
-                        set_attrs(f, stored)
+                        set_attrs(f, codec.attrs())
                     return _Appender(f.create_group("events"),
-                                     {k: np.dtype(dtypes[k]) for k in EVENT_FIELDS}, chunk, levels)
+                                     {k: np.dtype(dtypes[k]) for k in EVENT_FIELDS}, codec)
 
                 appender = events(declared) if declared else None
                 counts: list[np.ndarray] = []
@@ -222,7 +240,7 @@ class HDF5Writer(Writer):
                     n += len(block)
                 group = f.create_group("samples")
                 if appender is not None:
-                    appender.flush()
+                    appender.close()
                     offsets = np.zeros(n + 1, dtype=np.uint64)
                     if counts:
                         np.cumsum(np.concatenate(counts), out=offsets[1:])
@@ -264,115 +282,30 @@ def _write_column(group: Any, name: str, chunks: list[np.ndarray]) -> None:
     group.file.flush()
 
 
-_SLACK = bytes(64)  # appended to a deflated chunk, so libdeflate can read ahead (see _read)
-
-
-class _Field:
-    """One event field of an open shard, read as ``field.read(a, b)`` (events a to b).
-
-    Chunks stored as we write them (shuffle, then gzip) are fetched with ``read_direct_chunk``
-    and inflated by libdeflate, the library that deflated them: HDF5's zlib inflates these
-    chunks three to eight times slower (65,536 events of runs: 150 us against 18). The last few
-    stay inflated, for the next sample in order. Any other layout is read through h5py, and a
-    pass in order reads ahead. Arrays that share a cached buffer are read-only.
-    """
-
-    KEEP = 4  # inflated chunks kept per field
-    AHEAD = 1 << 19  # bytes read at once, in a sequential pass over a field without filters
-
-    def __init__(self, ds: Any):
-        import h5py
-
-        self.ds = ds
-        self.chunk = ds.chunks[0] if ds.chunks else 0
-        self.dtype, self.length = ds.dtype, ds.shape[0]
-        plist = ds.id.get_create_plist()
-        codes = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
-        self.direct = self.chunk > 0 and codes in ([h5py.h5z.FILTER_SHUFFLE,
-                                                     h5py.h5z.FILTER_DEFLATE],
-                                                    [h5py.h5z.FILTER_DEFLATE])
-        self.shuffled = codes[:1] == [h5py.h5z.FILTER_SHUFFLE]
-        self.kept: dict[int, np.ndarray] = {}
-        # (first event, events): one tuple, so a reader in another thread sees both or neither.
-        self.ahead: tuple[int, np.ndarray] = (0, np.empty(0, self.dtype))
-        self.next = -1
-
-    def read(self, a: int, b: int) -> np.ndarray:
-        """Events [a, b) (Python ints)."""
-        if b <= a:
-            return self.ds[a:b]
-        if not self.direct:
-            return self._plain(a, b)
-        first, last = a // self.chunk, (b - 1) // self.chunk
-        if first == last:
-            return self._inflated(first)[a - first * self.chunk:b - first * self.chunk]
-        whole = np.concatenate([self._inflated(k) for k in range(first, last + 1)])
-        return whole[a - first * self.chunk:b - first * self.chunk]
-
-    def _plain(self, a: int, b: int) -> np.ndarray:
-        """h5py's read of [a, b); in a pass in order (a read starting where the last ended, or
-        less than a chunk after it: a sorted batch), one read of the next AHEAD bytes serves the
-        samples that follow: h5py costs about 10 us a call, more than copying a small sample's
-        events. (Half a megabyte: a 2NMNIST pass in order took 0.030 ms a sample, against 0.033
-        with windows of 65,536 events of every field; larger windows gained nothing.)"""
-        sequential, self.next = 0 <= a - self.next < max(self.chunk, 1), b
-        at, events = self.ahead
-        if at <= a and b <= at + len(events):
-            return events[a - at:b - at]
-        if not sequential:
-            return self.ds[a:b]
-        events = self.ds[a:min(self.length, max(b, a + self.AHEAD // self.dtype.itemsize))]
-        events.flags.writeable = False
-        self.ahead = (a, events)
-        return events[:b - a]
-
-    def _inflated(self, k: int) -> np.ndarray:
-        got = self.kept.pop(k, None)
-        if got is None:
-            got = self._read(k)
-            if len(self.kept) >= self.KEEP:
-                # The least recently used; from a copy (one step under the GIL), as another
-                # thread may change the dict between iter() and next().
-                self.kept.pop(next(iter(self.kept.copy())), None)
-        self.kept[k] = got
-        return got
-
-    def _read(self, k: int) -> np.ndarray:
-        import deflate
-
-        mask, raw = self.ds.id.read_direct_chunk((k * self.chunk,))
-        if mask:  # HDF5 skipped a filter on this chunk: let it undo what it did
-            return self.ds[k * self.chunk:(k + 1) * self.chunk]
-        size = self.dtype.itemsize
-        # libdeflate decodes in a fast loop only while enough input lies ahead of it; a chunk of
-        # runs deflates to a few hundred bytes and would be decoded byte by byte (30 us instead
-        # of 5). Bytes after the zlib stream's checksum are never read as data.
-        planes = np.frombuffer(deflate.zlib_decompress(raw + _SLACK, self.chunk * size), np.uint8)
-        if self.shuffled and size > 1:  # the shuffle filter's byte planes, back to values
-            planes = planes.reshape(size, self.chunk).T.copy()
-        values = planes.view(self.dtype).reshape(-1)
-        values.flags.writeable = False
-        # The last chunk is stored whole; past the dataset's end it holds fill values.
-        return values[:max(0, min(self.chunk, self.length - k * self.chunk))]
+def _field(path: Path, ds: Any) -> Any:
+    """One event field, sliceable: a memory map of a contiguous field (no HDF5 call a read), else
+    the h5py dataset, whose filter pipeline and chunk cache decode it."""
+    offset = ds.id.get_offset() if ds.chunks is None else None
+    if offset is None:
+        return ds if len(ds) else np.empty(0, ds.dtype)
+    return np.memmap(path, dtype=ds.dtype, mode="r", offset=offset, shape=ds.shape)
 
 
 class _Shard:
-    """One open shard: its event fields (kept open, with their inflated chunks) and its
-    per-sample columns, read whole once (a few thousand values)."""
+    """One open shard: its event fields and its per-sample columns, read whole once."""
 
     def __init__(self, path: Path):
         import h5py
 
-        # Without HDF5's chunk cache: the fields keep their own chunks and windows, and a read
-        # of raw events then fetches just its bytes, not each whole chunk into the cache first
-        # (a random 2NMNIST sample 0.055 ms instead of 0.09; deflated fields are unchanged).
-        self.file = h5py.File(path, "r", rdcc_nbytes=0)
+        self.file = h5py.File(path, "r")
+        if self.file.attrs.get("event_codec") in PLUGINS:
+            import hdf5plugin  # noqa: F401  (registers the codec's filter with HDF5)
         samples = self.file["samples"]
         self.columns = {name: ds.asstr()[()] if ds.dtype.kind == "O" else ds[()]
                         for name, ds in samples.items() if name != "offsets"}
         # Python ints, as the fields are sliced with them (numpy scalars cost a conversion).
         self.offsets = samples["offsets"][()].tolist() if "offsets" in samples else None
-        self.events = ([_Field(self.file["events"][k]) for k in EVENT_FIELDS]
+        self.events = ([_field(path, self.file["events"][k]) for k in EVENT_FIELDS]
                        if "events" in self.file else None)
 
     def record(self, j: int) -> dict[str, Any]:
@@ -380,7 +313,7 @@ class _Shard:
         out: dict[str, Any] = {}
         if self.events is not None:
             a, b = self.offsets[j], self.offsets[j + 1]
-            x, y, t, p = (f.read(a, b) for f in self.events)
+            x, y, t, p = (f[a:b] for f in self.events)
             out["events"] = to_structured(x, y, t, p)
         for name, column in self.columns.items():
             out[name] = column[j]
