@@ -13,6 +13,7 @@ hdf5plugin registers (zstd, blosc2, lz4). No bytes are compressed here.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
@@ -100,7 +101,8 @@ class _Appender:
     each chunk once, so the file's bytes do not depend on how the events arrive. Raw fields are
     spooled to unnamed temporary files and written contiguous once their length is known."""
 
-    def __init__(self, group: Any, dtypes: dict[str, np.dtype], codec: Codec):
+    def __init__(self, group: Any, dtypes: dict[str, np.dtype], codec: Codec,
+                 spools: contextlib.ExitStack):
         self.group, self.dtypes, self.codec = group, dtypes, codec
         self.raw = codec.name == "raw"
         self.chunk = codec.chunk
@@ -108,7 +110,9 @@ class _Appender:
         self.filled = 0
         if self.raw:
             folder = Path(group.file.filename).parent
-            self.spools = {k: tempfile.TemporaryFile(dir=folder) for k in EVENT_FIELDS}
+            # Closed (and so deleted) by the caller's stack, whatever stops the write.
+            self.spools = {k: spools.enter_context(tempfile.TemporaryFile(dir=folder))
+                           for k in EVENT_FIELDS}
             return
         self.datasets = {k: group.create_dataset(k, shape=(0,), dtype=dtypes[k], maxshape=(None,),
                                                  track_times=False, **codec.filters())
@@ -154,7 +158,6 @@ class _Appender:
                 part = np.frombuffer(spool.read(step * self.dtypes[k].itemsize), self.dtypes[k])
                 ds[at:at + len(part)] = part
                 at += len(part)
-            spool.close()
 
 
 class _Blocks:
@@ -212,7 +215,7 @@ class HDF5Writer(Writer):
         name = ds.output_name(cfg)
         n = 0
         codec = getattr(ds, "event_codec", None) or DEFAULT_CODEC
-        with staged(stage, rel) as tmp:
+        with staged(stage, rel) as tmp, contextlib.ExitStack() as spools:
             with h5py.File(tmp, "w", libver="earliest") as f:
                 attrs = {"schema_version": SCHEMA_VERSION, "dataset": name,
                          "version": ds.version, "split": shard.split}
@@ -224,7 +227,7 @@ class HDF5Writer(Writer):
                     if not declared:  # a dataset that declares no dtypes: its first block's
                         set_attrs(f, codec.attrs())
                     return _Appender(f.create_group("events"),
-                                     {k: np.dtype(dtypes[k]) for k in EVENT_FIELDS}, codec)
+                                     {k: np.dtype(dtypes[k]) for k in EVENT_FIELDS}, codec, spools)
 
                 appender = events(declared) if declared else None
                 counts: list[np.ndarray] = []
@@ -363,18 +366,6 @@ class HDF5Store(ShardedStore):
     def info(self, i: int) -> dict[str, Any]:
         k, j = self.where(i)
         return {name: column[j] for name, column in self._shard(k).columns.items()}
-
-    def read_many(self, indices: Any) -> list[dict[str, Any]]:
-        """Sorted indices, read shard by shard with one pass over the chunks they touch."""
-        out: list[dict[str, Any]] = []
-        by_shard: dict[int, list[int]] = {}
-        for i in indices:
-            k, j = self.where(i)
-            by_shard.setdefault(k, []).append(j)
-        for k, js in by_shard.items():
-            shard = self._shard(k)
-            out += [shard.record(j) for j in js]
-        return out
 
     def columns(self) -> dict[str, np.ndarray]:
         parts: dict[str, list[np.ndarray]] = {}
