@@ -21,7 +21,7 @@ from neurodata_cli.datasets.two_nmnist import procedure
 from neurodata_cli.datasets.two_nmnist.source import Recording
 from neurodata_cli.errors import RunError
 
-VERSION = ("2nmnist", "2.0.0")
+VERSION = ("2nmnist", "2.1.0")
 
 
 @pytest.fixture(scope="module")

@@ -66,7 +66,7 @@ class ESImageNet(Dataset):
     """
 
     name = "es-imagenet"
-    version = "2.0.0"
+    version = "2.1.0"
     release_notes = {
         "1.0.0": "Event-exact ODG conversion (the authors' traconvert.py) of sorted ImageNet "
         "inputs; HDF5 event shards or the released npz layout.",
@@ -74,6 +74,11 @@ class ESImageNet(Dataset):
         "the released class map whatever subset is present, as the val table does (subsets "
         "were labelled 0..K-1 by their sorted folders). Other folders keep sorted labels, and "
         "train and val must then hold the same classes. Full-ImageNet outputs are unchanged.",
+        "2.1.0": "HDF5 shards compressed by HDF5's filter pipeline with zstd level 5 (hdf5plugin, "
+        "after HDF5's shuffle) instead of gzip streams made by libdeflate: about 35% of the npz "
+        "bytes (was 37-38%) and random reads twice as fast. The .h5 files' bytes differ from "
+        "2.0.0; every decoded event, label and column is the same. Plain h5py needs `import "
+        "hdf5plugin`. The npz files are byte-identical.",
     }
     formats = {"hdf5": HDF5, "npz": NPZ}
     unit = "images"
