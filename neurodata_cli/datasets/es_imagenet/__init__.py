@@ -84,7 +84,7 @@ class ESImageNet(Dataset):
     unit = "images"
     shard_size = 1000
     event_dtypes = {"x": np.uint8, "y": np.uint8, "t": np.uint8, "p": np.uint8}
-    # A sample holds about 25,000 events. Measured on 491 bench samples (tool 0.7.0), a random
+    # A sample holds about 25,000 events. Measured on 491 bench samples (after tool 0.6.0), a random
     # read and the bytes against the npz: zstd 5 in chunks of 32,768: 0.25 ms, 35.5%; gzip 1:
     # 0.53 ms, 36.9%; zstd 3: 0.25 ms, 39.1%; blosc2 (zstd 5): 0.37 ms, 36.0%; lz4: 0.16 ms,
     # 48% (over the 40% goal); zstd 9: 0.30 ms, 35.0%; chunks of 65,536: no faster.
