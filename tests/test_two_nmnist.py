@@ -412,7 +412,8 @@ def test_usage_and_input_errors(run, tmp_path, args, code, words):
     assert not (tmp_path / "o").exists()
 
 
-def test_event_shard_bytes_do_not_depend_on_when_objects_are_freed(tmp_path):
+@pytest.mark.parametrize("codec", ["raw", "zstd"])
+def test_event_shard_bytes_do_not_depend_on_when_objects_are_freed(tmp_path, codec):
     """A sampling profiler (Dask workers run one) keeps frames, and with them h5py objects,
     alive for a while; HDF5 must place the file's objects the same all the same. Events given
     in one block or sample by sample make the same file too."""
@@ -420,7 +421,10 @@ def test_event_shard_bytes_do_not_depend_on_when_objects_are_freed(tmp_path):
 
     from neurodata_cli.datasets.base import Block, Shard
     from neurodata_cli.datasets.two_nmnist import TwoNMNIST
-    from neurodata_cli.formats.hdf5 import HDF5
+    from neurodata_cli.formats.hdf5 import HDF5, Codec
+
+    class Coded(TwoNMNIST):
+        event_codec = Codec(codec, 5, 1 << 14)
 
     rng = np.random.default_rng(0)
     n = 150_000
@@ -453,7 +457,7 @@ def test_event_shard_bytes_do_not_depend_on_when_objects_are_freed(tmp_path):
             sys.setprofile(keep_frames)
         try:
             out = tmp_path / str(k)
-            files = HDF5.write(out, TwoNMNIST(), Cfg(), Shard("train", 0, 1, 2), make())
+            files = HDF5.write(out, Coded(), Cfg(), Shard("train", 0, 1, 2), make())
         finally:
             sys.setprofile(None)
         digests.append(files[0]["sha256"])
