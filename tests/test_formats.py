@@ -66,3 +66,32 @@ def test_es_imagenet_decodes_as_0_6_did(run, tmp_path):
 def test_yinyang_decodes_as_0_6_did(run, tmp_path):
     run("yinyang", "--size", "50", "--format", "hdf5", "--out", tmp_path, "--quiet")
     same_data(OLD / "yinyang" / "1.0.0", tmp_path / "yinyang" / get("yinyang").version)
+
+
+READ_FRESH = """
+import sys
+import h5py
+from neurodata_cli import open_dataset
+events, label = open_dataset(sys.argv[1])["train"][0]
+assert "hdf5plugin" in sys.modules  # imported by the reader, for the shard's zstd events
+try:
+    with h5py.File(sys.argv[2]) as f:
+        h5py.h5z.unregister_filter(32015)  # as a process without hdf5plugin has it
+        f["events/x"][:10]
+except OSError:
+    print(len(events))
+"""
+
+
+def test_the_reader_imports_hdf5plugin_itself_and_plain_h5py_needs_it(run, tmp_path):
+    import subprocess
+    import sys
+
+    run("es-imagenet", "--imagenet-root", OLD / "imagenet", "--out", tmp_path, "--workers", "1",
+        "--limit", "1", "--quiet")
+    folder = tmp_path / "es-imagenet" / get("es-imagenet").version
+    shard = next(folder.glob("*.h5"))
+    done = subprocess.run([sys.executable, "-c", READ_FRESH, str(folder), str(shard)],
+                          capture_output=True, text=True, cwd=tmp_path)  # the installed package
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) > 1000  # a whole sample read, and plain h5py refused without it
