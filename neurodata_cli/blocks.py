@@ -31,7 +31,7 @@ import numpy as np
 
 from .datasets.base import Block, Dataset, Shard
 from .errors import RunError
-from .writers import EVENT_FIELDS
+from .formats import EVENT_FIELDS
 
 # Column names become file names (npy) and HDF5 dataset names; the reader keeps "offsets" and
 # "events" for itself.

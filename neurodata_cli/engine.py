@@ -45,6 +45,7 @@ from . import __version__
 from .blocks import ShardCheck, check_shards
 from .datasets.base import Block, Config, Dataset, InputFile, Shard, plain_name
 from .errors import ConfigError, NeurodataError, RunError
+from .formats import dist_versions, file_entry, sha256_file, write_text
 from .manifest import (
     MANIFEST,
     METADATA,
@@ -56,7 +57,6 @@ from .manifest import (
     write_manifest,
 )
 from .progress import progress, silenced
-from .writers import dist_versions, file_entry, sha256_file, write_text
 
 INTERNAL = ".neurodata"
 # A killed run's lock is free once its last process is gone; a rerun started at once waits

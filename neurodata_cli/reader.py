@@ -18,8 +18,8 @@ import numpy as np
 from .datasets import get
 from .datasets.base import Dataset
 from .errors import RunError
+from .formats import EVENT_DTYPE, Store, to_structured
 from .manifest import load
-from .writers import EVENT_DTYPE, Store, to_structured
 
 __all__ = ["open_dataset", "Materialised", "SplitView", "EVENT_DTYPE", "to_structured"]
 

@@ -24,7 +24,7 @@ from neurodata_cli import engine, materialise
 from neurodata_cli.errors import RunError
 from neurodata_cli.manifest import verify
 
-VERSION = "2.0.0"
+VERSION = "2.1.0"
 
 
 class Killed(BaseException):

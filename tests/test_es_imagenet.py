@@ -25,7 +25,7 @@ from PIL import Image
 from neurodata_cli import open_dataset
 from neurodata_cli.datasets.es_imagenet.source import decode
 
-VERSION = "2.0.0"
+VERSION = "2.1.0"
 
 
 @pytest.fixture(scope="module")
@@ -453,7 +453,7 @@ def plain_loader_frames(pos: np.ndarray, neg: np.ndarray, h: int, w: int) -> np.
        seed=st.integers(0, 2**16))
 def test_frames_in_c_equal_the_plain_loader_and_the_numpy_route(n, h, w, seed):
     from neurodata_cli.datasets.es_imagenet import draw
-    from neurodata_cli.writers import EVENT_DTYPE
+    from neurodata_cli.formats import EVENT_DTYPE
 
     rng = np.random.default_rng(seed)
     events = np.empty(n, EVENT_DTYPE)
@@ -477,7 +477,7 @@ def test_frames_in_c_equal_the_plain_loader_and_the_numpy_route(n, h, w, seed):
 @pytest.mark.parametrize("field, value", [("t", 0), ("t", 9), ("p", 2), ("p", -1)])
 def test_frames_refuse_events_outside_the_8_steps_and_2_polarities(field, value):
     from neurodata_cli.datasets.es_imagenet import draw
-    from neurodata_cli.writers import EVENT_DTYPE
+    from neurodata_cli.formats import EVENT_DTYPE
 
     events = np.zeros(5, EVENT_DTYPE)
     events["t"], events["p"] = 1, 1

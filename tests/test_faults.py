@@ -26,11 +26,11 @@ EXE = str(Path(sys.executable).with_name("neurodata"))
 
 
 def es_folder(out: Path) -> Path:
-    return out / "es-imagenet" / "2.0.0"
+    return out / "es-imagenet" / "2.1.0"
 
 
 def nm_folder(out: Path) -> Path:
-    return out / "2nmnist" / "2.0.0"
+    return out / "2nmnist" / "2.1.0"
 
 
 def sha256sum_ok(folder: Path) -> bool:
@@ -333,5 +333,5 @@ def test_a_disk_that_fills_is_one_line_naming_the_file_and_leaves_no_part(run, t
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "No space left on device" in lines[0] and ".h5" in lines[0]
     assert "Traceback" not in result.output
-    assert not (small_disk / "2nmnist" / "2.0.0").exists()
+    assert not (small_disk / "2nmnist" / "2.1.0").exists()
     assert not list(small_disk.rglob("*.part"))  # no half-written file left behind

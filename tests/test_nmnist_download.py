@@ -120,7 +120,7 @@ def test_download_flag_end_to_end(run, tmp_path, archives):
         run("2nmnist", "--download", "--cache", tmp_path / "cache", "--config", cfg,
             "--format", "bin", "--out", tmp_path / "o", "--quiet")
         assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["Test.zip", "Train.zip"]
-        assert run("verify", tmp_path / "o" / "2nmnist" / "2.0.0").exit_code == 0
+        assert run("verify", tmp_path / "o" / "2nmnist" / "2.1.0").exit_code == 0
         bad = tmp_path / "bad.yaml"
         bad.write_text(cfg.read_text().replace(md5(archives["Test.zip"]), "f" * 32))
         result = run("2nmnist", "--download", "--cache", tmp_path / "c2", "--config", bad,

@@ -20,8 +20,8 @@ from neurodata_cli import datasets, open_dataset
 from neurodata_cli.api import materialise
 from neurodata_cli.datasets.base import Block, Dataset, Option, Shard
 from neurodata_cli.errors import ConfigError, RunError
-from neurodata_cli.writers import NPY
-from neurodata_cli.writers.hdf5 import HDF5
+from neurodata_cli.formats.hdf5 import HDF5
+from neurodata_cli.formats.npy import NPY
 
 EVENTS = {"x": np.uint8, "y": np.uint8, "t": np.uint32, "p": np.uint8}
 

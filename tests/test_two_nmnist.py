@@ -7,7 +7,6 @@ import stat
 import tracemalloc
 import zipfile
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -22,7 +21,7 @@ from neurodata_cli.datasets.two_nmnist import procedure
 from neurodata_cli.datasets.two_nmnist.source import Recording
 from neurodata_cli.errors import RunError
 
-VERSION = ("2nmnist", "2.0.0")
+VERSION = ("2nmnist", "2.1.0")
 
 
 @pytest.fixture(scope="module")
@@ -413,7 +412,8 @@ def test_usage_and_input_errors(run, tmp_path, args, code, words):
     assert not (tmp_path / "o").exists()
 
 
-def test_event_shard_bytes_do_not_depend_on_when_objects_are_freed(tmp_path):
+@pytest.mark.parametrize("codec", ["raw", "zstd"])
+def test_event_shard_bytes_do_not_depend_on_when_objects_are_freed(tmp_path, codec):
     """A sampling profiler (Dask workers run one) keeps frames, and with them h5py objects,
     alive for a while; HDF5 must place the file's objects the same all the same. Events given
     in one block or sample by sample make the same file too."""
@@ -421,7 +421,10 @@ def test_event_shard_bytes_do_not_depend_on_when_objects_are_freed(tmp_path):
 
     from neurodata_cli.datasets.base import Block, Shard
     from neurodata_cli.datasets.two_nmnist import TwoNMNIST
-    from neurodata_cli.writers.hdf5 import HDF5
+    from neurodata_cli.formats.hdf5 import HDF5, Codec
+
+    class Coded(TwoNMNIST):
+        event_codec = Codec(codec, 5, 1 << 14)
 
     rng = np.random.default_rng(0)
     n = 150_000
@@ -454,7 +457,7 @@ def test_event_shard_bytes_do_not_depend_on_when_objects_are_freed(tmp_path):
             sys.setprofile(keep_frames)
         try:
             out = tmp_path / str(k)
-            files = HDF5.write(out, TwoNMNIST(), Cfg(), Shard("train", 0, 1, 2), make())
+            files = HDF5.write(out, Coded(), Cfg(), Shard("train", 0, 1, 2), make())
         finally:
             sys.setprofile(None)
         digests.append(files[0]["sha256"])
@@ -462,22 +465,28 @@ def test_event_shard_bytes_do_not_depend_on_when_objects_are_freed(tmp_path):
     assert digests[0] == digests[1] == digests[2]
 
 
-@pytest.mark.parametrize("levels", [{}, {"x": 0, "y": 0, "t": 0, "p": 0}, {"x": 0, "t": 3}])
-def test_event_fields_raw_or_deflated_read_back_with_plain_h5py(tmp_path, levels):
-    """Each field at its own level (0: raw, no filters), from blocks of wider dtypes than the
-    stored ones and of sizes that straddle chunks."""
+CODECS = ["raw", "gzip", "zstd", "blosc2", "lz4"]
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_event_fields_in_any_codec_read_back_as_given(tmp_path, codec):
+    """Each codec, from blocks of wider dtypes than the stored ones and of sizes that straddle
+    chunks: plain h5py (with hdf5plugin) and the reader give back the events, and the shard
+    names its codec."""
     import h5py
+    import hdf5plugin  # noqa: F401
 
     from neurodata_cli.datasets.base import Block, Shard
     from neurodata_cli.datasets.two_nmnist import TwoNMNIST
-    from neurodata_cli.writers.hdf5 import HDF5, _Field
+    from neurodata_cli.formats.hdf5 import HDF5, Codec
 
-    class Mixed(TwoNMNIST):
-        event_levels = levels
+    c = 1000
+
+    class Coded(TwoNMNIST):
+        event_codec = Codec(codec, 3, c)
 
     rng = np.random.default_rng(1)
-    c = TwoNMNIST.event_chunk
-    sizes = [1, c - 1, c, 2 * c + 808, 3]
+    sizes = [1, c - 1, 0, c, 2 * c + 808, 3]
     events = [{"x": rng.integers(0, 34, n), "y": rng.integers(0, 34, n),
                "t": np.sort(rng.integers(0, 2**32, n)), "p": rng.integers(0, 2, n)}
               for n in sizes]
@@ -487,46 +496,20 @@ def test_event_fields_raw_or_deflated_read_back_with_plain_h5py(tmp_path, levels
     class Cfg:
         seed, k, reverse_polarity = 42, 2, False
 
-    HDF5.write(tmp_path, Mixed(), Cfg(), Shard("train", 0, 1, len(sizes)), blocks)
+    files = HDF5.write(tmp_path, Coded(), Cfg(), Shard("train", 0, 1, len(sizes)), blocks)
     with h5py.File(next(tmp_path.glob("*.h5"))) as f:
+        assert f.attrs["event_codec"] == codec
+        assert f.attrs["event_chunk"] == (0 if codec == "raw" else c)
         for k in "xytp":
             stored = f["events"][k]
-            assert (stored.compression is None) == (levels.get(k, 1) == 0)
+            assert (stored.chunks is None) == (codec == "raw")
             np.testing.assert_array_equal(stored[()], np.concatenate([e[k] for e in events]))
-        # Our reader's fields (deflated chunks inflated by libdeflate) against h5py's reads:
-        # within a chunk, across chunks, up to the end, empty, in any order.
-        total = sum(sizes)
-        spans = [(0, 1), (0, c), (c - 1, c + 1), (100, 2 * c + 808), (total - 5, total),
-                 (2 * c, 2 * c), (0, total)] + [tuple(sorted(rng.integers(0, total + 1, 2)))
-                                              for _ in range(40)]
-        # Sequential passes (each span starting where the last ended) read ahead: with a
-        # small window, some spans lie inside it, some straddle its end, some exceed it.
-        cuts = np.unique(np.concatenate([[0, total], rng.integers(0, total + 1, 30)]))
-        passes = [(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
-        for k in "xytp":
-            field = _Field(f["events"][k])
-            field.AHEAD = 1000
-            assert field.direct == (levels.get(k, 1) != 0)
-            for a, b in spans + passes + spans[:8] + passes + passes[::2]:  # [::2]: with gaps
-                got = field.read(int(a), int(b))
-                np.testing.assert_array_equal(got, f["events"][k][a:b])
-                if got.flags.writeable:  # then it is the caller's own: writing spoils no cache
-                    got[:] = 7
-            for a, b in passes + spans:
-                np.testing.assert_array_equal(field.read(int(a), int(b)), f["events"][k][a:b])
-            # Threads sharing the field, each in order from its own start, get their own spans
-            # (a guard only: whether a race shows depends on timing).
-            want = {span: f["events"][k][span[0]:span[1]] for span in passes}
-
-            def walk(first: int, field=field, want=want) -> bool:
-                for _ in range(20):
-                    for span in passes[first:] + passes[:first]:
-                        if not np.array_equal(field.read(*span), want[span]):
-                            return False
-                return True
-
-            with ThreadPoolExecutor(4) as pool:
-                assert all(pool.map(walk, range(0, len(passes), max(1, len(passes) // 4))))
+    store = HDF5.open(tmp_path, "train", files)
+    for order in (range(len(sizes)), [4, 0, 5, 2, 1, 3]):
+        for i in order:
+            got = store.read(i)["events"]
+            for k in "xytp":
+                np.testing.assert_array_equal(got[k], events[i][k])
 
 
 def test_shards_say_how_events_are_stored_when_dtypes_are_not_declared(tmp_path):
@@ -536,12 +519,11 @@ def test_shards_say_how_events_are_stored_when_dtypes_are_not_declared(tmp_path)
 
     from neurodata_cli.datasets.base import Block, Shard
     from neurodata_cli.datasets.two_nmnist import TwoNMNIST
-    from neurodata_cli.writers.hdf5 import HDF5
+    from neurodata_cli.formats.hdf5 import HDF5, Codec
 
     class Undeclared(TwoNMNIST):
         event_dtypes = None
-        event_chunk = 1000
-        event_levels = {"t": 3}
+        event_codec = Codec("gzip", 3, 1000)
 
     n = 2500
     events = {"x": np.arange(n, dtype=np.uint16) % 34, "y": np.zeros(n, np.uint8),
@@ -554,8 +536,9 @@ def test_shards_say_how_events_are_stored_when_dtypes_are_not_declared(tmp_path)
     HDF5.write(tmp_path, Undeclared(), Cfg(), Shard("train", 0, 1, 1), [block])
     with h5py.File(next(tmp_path.glob("*.h5"))) as f:
         assert f.attrs["event_chunk"] == 1000 == f["events/t"].chunks[0]
-        assert f.attrs["event_filters"] == ("shuffle, gzip (zlib streams made by libdeflate; "
-                                            "levels x 1, y 1, t 3, p 1)")
+        assert f.attrs["event_codec"] == "gzip" and f.attrs["event_codec_level"] == 3
+        assert f.attrs["event_filters"] == ("chunks of 1000 events, shuffle, gzip level 3; "
+                                            "read with h5py")
         assert f["events/x"].dtype == np.uint16 and f["events/t"].dtype == np.int64
         for k in "xytp":
             np.testing.assert_array_equal(f["events"][k][()], events[k])

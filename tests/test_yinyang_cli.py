@@ -234,7 +234,7 @@ def test_file_hashes_of_any_size(tmp_path, size):
     import hashlib
     import os
 
-    from neurodata_cli.writers import sha256_file
+    from neurodata_cli.formats import sha256_file
 
     data = os.urandom(size)
     path = tmp_path / "f.bin"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from neurodata_cli.datasets.base import Block, Dataset, Option, Shard
-from neurodata_cli.writers import NPY
+from neurodata_cli.formats.npy import NPY
 
 
 class Toy(Dataset):

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 if TYPE_CHECKING:
     import numpy as np
 
-    from ..writers import Writer
+    from ..formats import Writer
 
 REQUIRED = object()  # an option's default when it has none
 
@@ -198,7 +198,7 @@ class Dataset:
     version: ClassVar[str]
     release_notes: ClassVar[dict[str, str]] = {}
     options: ClassVar[tuple[Option, ...]] = ()
-    # Output formats by name, the first the default: writer objects (``writers.HDF5``, ...).
+    # Output formats by name, the first the default: writer objects (``formats.hdf5.HDF5``, ...).
     formats: ClassVar[dict[str, Writer]] = {}
     unit: ClassVar[str] = "samples"
     # Samples per shard by default (a --shard-size flag); None: one shard per split.
@@ -211,10 +211,8 @@ class Dataset:
     attrs: ClassVar[dict[str, Any]] = {}  # stored with every shard (sensor size, time unit)
     # Event datasets: the dtypes of x, y, t, p as stored (a shard of no samples still has them).
     event_dtypes: ClassVar[dict[str, Any] | None] = None
-    event_chunk: ClassVar[int] = 1 << 16  # events per HDF5 chunk: near a sample's, or more
-    # Deflate level per event field (default 1; 0 stores the field raw, without filters).
-    # libdeflate's level 2 is faster than its level 1 on fields made of long runs of one value.
-    event_levels: ClassVar[dict[str, int]] = {}
+    # How HDF5 shards store the events (``formats.hdf5.Codec``); None: gzip level 1.
+    event_codec: ClassVar[Any] = None
 
     # ---- config and inputs ------------------------------------------------------------------
     def schema(self) -> tuple[Option, ...]:

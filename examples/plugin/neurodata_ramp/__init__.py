@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from neurodata_cli.datasets.base import Block, Config, Dataset, Option, Shard
-from neurodata_cli.writers.hdf5 import HDF5
+from neurodata_cli.formats.hdf5 import HDF5
 
 
 class Ramp(Dataset):

@@ -346,7 +346,7 @@ done:
     return result;
 }
 
-/* One reader event as the reader serves it (writers.EVENT_DTYPE, packed): x, y int16, t int64,
+/* One reader event as the reader serves it (formats.EVENT_DTYPE, packed): x, y int16, t int64,
  * p int8. Fields are copied out with memcpy, so no alignment is assumed. */
 #define EVENT_BYTES 13
 #define FRAME 224

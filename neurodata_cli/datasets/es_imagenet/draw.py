@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from ...formats import EVENT_DTYPE
 from ...preview import BLACK, TITLE, WHITE, colour_frames, font
-from ...writers import EVENT_DTYPE
 
 try:
     from ._odg import frames as _frames_c

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ...writers import Store, Writer, to_structured, write_bytes
+from ...formats import Store, Writer, to_structured, write_bytes
 
 KEYS = ("pos", "neg")
 _EPOCH = (1980, 1, 1, 0, 0, 0)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import RunError
-from ...writers import Store, Writer, to_structured, write_bytes
+from ...formats import Store, Writer, to_structured, write_bytes
 from ..base import Block
 from .source import SPLIT_DIRS
 

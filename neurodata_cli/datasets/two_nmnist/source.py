@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ...errors import ConfigError, RunError
+from ...formats import file_digest
 from ...progress import progress
-from ...writers import file_digest
 from ..base import InputFile, file_listing
 
 SPLIT_DIRS = {"train": "Train", "test": "Test"}

@@ -11,8 +11,8 @@ import numpy as np
 from ...config import Reader, Values, config_error
 from ...engine import RESERVED_SPLITS, SAFE_NAME
 from ...errors import ConfigError
-from ...writers import NPY
-from ...writers.hdf5 import HDF5
+from ...formats.hdf5 import HDF5
+from ...formats.npy import NPY
 from ..base import Block, Config, Dataset, Option, Shard
 from .walk import Walker, radii_problem, spike_times
 

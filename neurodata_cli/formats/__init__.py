@@ -1,4 +1,5 @@
-"""Writers: how a shard's blocks become files, and how those files read back.
+"""Formats: how a shard's blocks become files, and how those files read back (one module each:
+``hdf5``, ``npy``; the native layouts live beside their datasets).
 
 Each writer names the files it writes from the shard's split and key (the engine's names), and
 declares the libraries that shape its bytes, which the manifest records. Every file is written
@@ -92,20 +93,6 @@ def same_width(chunks: list[np.ndarray]) -> list[np.ndarray]:
     return [c.astype(dtype) for c in chunks]
 
 
-def write_npy(handle: Any, chunks: list[np.ndarray]) -> None:
-    """What ``np.save`` writes for the chunks joined along their first axis, without joining
-    them in memory: numpy's own header for the whole shape, then each chunk's bytes."""
-    first = chunks[0]
-    if any(c.dtype.hasobject or c.dtype != first.dtype for c in chunks):
-        # The engine's checks keep these out; bytes of pointers must never reach a file.
-        raise TypeError(f"npy chunks of dtypes {sorted({str(c.dtype) for c in chunks})}")
-    shape = (sum(len(c) for c in chunks), *first.shape[1:])
-    header = np.lib.format.header_data_from_array_1_0(first)
-    np.lib.format.write_array_header_1_0(handle, {**header, "shape": shape})
-    for chunk in chunks:
-        handle.write(memoryview(chunk).cast("B"))
-
-
 class Store:
     """Stored samples of one split: ``len``, ``read(i)`` (every stored field of sample i),
     ``read_many(indices)``, and ``columns()`` for small datasets read whole."""
@@ -177,58 +164,6 @@ class Writer:
 def write_text(root: Path, rel: str, text: str, split: str, records: int) -> dict[str, Any]:
     """A UTF-8 text file, LF endings exactly as given (label tables, provenance CSVs)."""
     return write_bytes(root, rel, text.encode("utf-8"), split, records)
-
-
-class NpyWriter(Writer):
-    """One ``<split>_<column>.npy`` per column (``-00003-of-00010`` when a split has shards),
-    the format ``np.save`` writes; columns only, no events."""
-
-    name = "npy"
-    libraries = ("numpy",)
-    stores_events = False
-
-    def write(self, stage: Path, ds: Dataset, cfg: Config, shard: Shard,
-              blocks: Iterable[Block]) -> list[dict[str, Any]]:
-        parts: dict[str, list[np.ndarray]] = {}
-        n = 0
-        for block in blocks:
-            n += len(block)
-            for name, column in block.columns.items():
-                parts.setdefault(name, []).append(np.ascontiguousarray(column))
-        files = []
-        for name, chunks in parts.items():
-            rel = f"{shard.split}_{name}{shard_suffix(shard)}.npy"
-            with staged(stage, rel) as tmp, open(tmp, "wb") as handle:
-                write_npy(handle, same_width(chunks))
-            files.append(file_entry(stage, rel, shard.split, n))
-        return files
-
-    def open(self, folder: Path, split: str, files: list[dict[str, Any]]) -> Store:
-        return NpyStore(folder, split, files)
-
-
-class NpyStore(ShardedStore):
-    """Memory-mapped columns; a split of several shards is indexed across them."""
-
-    def __init__(self, folder: Path, split: str, files: list[dict[str, Any]]):
-        by_column: dict[str, list[dict[str, Any]]] = {}
-        for f in sorted(files, key=lambda f: f["path"]):
-            stem = Path(f["path"]).stem[len(split) + 1:]
-            by_column.setdefault(stem.split("-", 1)[0], []).append(f)
-        self.parts = {name: [np.load(folder / f["path"], mmap_mode="r", allow_pickle=False)
-                             for f in fs] for name, fs in by_column.items()}
-        super().__init__(next(iter(by_column.values()), []))
-
-    def read(self, i: int) -> dict[str, Any]:
-        k, j = self.where(i)
-        return {name: np.array(parts[k][j]) for name, parts in self.parts.items()}
-
-    def columns(self) -> dict[str, np.ndarray]:
-        return {name: parts[0] if len(parts) == 1 else np.concatenate(parts)
-                for name, parts in self.parts.items()}
-
-
-NPY = NpyWriter()
 
 
 def write_bytes(root: Path, rel: str, data: bytes, split: str, records: int,
