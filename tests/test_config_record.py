@@ -10,6 +10,9 @@ import imagenet_synth
 import nmnist_synth
 import pytest
 
+from neurodata_cli import materialise
+from neurodata_cli.errors import ConfigError
+
 
 def _recorded(tmp: Path) -> str:
     """The manifest's config sections (shared and per split), in the manifest's key order."""
@@ -64,3 +67,30 @@ def test_the_recorded_config_is_pinned(run, tmp_path, name):
     args = _cases(tmp_path)[name]
     run(*args, "--out", tmp_path / "out", "--quiet")
     assert _recorded(tmp_path) == PINNED[name]
+
+
+def test_the_python_api_names_the_keyword_it_was_given(tmp_path):
+    with pytest.raises(ConfigError, match=r"split='\.\./x'"):
+        materialise("yinyang", tmp_path, size=5, split="../x")
+    with pytest.raises(ConfigError, match="threshold=2"):
+        materialise("es-imagenet", tmp_path, imagenet_root=tmp_path, threshold=2)
+    with pytest.raises(ConfigError, match="reverse_polarity='yes'.*true or false"):
+        materialise("2nmnist", tmp_path, nmnist_root=tmp_path, reverse_polarity="yes")
+    assert not any(tmp_path.iterdir())
+
+
+def test_plain_python_values_make_the_same_data_as_flags(run, tmp_path):
+    nmnist_synth.make_tree(tmp_path / "nm", {"train": 1, "test": 1})
+    run("2nmnist", "--nmnist-root", tmp_path / "nm", "--split", "test", "--k", "3",
+        "--out", tmp_path / "cli", "--quiet")
+    materialise("2nmnist", tmp_path / "api", nmnist_root=tmp_path / "nm", split="test", k=3)
+    sums = [(tmp_path / o / "3nmnist" / "2.0.0" / "SHA256SUMS").read_text()
+            for o in ("cli", "api")]
+    assert sums[0] == sums[1]
+
+
+def test_a_config_file_leaves_the_defaults_as_they_were(run, tmp_path):
+    before = run("config", "2nmnist").output
+    (tmp_path / "c.yaml").write_text("download:\n  train:\n    url: http://127.0.0.1:9/x\n")
+    run("2nmnist", "--config", tmp_path / "c.yaml", code=2)  # no --nmnist-root: refused
+    assert run("config", "2nmnist").output == before

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,7 +19,7 @@ import pytest
 
 from neurodata_cli import datasets, open_dataset
 from neurodata_cli.api import materialise
-from neurodata_cli.datasets.base import Block, Dataset, Option, Shard
+from neurodata_cli.datasets.base import Block, Config, Dataset, Shard, option
 from neurodata_cli.errors import ConfigError, RunError
 from neurodata_cli.writers import NPY
 from neurodata_cli.writers.hdf5 import HDF5
@@ -93,6 +94,16 @@ CASES = {
 }
 
 
+@dataclass(frozen=True)
+class Case(Config):
+    case: str = option("good", "What build yields.")
+
+
+@dataclass(frozen=True)
+class ColumnsCase(Config):
+    case: str = option("strings", "What build yields.")
+
+
 class Fake(Dataset):
     """Fake: two shards of two samples each, built as the --case option says."""
 
@@ -100,7 +111,7 @@ class Fake(Dataset):
     version = "1.0.0"
     formats = {"hdf5": HDF5, "npy": NPY}
     event_dtypes = EVENTS
-    options = (Option("case", str, "good", "What build yields."),)
+    options = Case
 
     def plan(self, cfg):
         return [Shard("train", k, 2, 2) for k in range(2)]
@@ -118,7 +129,7 @@ class Columns(Dataset):
     name = "columns"
     version = "1.0.0"
     formats = {"npy": NPY, "hdf5": HDF5}
-    options = (Option("case", str, "strings", "What build yields."),)
+    options = ColumnsCase
 
     def plan(self, cfg):
         return [Shard("train", k, 2, 2) for k in range(2)]
