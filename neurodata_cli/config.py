@@ -12,17 +12,15 @@ import math
 import numbers
 import operator
 import os
-import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .datasets.base import Config, Dataset, Invalid, Option
+from .datasets.base import Config, Dataset, Invalid, Option, nested
 from .errors import ConfigError
 
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # Every whole-number option fits a signed 64-bit integer: numpy columns and HDF5 attributes hold
 # no more, and a larger value would pass the flags only to fail as a traceback when written.
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
@@ -178,9 +176,6 @@ class Reader:
             raise ConfigError(f"missing {self.where(key)}: it has no value and no default")
         return self.data[key]
 
-    def has(self, key: str) -> bool:
-        return key in self.data
-
     def integer(self, key: str, lo: int | None = None, hi: int | None = None) -> int:
         """A whole number within ``lo..hi``, and always within a 64-bit integer."""
         value = self._get(key)
@@ -248,18 +243,6 @@ def _short(value: Any, limit: int = 60) -> str:
     except ValueError:  # an integer of more digits than Python prints
         return "a number of thousands of digits"
     return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-def nested(flat: Mapping[str, Any]) -> dict[str, Any]:
-    """``{"a.b": 1}`` as ``{"a": {"b": 1}}``."""
-    out: dict[str, Any] = {}
-    for dotted, value in flat.items():
-        node = out
-        *parents, last = dotted.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = value
-    return out
 
 
 def defaults(ds: Dataset) -> dict[str, Any]:

@@ -1,10 +1,10 @@
 """The dataset contract: what a dataset says about itself, and nothing the engine does.
 
 A dataset is one subclass of ``Dataset`` in its own folder. It declares its name, version and
-release notes, its config schema (``options``), its output formats, how its work splits into
-shards (``plan``), how one shard is built (``build``, pure: samples as arrays, no files written)
-and how a stored sample reads back (``sample``, ``frames``, ``preview``). The engine does the
-staging, writing, resume, checksums, parallelism and progress.
+release notes, its options (``options``: a frozen dataclass of ``option`` fields), its output
+formats, how its work splits into shards (``plan``), how one shard is built (``build``, pure:
+samples as arrays, no files written) and how a stored sample reads back (``sample``, ``frames``,
+``preview``). The engine does the staging, writing, resume, checksums, parallelism and progress.
 """
 
 from __future__ import annotations
@@ -100,15 +100,19 @@ class Config:
     def recorded(self) -> dict[str, Any]:
         """What the manifest records: every option that shapes the data, nested by key. A
         dataset adds what it located (its inputs) by extending this."""
-        out: dict[str, Any] = {}
-        for o in schema(type(self)):
-            if o.manifest:
-                *parents, last = o.key.split(".")
-                node = out
-                for part in parents:
-                    node = node.setdefault(part, {})
-                node[last] = getattr(self, o.name)
-        return out
+        return nested({o.key: getattr(self, o.name) for o in schema(type(self)) if o.manifest})
+
+
+def nested(flat: dict[str, Any]) -> dict[str, Any]:
+    """``{"a.b": 1}`` as ``{"a": {"b": 1}}``."""
+    out: dict[str, Any] = {}
+    for dotted, value in flat.items():
+        node = out
+        *parents, last = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return out
 
 
 C = TypeVar("C", bound=Config)
