@@ -147,9 +147,16 @@ class Columns(Dataset):
                 yield Block({"x": np.array([i]), "name": np.array([name], dtype=object)})
 
 
+class OldStyle(Fake):
+    """Options declared as neurodata 0.6 did: a tuple."""
+
+    name = "oldstyle"
+    options = ("case",)  # type: ignore[assignment]
+
+
 @pytest.fixture(autouse=True)
 def fakes(monkeypatch):
-    for name, cls in (("fake", "Fake"), ("columns", "Columns")):
+    for name, cls in (("fake", "Fake"), ("columns", "Columns"), ("oldstyle", "OldStyle")):
         monkeypatch.setitem(datasets.BUILTIN, name, f"test_plugin_checks:{cls}")
     datasets._specs.cache_clear()
     datasets.get.cache_clear()
@@ -353,3 +360,8 @@ def test_an_output_name_that_is_a_path_is_refused(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="fake names its output '../../out'"):
         materialise("fake", out=tmp_path / "a" / "b", workers=1)
     assert not any(tmp_path.iterdir())
+
+
+def test_options_declared_as_a_tuple_are_refused_saying_how_to_declare_them(run):
+    out = run("oldstyle", "--out", "x", code=2).output
+    assert "Option tuples are gone" in out and "Traceback" not in out
