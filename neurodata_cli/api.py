@@ -54,5 +54,5 @@ def materialise(dataset: str, out: str | Path = "data", *, config: str | Path | 
     if unknown:
         raise ConfigError(f"{dataset} has no option {unknown[0]!r}; it has "
                           f"{', '.join(sorted(known))}")
-    return run(dataset, out, options, config=config,
-               overwrite=overwrite, quiet=quiet, workers=workers, scheduler=scheduler)
+    return run(dataset, out, options, config=config, overwrite=overwrite, quiet=quiet,
+               workers=workers, scheduler=scheduler)

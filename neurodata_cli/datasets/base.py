@@ -257,10 +257,9 @@ class Dataset(Generic[C]):
                 out.append(o)
         return tuple(out)
 
-    def check(self, cfg: C) -> C:
+    def check(self, cfg: C) -> C | None:
         """Checks between options (raise ``Invalid(key, message)``), and values made from
-        others: returns the config ``plan`` gets."""
-        return cfg
+        others: returns the config ``plan`` gets (None: ``cfg`` as it is)."""
 
     def locate(self, cfg: C) -> C:
         """Find the inputs (raise ConfigError or RunError); runs before anything is written."""

@@ -126,10 +126,9 @@ class ESImageNet(Dataset[ESImageNetConfig]):
     preload = ("PIL.Image", "PIL.JpegImagePlugin", "PIL.PngImagePlugin")
     options = ESImageNetConfig
 
-    def check(self, cfg: ESImageNetConfig) -> ESImageNetConfig:
+    def check(self, cfg: ESImageNetConfig) -> None:
         if cfg.imagenet_root is None:
             raise Invalid("imagenet_root", "es-imagenet needs --imagenet-root")
-        return cfg
 
     def splits(self, cfg: ESImageNetConfig) -> list[str]:
         return [cfg.split]

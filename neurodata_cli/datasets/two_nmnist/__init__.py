@@ -127,10 +127,9 @@ class TwoNMNIST(Dataset[TwoNMNISTConfig]):
     attrs = {"sensor_size": list(SENSOR_SIZE), "time_unit": "us", "event_order": EVENT_ORDER}
     options = TwoNMNISTConfig
 
-    def check(self, cfg: TwoNMNISTConfig) -> TwoNMNISTConfig:
+    def check(self, cfg: TwoNMNISTConfig) -> None:
         if (cfg.nmnist_root is None) == (not cfg.fetch):
             raise ConfigError("give exactly one of --nmnist-root PATH and --download")
-        return cfg
 
     def splits(self, cfg: TwoNMNISTConfig) -> list[str]:
         return [s.split for s in cfg.sources]

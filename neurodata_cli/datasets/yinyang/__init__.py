@@ -21,8 +21,6 @@ BLOCK = 1 << 20  # samples per block
 MAX_SPLIT_NAME = 64
 PAPER_SPLITS = {"train": {"size": 5000, "seed": 42}, "validation": {"size": 1000, "seed": 41},
                 "test": {"size": 1000, "seed": 40}}
-
-
 SPLIT_NAME = (f"a split name must be at most {MAX_SPLIT_NAME} letters, digits, '.', '_' or "
               f"'-', and not {', '.join(sorted(RESERVED_SPLITS))}")
 
