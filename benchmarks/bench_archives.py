@@ -45,7 +45,7 @@ from pathlib import Path
 from neurodata_cli import config
 from neurodata_cli.datasets import get
 ds = get("es-imagenet")
-values = config.resolve(ds, None, {"imagenet_root": (sys.argv[1], "root")})
+values = config.resolve(ds, None, {"imagenet_root": sys.argv[1]})
 cfg = ds.locate(config.parse(ds, values))
 cfg = ds.scan(cfg, Path(sys.argv[2]))
 shards = ds.plan(cfg)

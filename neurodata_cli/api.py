@@ -15,16 +15,17 @@ from .engine import Materialiser, RunSummary
 from .errors import ConfigError
 
 
-def run(dataset: str, out: str | Path, options: Mapping[str, tuple[Any, str]], *,
+def run(dataset: str, out: str | Path, options: Mapping[str, Any], *, flags: bool = False,
         config: str | Path | None = None, overwrite: bool = False, quiet: bool = True,
         workers: int | None = None, scheduler: str | None = None) -> RunSummary:
-    """Materialise with options given as ``{name: (value, where it came from)}``."""
+    """Materialise with ``options`` by name (None: not given); ``flags``: they are the command
+    line's, and errors name the flag instead of the keyword."""
     from .config import parse, resolve, take_executor
     from .datasets import get
     from .executors import make_executor
 
     ds = get(dataset)
-    values = resolve(ds, Path(config) if config is not None else None, options)
+    values = resolve(ds, Path(config) if config is not None else None, options, flags)
     kind, address = take_executor(values)
     if scheduler is not None:
         kind, address = "dask", scheduler
@@ -41,9 +42,10 @@ def materialise(dataset: str, out: str | Path = "data", *, config: str | Path | 
                 scheduler: str | None = None, **options: Any) -> RunSummary:
     """Materialise ``dataset`` into ``<out>/<dataset>/<version>/`` and return its summary.
 
-    ``options`` are the dataset's flags by Python name (``r_small=0.2``, ``nmnist_root=...``,
-    ``shard_size=100``), laid over ``config`` (a YAML file) and the defaults. Errors raise
-    ``ConfigError`` (bad options) or ``RunError`` (bad inputs, refused output).
+    ``options`` are the fields of the dataset's config (``r_small=0.2``, ``nmnist_root=path``,
+    ``shard_size=100``) as plain Python values, laid over ``config`` (a YAML file) and the
+    defaults. Errors raise ``ConfigError`` (a bad option, named by its keyword) or ``RunError``
+    (bad inputs, refused output).
     """
     from .datasets import get
 
@@ -52,5 +54,5 @@ def materialise(dataset: str, out: str | Path = "data", *, config: str | Path | 
     if unknown:
         raise ConfigError(f"{dataset} has no option {unknown[0]!r}; it has "
                           f"{', '.join(sorted(known))}")
-    return run(dataset, out, {k: (v, f"{k}={v!r}") for k, v in options.items()}, config=config,
-               overwrite=overwrite, quiet=quiet, workers=workers, scheduler=scheduler)
+    return run(dataset, out, options, config=config, overwrite=overwrite, quiet=quiet,
+               workers=workers, scheduler=scheduler)

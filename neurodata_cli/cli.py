@@ -54,7 +54,7 @@ def _click_type(option: Any) -> Any:
             return float
         return click.FloatRange(option.lo, option.hi, min_open=option.open_bounds,
                                 max_open=option.open_bounds)
-    if kind == "path":
+    if kind is Path:
         return click.Path(path_type=Path)
     return str
 
@@ -100,16 +100,14 @@ def dataset_command(name: str) -> click.Command:
     from .datasets import get
 
     ds = get(name)
-    flags = {o.name: o.flag_name for o in ds.schema() if o.flag_name}
 
     @handle_errors
     def callback(config_file: Path | None, out: Path, overwrite: bool, quiet: bool,
                  workers: int | None, scheduler: str | None = None, **values: Any) -> None:
         from .api import run
 
-        options = {k: (v, flags[k]) for k, v in values.items() if v is not None}
-        summary = run(name, out, options, config=config_file, overwrite=overwrite, quiet=quiet,
-                      workers=workers, scheduler=scheduler)
+        summary = run(name, out, values, flags=True, config=config_file, overwrite=overwrite,
+                      quiet=quiet, workers=workers, scheduler=scheduler)
         if not quiet:
             click.echo(summary.line)
 

@@ -1,27 +1,26 @@
-"""YAML configs and command-line flags, resolved into a validated ``Config``.
+"""YAML configs, flags and keywords, resolved into a dataset's validated config dataclass.
 
-A dataset's ``options`` (its schema) give the defaults. A user's ``--config`` file is laid over
-them, and flags over both. Every value remembers where it came from, so an error names the flag,
-or the key and the file.
+A dataset's ``options`` (a frozen dataclass) give the defaults. A user's ``--config`` file is
+laid over them, and flags (or ``materialise``'s keywords) over both. Every value remembers where
+it came from, so an error names the flag, the keyword, or the key and the file.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import numbers
 import operator
 import os
-import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .datasets.base import Config, Dataset, Option
+from .datasets.base import Config, Dataset, Invalid, Option, nested
 from .errors import ConfigError
 
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # Every whole-number option fits a signed 64-bit integer: numpy columns and HDF5 attributes hold
 # no more, and a larger value would pass the flags only to fail as a traceback when written.
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
@@ -177,9 +176,6 @@ class Reader:
             raise ConfigError(f"missing {self.where(key)}: it has no value and no default")
         return self.data[key]
 
-    def has(self, key: str) -> bool:
-        return key in self.data
-
     def integer(self, key: str, lo: int | None = None, hi: int | None = None) -> int:
         """A whole number within ``lo..hi``, and always within a 64-bit integer."""
         value = self._get(key)
@@ -249,26 +245,17 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def nested(flat: Mapping[str, Any]) -> dict[str, Any]:
-    """``{"a.b": 1}`` as ``{"a": {"b": 1}}``."""
-    out: dict[str, Any] = {}
-    for dotted, value in flat.items():
-        node = out
-        *parents, last = dotted.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = value
-    return out
-
-
 def defaults(ds: Dataset) -> dict[str, Any]:
-    """The schema's defaults as a YAML mapping (what ``neurodata config NAME`` prints)."""
-    return nested({o.key: o.default for o in ds.schema() if o.yaml})
+    """The options' defaults as a YAML mapping (what ``neurodata config NAME`` prints)."""
+    return copy.deepcopy(nested({o.key: str(o.default) if isinstance(o.default, Path)
+                                 else o.default for o in ds.schema() if o.yaml}))
 
 
-def resolve(ds: Dataset, config_file: Path | None,
-            flags: Mapping[str, tuple[Any, str]]) -> Values:
-    """Defaults, then ``config_file``, then flags (``{option name: (value, flag)}``)."""
+def resolve(ds: Dataset, config_file: Path | None, given: Mapping[str, Any],
+            flags: bool = False) -> Values:
+    """Defaults, then ``config_file``, then ``given`` values by option name: from the command
+    line (``flags``; errors name the flag) or from ``materialise`` (errors name the keyword).
+    None stands for a value not given."""
     values = Values()
     replace = frozenset(o.key for o in ds.schema() if o.replace)
     values.lay_file(defaults(ds), Path(f"<{ds.name} defaults>"), replace)
@@ -280,10 +267,11 @@ def resolve(ds: Dataset, config_file: Path | None,
                                   f"{option.flag_name} only")
         values.lay_file(data, Path(config_file), replace)
     by_name = {o.name: o for o in ds.schema()}
-    for name, (value, flag) in flags.items():
-        if value is not None and name in by_name:
-            values.set_flag(by_name[name].key, value, flag)
-    ds.prepare(values)
+    for name, value in given.items():
+        if value is not None:
+            option = by_name[name]
+            values.set_flag(option.key, value, (option.flag_name or name) if flags
+                            else f"{name}={_short(value)}")
     return values
 
 
@@ -309,21 +297,20 @@ def _read(reader: Reader, option: Option, key: str) -> Any:
             brackets = "()" if option.open_bounds else "[]"
             raise reader.fail(key, f"{value} is outside {brackets[0]}{lo}, {hi}{brackets[1]}")
         return value
-    if kind == "path":
+    if kind is Path:
         raw = reader.data.get(key)
         if isinstance(raw, os.PathLike):  # from the Python API
             reader.used.add(key)
-            return str(Path(raw).expanduser())
-        return str(Path(reader.string(key)).expanduser())
+            return Path(raw).expanduser()
+        return Path(reader.string(key)).expanduser()
     return reader.string(key)
 
 
 def parse(ds: Dataset, values: Values) -> Config:
-    """Validate merged values against the dataset's schema; errors name the flag or key."""
+    """Validate merged values into the dataset's config; errors name the flag or key."""
     top = Reader(values)
     readers: dict[str, Reader] = {"": top}
     out: dict[str, Any] = {}
-    recorded: dict[str, Any] = {}
     for option in ds.schema():
         *parents, last = option.key.split(".")
         prefix = ""
@@ -333,22 +320,16 @@ def parse(ds: Dataset, values: Values) -> Config:
             if child not in readers:
                 readers[child] = reader.mapping(part)
             reader, prefix = readers[child], child + "."
-        value = (_read(reader, option, last) if option.yaml or last in reader.data
-                 else option.default)
+        out[option.name] = (_read(reader, option, last) if option.yaml or last in reader.data
+                            else option.default)
         reader.used.add(last)
-        out[option.name] = value
-        if option.manifest:
-            recorded[option.key] = value
     for reader in readers.values():
         reader.finish()
-    cfg = Config(out, nested(recorded), {o.key: values.where(o.key) for o in ds.schema()})
-    ds.check(cfg)
-    return cfg
-
-
-def config_error(cfg: Config, key: str, message: str) -> ConfigError:
-    """An error naming where ``key`` (dotted) came from: a flag, or a file and key."""
-    return ConfigError(f"invalid {clip(cfg.where(key))}: {clip(message, 300)}")
+    try:
+        cfg = ds.options(**out)
+        return ds.check(cfg) or cfg  # a check that returns nothing leaves it as it is
+    except Invalid as exc:
+        raise ConfigError(f"invalid {values.where(exc.key)}: {clip(exc.message, 300)}") from None
 
 
 def take_executor(values: Values) -> tuple[str, str | None]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,7 +19,7 @@ import pytest
 
 from neurodata_cli import datasets, open_dataset
 from neurodata_cli.api import materialise
-from neurodata_cli.datasets.base import Block, Dataset, Option, Shard
+from neurodata_cli.datasets.base import Block, Config, Dataset, Shard, option
 from neurodata_cli.errors import ConfigError, RunError
 from neurodata_cli.formats.hdf5 import HDF5
 from neurodata_cli.formats.npy import NPY
@@ -93,6 +94,16 @@ CASES = {
 }
 
 
+@dataclass(frozen=True)
+class Case(Config):
+    case: str = option("good", "What build yields.")
+
+
+@dataclass(frozen=True)
+class ColumnsCase(Config):
+    case: str = option("strings", "What build yields.")
+
+
 class Fake(Dataset):
     """Fake: two shards of two samples each, built as the --case option says."""
 
@@ -100,7 +111,7 @@ class Fake(Dataset):
     version = "1.0.0"
     formats = {"hdf5": HDF5, "npy": NPY}
     event_dtypes = EVENTS
-    options = (Option("case", str, "good", "What build yields."),)
+    options = Case
 
     def plan(self, cfg):
         return [Shard("train", k, 2, 2) for k in range(2)]
@@ -118,7 +129,7 @@ class Columns(Dataset):
     name = "columns"
     version = "1.0.0"
     formats = {"npy": NPY, "hdf5": HDF5}
-    options = (Option("case", str, "strings", "What build yields."),)
+    options = ColumnsCase
 
     def plan(self, cfg):
         return [Shard("train", k, 2, 2) for k in range(2)]
@@ -136,9 +147,16 @@ class Columns(Dataset):
                 yield Block({"x": np.array([i]), "name": np.array([name], dtype=object)})
 
 
+class OldStyle(Fake):
+    """Options declared as neurodata 0.6 did: a tuple."""
+
+    name = "oldstyle"
+    options = ("case",)  # type: ignore[assignment]
+
+
 @pytest.fixture(autouse=True)
 def fakes(monkeypatch):
-    for name, cls in (("fake", "Fake"), ("columns", "Columns")):
+    for name, cls in (("fake", "Fake"), ("columns", "Columns"), ("oldstyle", "OldStyle")):
         monkeypatch.setitem(datasets.BUILTIN, name, f"test_plugin_checks:{cls}")
     datasets._specs.cache_clear()
     datasets.get.cache_clear()
@@ -342,3 +360,8 @@ def test_an_output_name_that_is_a_path_is_refused(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="fake names its output '../../out'"):
         materialise("fake", out=tmp_path / "a" / "b", workers=1)
     assert not any(tmp_path.iterdir())
+
+
+def test_options_declared_as_a_tuple_are_refused_saying_how_to_declare_them(run):
+    out = run("oldstyle", "--out", "x", code=2).output
+    assert "Option tuples are gone" in out and "Traceback" not in out

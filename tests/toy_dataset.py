@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from neurodata_cli.datasets.base import Block, Dataset, Option, Shard
+from neurodata_cli.datasets.base import Block, Config, Dataset, Shard, option
 from neurodata_cli.formats.npy import NPY
+
+
+@dataclass(frozen=True)
+class ToyConfig(Config):
+    split: str = option("train", "The split to write.")
+    size: int = option(6, "Samples.", lo=1)
+    offset: int = option(0, "The second feature.")
+    shard_size: int = option(2, "Samples per shard.", lo=1)
 
 
 class Toy(Dataset):
@@ -14,12 +24,9 @@ class Toy(Dataset):
     name = "toy"
     version = "1.0.0"
     formats = {"npy": NPY}
-    shard_size = 2
     split_scoped = True
     split_keys = frozenset({"split"})
-    options = (Option("split", str, "train", "The split to write."),
-               Option("size", int, 6, "Samples.", lo=1),
-               Option("offset", int, 0, "The second feature."))
+    options = ToyConfig
 
     def splits(self, cfg):
         return [cfg.split]

@@ -15,7 +15,7 @@ from importlib import import_module
 from typing import Any
 
 from ..errors import ConfigError
-from .base import VERSION, Dataset, plain_name
+from .base import VERSION, Config, Dataset, plain_name
 
 GROUP = "neurodata.datasets"
 BUILTIN = {
@@ -104,6 +104,9 @@ def get(name: str) -> Dataset:
                           f"{' '.join(f'{type(exc).__name__}: {exc}'.split())}") from None
     if getattr(ds, "name", None) != name:
         raise ConfigError(f"{where} names a dataset called {getattr(ds, 'name', None)!r}")
+    if not (isinstance(ds.options, type) and issubclass(ds.options, Config)):
+        raise ConfigError(f"{where} declares its options as {type(ds.options).__name__}, not as "
+                          "a dataclass of Config (Option tuples are gone: see docs/plugins.md)")
     version = getattr(ds, "version", None)
     if not isinstance(version, str) or not VERSION.match(version):
         raise ConfigError(f"{where} has version {version!r}, which is not a plain version "

@@ -1,28 +1,32 @@
 """The dataset contract: what a dataset says about itself, and nothing the engine does.
 
 A dataset is one subclass of ``Dataset`` in its own folder. It declares its name, version and
-release notes, its config schema (``options``), its output formats, how its work splits into
-shards (``plan``), how one shard is built (``build``, pure: samples as arrays, no files written)
-and how a stored sample reads back (``sample``, ``frames``, ``preview``). The engine does the
-staging, writing, resume, checksums, parallelism and progress.
+release notes, its options (``options``: a frozen dataclass of ``option`` fields), its output
+formats, how its work splits into shards (``plan``), how one shard is built (``build``, pure:
+samples as arrays, no files written) and how a stored sample reads back (``sample``, ``frames``,
+``preview``). The engine does the staging, writing, resume, checksums, parallelism and progress.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import stat
+import typing
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
+from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+from types import UnionType
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, NamedTuple, TypeVar, Union
+
+from ..errors import ConfigError
 
 if TYPE_CHECKING:
     import numpy as np
 
     from ..formats import Writer
-
-REQUIRED = object()  # an option's default when it has none
 
 # A dataset's name (and output name) becomes a command and a folder, its version a folder: plain
 # words only, never a path ('/', '..') nor a hidden name.
@@ -37,18 +41,15 @@ def plain_name(name: object) -> bool:
 
 @dataclass(frozen=True)
 class Option:
-    """One config field, declared once: it becomes a YAML key, a flag and a manifest entry.
+    """How one config field is given: a YAML key, a flag and a manifest entry (see ``option``).
 
-    ``kind`` is int, float, str, bool, "path", a tuple of choices, or dict (checked by ``parse``).
-    ``flag`` is True for ``--key-with-dashes``, a string for another spelling, or False for a
-    YAML-only key. ``yaml=False`` makes a flag-only option. ``manifest=False`` keeps it out of
-    the recorded config and of the fingerprint a resumed run must match (it does not shape data).
+    ``kind`` comes from the field's type: int, float, str, bool, Path, a ``Literal`` of
+    choices, or dict (checked by ``parse``); ``Optional`` makes None a value.
     """
 
-    key: str  # the YAML key, dotted for nested mappings ("spike_times.t_early")
-    kind: Any
     default: Any = None
     help: str = ""
+    key: str = ""  # the YAML key, dotted for nested mappings ("spike_times.t_early")
     flag: bool | str = True
     yaml: bool = True
     manifest: bool = True
@@ -57,11 +58,8 @@ class Option:
     open_bounds: bool = False  # lo < value < hi instead of lo <= value <= hi
     replace: bool = False  # a mapping from a config file replaces the default instead of merging
     parse: Callable[[Any, str], Any] | None = None  # (config Reader, key) -> value, for dicts
-
-    @property
-    def name(self) -> str:
-        """The Python name: the config attribute and the keyword of ``materialise``."""
-        return self.key.replace(".", "_").replace("-", "_")
+    name: str = ""  # the field's name: the keyword of ``materialise``
+    kind: Any = None
 
     @property
     def flag_name(self) -> str | None:
@@ -72,49 +70,80 @@ class Option:
         return "--" + self.key.replace(".", "-").replace("_", "-")
 
 
+def option(default: Any = None, help: str = "", **how: Any) -> Any:
+    """A config field with its default, help and bounds (``Option``'s keywords): it becomes the
+    flag ``--name-with-dashes``, the YAML key ``name`` and a manifest entry.
+
+    ``key="a.b"`` nests the YAML key (the field is ``a_b``); ``flag`` is a string for another
+    spelling or False for a YAML-only key; ``yaml=False`` makes a flag-only option;
+    ``manifest=False`` keeps it out of the recorded config and of the fingerprint a resumed run
+    must match (it does not shape the data). A field declared without ``option`` is no flag and
+    no key: a value the dataset fills in itself (``dataclasses.replace`` in ``locate``).
+    """
+    meta = {"option": Option(default, help, **how)}
+    if isinstance(default, dict):  # a dataclass field needs a factory for a mutable default
+        return field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
 class Config:
-    """A validated config: options by Python name, read-only, picklable. It remembers where
-    each option came from (a flag, or a key in a file), for errors that name it."""
+    """The options every dataset has; a dataset's options subclass it (one frozen dataclass).
 
-    def __init__(self, values: dict[str, Any], recorded: dict[str, Any],
-                 origins: dict[str, str] | None = None):
-        object.__setattr__(self, "_values", dict(values))
-        object.__setattr__(self, "_recorded", dict(recorded))
-        object.__setattr__(self, "_origins", dict(origins or {}))
+    ``format`` takes the dataset's formats as choices, the first the default. ``shard_size`` is
+    no option until a dataset declares it again with its default, bounds and help.
+    """
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self._values[name]
-        except KeyError:
-            raise AttributeError(f"config has no {name!r}") from None
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError("a Config is read-only; use replace()")
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"values": self._values, "recorded": self._recorded, "origins": self._origins}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        object.__setattr__(self, "_values", state["values"])
-        object.__setattr__(self, "_recorded", state["recorded"])
-        object.__setattr__(self, "_origins", state["origins"])
-
-    def replace(self, record: bool = False, **changes: Any) -> Config:
-        """A copy with ``changes``; ``record``: also record them in the manifest's config."""
-        recorded = {**self._recorded, **changes} if record else self._recorded
-        return Config({**self._values, **changes}, recorded, self._origins)
+    format: str = option("", "Output format.")
+    shard_size: int = option(0, flag=False, yaml=False, manifest=False)
 
     def recorded(self) -> dict[str, Any]:
-        """What the manifest records: every option that shapes the data, plus what the dataset
-        added with ``replace(record=True)`` (the inputs it located)."""
-        return dict(self._recorded)
+        """What the manifest records: every option that shapes the data, nested by key. A
+        dataset adds what it located (its inputs) by extending this."""
+        return nested({o.key: getattr(self, o.name) for o in schema(type(self)) if o.manifest})
 
-    def where(self, key: str) -> str:
-        """Where the option with YAML key ``key`` came from: a flag, or a key in a file."""
-        return self._origins.get(key, f"key '{key}'")
 
-    def __repr__(self) -> str:
-        return f"Config({self._values!r})"
+def nested(flat: dict[str, Any]) -> dict[str, Any]:
+    """``{"a.b": 1}`` as ``{"a": {"b": 1}}``."""
+    out: dict[str, Any] = {}
+    for dotted, value in flat.items():
+        node = out
+        *parents, last = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return out
+
+
+C = TypeVar("C", bound=Config)
+
+
+def _kind(hint: Any) -> Any:
+    """An option's kind from its field's type (``int | None`` is int)."""
+    if typing.get_origin(hint) in (Union, UnionType):
+        (hint,) = (a for a in typing.get_args(hint) if a is not type(None))
+    if typing.get_origin(hint) is Literal:
+        return typing.get_args(hint)
+    return typing.get_origin(hint) or hint
+
+
+@cache
+def schema(cls: type[Config]) -> tuple[Option, ...]:
+    """The options of a config class: its own fields in order, then ``Config``'s."""
+    hints = typing.get_type_hints(cls)
+    shared = {f.name for f in fields(Config)}
+    ordered = sorted((f for f in fields(cls) if "option" in f.metadata),
+                     key=lambda f: f.name in shared)
+    return tuple(replace(o, name=f.name, key=o.key or f.name, kind=_kind(hints[f.name]))
+                 for f in ordered for o in [f.metadata["option"]])
+
+
+class Invalid(ConfigError):
+    """A value ``Dataset.check`` refuses; the config layer names the flag or file and key."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(f"{key}: {message}")
+        self.key, self.message = key, message
 
 
 @dataclass(frozen=True)
@@ -191,18 +220,17 @@ class SplitFile:
     text: str
 
 
-class Dataset:
-    """The contract. Subclasses set the class attributes and override what they need."""
+class Dataset(Generic[C]):
+    """The contract. Subclasses set the class attributes and override what they need;
+    ``Dataset[MyConfig]`` types the config ``plan`` and ``build`` get."""
 
     name: ClassVar[str]
     version: ClassVar[str]
     release_notes: ClassVar[dict[str, str]] = {}
-    options: ClassVar[tuple[Option, ...]] = ()
+    options: ClassVar[type[Config]] = Config  # the config: a frozen dataclass of ``option``s
     # Output formats by name, the first the default: writer objects (``formats.hdf5.HDF5``, ...).
     formats: ClassVar[dict[str, Writer]] = {}
     unit: ClassVar[str] = "samples"
-    # Samples per shard by default (a --shard-size flag); None: one shard per split.
-    shard_size: ClassVar[int | None] = None
     split_scoped: ClassVar[bool] = False  # runs may add splits to one folder one at a time
     split_keys: ClassVar[frozenset[str]] = frozenset()  # config keys that may differ per split
     distributed: ClassVar[bool] = False  # may run on a Dask cluster (--scheduler)
@@ -216,66 +244,65 @@ class Dataset:
 
     # ---- config and inputs ------------------------------------------------------------------
     def schema(self) -> tuple[Option, ...]:
-        """The dataset's options and the engine's: the format, and the shard size."""
-        extra = []
-        if self.formats:
-            choices = tuple(self.formats)
-            extra.append(Option("format", choices, choices[0], help="Output format."))
-        if self.shard_size is not None:
-            extra.append(Option("shard_size", int, self.shard_size, lo=1,
-                                help=f"{self.unit.capitalize()} per shard."))
-        return self.options + tuple(extra)
+        """The options given by flags or keys: the config's, with the formats as choices."""
+        out = []
+        for o in schema(self.options):
+            if o.name == "format":
+                if not self.formats:
+                    continue
+                o = replace(o, kind=tuple(self.formats), default=next(iter(self.formats)))
+            if o.flag is not False or o.yaml:
+                out.append(o)
+        return tuple(out)
 
-    def prepare(self, values: Any) -> None:
-        """Turn flag-only options into config keys before validation (``config.Values``)."""
+    def check(self, cfg: C) -> C | None:
+        """Checks between options (raise ``Invalid(key, message)``), and values made from
+        others: returns the config ``plan`` gets (None: ``cfg`` as it is)."""
 
-    def check(self, cfg: Config) -> None:
-        """Checks between options; raise ``config_error(cfg, key, message)``."""
-
-    def locate(self, cfg: Config) -> Config:
+    def locate(self, cfg: C) -> C:
         """Find the inputs (raise ConfigError or RunError); runs before anything is written."""
         return cfg
 
-    def needs_scan(self, cfg: Config) -> bool:
+    def needs_scan(self, cfg: C) -> bool:
         """Whether ``scan`` has work to do (then it runs once the run's stage exists)."""
         return False
 
-    def scan(self, cfg: Config, cache: Path) -> Config:
+    def scan(self, cfg: C, cache: Path) -> C:
         """Index inputs where listing them is slow (an archive of a million members), keeping
         the index in ``cache``, the run's staging area, so a resumed run reads it instead."""
         return cfg
 
-    def splits(self, cfg: Config) -> list[str]:
+    def splits(self, cfg: C) -> list[str]:
         """The splits this config writes."""
         return ["train"]
 
-    def output_name(self, cfg: Config) -> str:
+    def output_name(self, cfg: C) -> str:
         """The dataset's name in its output folder, manifest and files (a config may make a
         dataset of another name: k-NMNIST)."""
         return self.name
 
-    def inputs(self, cfg: Config) -> list[str]:
+    def inputs(self, cfg: C) -> list[str]:
         """Paths every cluster worker must be able to read."""
         return []
 
-    def input_listing(self, cfg: Config, shards: list[Shard]) -> list[InputFile]:
+    def input_listing(self, cfg: C, shards: list[Shard]) -> list[InputFile]:
         """Every input the planned ``shards`` read (``file_listing`` helps). The engine keeps it
         in the stage: a killed run resumes only over the very same inputs, and starts again,
         saying what changed, over others. A dataset without inputs lists none."""
         return []
 
     # ---- the work ---------------------------------------------------------------------------
-    def plan(self, cfg: Config) -> list[Shard]:
+    def plan(self, cfg: C) -> list[Shard]:
         raise NotImplementedError
 
-    def build(self, cfg: Config, shard: Shard) -> Iterable[Block]:
+    def build(self, cfg: C, shard: Shard) -> Iterable[Block]:
         raise NotImplementedError
 
-    def split_files(self, cfg: Config, split: str, stats: dict[str, Any]) -> list[SplitFile]:
+    def split_files(self, cfg: C, split: str, stats: dict[str, Any]) -> list[SplitFile]:
         """Files written once a split's shards are all done."""
         return []
 
-    def shard_attrs(self, cfg: Config, shard: Shard) -> dict[str, Any]:
+    def shard_attrs(self, cfg: C, shard: Shard) -> dict[str, Any]:
         """Attributes stored in every shard file (HDF5): sensor size, time unit, parameters."""
         return dict(self.attrs)
 

@@ -13,20 +13,29 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from ...config import config_error
 from ...errors import ConfigError, RunError
 from ...formats.hdf5 import HDF5, Codec
-from ..base import Block, Config, Dataset, InputFile, Option, Shard, SplitFile, file_listing
+from ..base import (
+    Block,
+    Config,
+    Dataset,
+    InputFile,
+    Invalid,
+    Shard,
+    SplitFile,
+    file_listing,
+    option,
+)
 from . import archives, odg
 from .npz import NPZ, npz_name
 from .source import (
     IN_SUBFOLDER,
     MAX_INPUT_BYTES,
-    SPLITS,
+    Source,
     Unusable,
     decode_bytes,
     labels_of,
@@ -36,6 +45,32 @@ from .source import (
 )
 
 SENSOR_SIZE = (odg.WINDOW[1], odg.WINDOW[1], 2)  # x, y < 240 in canvas coordinates
+
+
+@dataclass(frozen=True)
+class ESImageNetConfig(Config):
+    imagenet_root: Path | None = option(
+        None, "ImageNet as you keep it: a folder holding train/<wnid>/* and/or val/, the "
+        "official ILSVRC2012_img_*.tar files, or the Kaggle copy (ILSVRC/Data/CLS-LOC/).",
+        manifest=False)
+    split: Literal["train", "val"] = option("train", "Which split to convert.")
+    val_labels: Path | None = option(None, "Labels table '<file name> <label>' for a flat val/ "
+                                     "(default: the ILSVRC2012 ground truth shipped with "
+                                     "neurodata).", manifest=False)
+    threshold: float = option(odg.DEFAULT_THRESHOLD, "Event threshold on V/255 differences.",
+                              lo=0, hi=1, open_bounds=True)
+    min_events: int = option(1000, "Skip images with fewer events.", lo=0)
+    limit: int | None = option(None, "Convert only the first N inputs.", lo=1)
+    check_archives: bool = option(False, "Compare the official tars' md5 with the published "
+                                  "values before any work.", yaml=False, manifest=False)
+    shard_size: int = option(1000, "Images per shard.", lo=1)
+    source: Source | None = None  # found by ``locate`` (and labelled by ``scan``)
+    index: str | None = None  # the official tar's index, made by ``scan``
+
+    def recorded(self) -> dict[str, Any]:
+        assert self.source is not None  # recorded once located
+        return {**super().recorded(), "source": self.source.describe(),
+                "trace": [list(p) for p in odg.TRACE], "window": list(odg.WINDOW)}
 
 
 @dataclass(frozen=True)
@@ -50,7 +85,7 @@ class Part:
     members: np.ndarray | None = None  # int64 [n, 4], a copy of the shard's rows
 
 
-class ESImageNet(Dataset):
+class ESImageNet(Dataset[ESImageNetConfig]):
     """ES-ImageNet: ImageNet images converted to 8 steps of ON/OFF events by ODG.
 
     Event-exact to the authors' converter. Inputs are sorted, so the output does not depend on
@@ -82,7 +117,6 @@ class ESImageNet(Dataset):
     }
     formats = {"hdf5": HDF5, "npz": NPZ}
     unit = "images"
-    shard_size = 1000
     event_dtypes = {"x": np.uint8, "y": np.uint8, "t": np.uint8, "p": np.uint8}
     # A sample holds about 25,000 events. Measured on 491 bench samples (after tool 0.6.0), a random
     # read and the bytes against the npz: zstd 5 in chunks of 32,768: 0.25 ms, 35.5%; gzip 1:
@@ -94,44 +128,28 @@ class ESImageNet(Dataset):
     distributed = True
     libraries = ("Pillow",)
     preload = ("PIL.Image", "PIL.JpegImagePlugin", "PIL.PngImagePlugin")
-    options = (
-        Option("imagenet_root", "path", None, "ImageNet as you keep it: a folder holding "
-               "train/<wnid>/* and/or val/, the official ILSVRC2012_img_*.tar files, or the "
-               "Kaggle copy (ILSVRC/Data/CLS-LOC/).", manifest=False),
-        Option("split", SPLITS, "train", "Which split to convert."),
-        Option("val_labels", "path", None, "Labels table '<file name> <label>' for a flat val/ "
-               "(default: the ILSVRC2012 ground truth shipped with neurodata).", manifest=False),
-        Option("threshold", float, odg.DEFAULT_THRESHOLD, "Event threshold on V/255 "
-               "differences.", lo=0, hi=1, open_bounds=True),
-        Option("min_events", int, 1000, "Skip images with fewer events.", lo=0),
-        Option("limit", int, None, "Convert only the first N inputs.", lo=1),
-        Option("check_archives", bool, False, "Compare the official tars' md5 with the "
-               "published values before any work.", yaml=False, manifest=False),
-    )
+    options = ESImageNetConfig
 
-    def check(self, cfg: Config) -> None:
+    def check(self, cfg: ESImageNetConfig) -> None:
         if cfg.imagenet_root is None:
-            raise config_error(cfg, "imagenet_root", "es-imagenet needs --imagenet-root")
+            raise Invalid("imagenet_root", "es-imagenet needs --imagenet-root")
 
-    def splits(self, cfg: Config) -> list[str]:
+    def splits(self, cfg: ESImageNetConfig) -> list[str]:
         return [cfg.split]
 
-    def locate(self, cfg: Config) -> Config:
-        source = locate(Path(cfg.imagenet_root), cfg.split,
-                        Path(cfg.val_labels) if cfg.val_labels else None)
+    def locate(self, cfg: ESImageNetConfig) -> ESImageNetConfig:
+        source = locate(cfg.imagenet_root, cfg.split, cfg.val_labels)
         if cfg.check_archives:
             if not source.archive:
                 raise ConfigError(f"--check-archives: {cfg.imagenet_root} holds no official "
                                   f"tar of {cfg.split} (it was read as {source.found})")
             archives.md5_check(Path(source.archive), cfg.split)
-        return cfg.replace(record=True, source=source.describe(),
-                           trace=[list(p) for p in odg.TRACE], window=list(odg.WINDOW)) \
-            .replace(source=source, index=None)
+        return replace(cfg, source=source, index=None)
 
-    def needs_scan(self, cfg: Config) -> bool:
+    def needs_scan(self, cfg: ESImageNetConfig) -> bool:
         return bool(cfg.source.archive)
 
-    def scan(self, cfg: Config, cache: Path) -> Config:
+    def scan(self, cfg: ESImageNetConfig, cache: Path) -> ESImageNetConfig:
         """Index the official tar once, into the stage; label train by the classes in it."""
         source = cfg.source
         archives.scan(Path(source.archive), cfg.split, cache)
@@ -139,15 +157,14 @@ class ESImageNet(Dataset):
             scheme, classes = labels_of(archives.scanned_classes(cache, cfg.split), [],
                                         source.archive, "")
             source = replace(source, classes=classes, scheme=scheme)
-        return cfg.replace(record=True, source=source.describe()) \
-            .replace(source=source, index=str(cache))
+        return replace(cfg, source=source, index=str(cache))
 
-    def inputs(self, cfg: Config) -> list[str]:
+    def inputs(self, cfg: ESImageNetConfig) -> list[str]:
         if cfg.source.archive:
             return [cfg.source.archive, cfg.index]
         return [str(Path(cfg.source.root) / cfg.split)]
 
-    def plan(self, cfg: Config) -> list[Shard]:
+    def plan(self, cfg: ESImageNetConfig) -> list[Shard]:
         index = None
         if cfg.source.archive:  # the scan's index, read here only: shards carry their part
             index = archives.scan(Path(cfg.source.archive), cfg.split, Path(cfg.index))
@@ -170,7 +187,7 @@ class ESImageNet(Dataset):
                                 Part(start, rels, labels, members)))
         return shards
 
-    def input_listing(self, cfg: Config, shards: list[Shard]) -> list[InputFile]:
+    def input_listing(self, cfg: ESImageNetConfig, shards: list[Shard]) -> list[InputFile]:
         """Each input by its path as extracted, with its size: a member's from the archive's
         index (and the archive itself, whose time tells a rewritten member of the same size),
         a file's by a stat."""
@@ -182,7 +199,7 @@ class ESImageNet(Dataset):
                 for rel, row in zip(part.sources, part.members, strict=True)]
         return file_listing(Path(cfg.source.root), [rel for p in parts for rel in p.sources])
 
-    def build(self, cfg: Config, shard: Shard) -> Iterator[Block]:
+    def build(self, cfg: ESImageNetConfig, shard: Shard) -> Iterator[Block]:
         """One block per input: its sample, or nothing and a skip recorded."""
         part: Part = shard.payload
         root = Path(cfg.source.root)
@@ -194,7 +211,7 @@ class ESImageNet(Dataset):
             if reader is not None:
                 reader.close()
 
-    def _convert(self, cfg: Config, part: Part, root: Path,
+    def _convert(self, cfg: ESImageNetConfig, part: Part, root: Path,
                  reader: archives.MemberReader | None) -> Iterator[Block]:
         for k, (rel, label) in enumerate(zip(part.sources, part.labels, strict=True)):
             stats = {"images": 1, "converted": 0, "too_few_events": 0, "unreadable": 0,
@@ -239,7 +256,8 @@ class ESImageNet(Dataset):
             events = {"x": ev.col, "y": ev.row, "t": ev.t, "p": ev.p}
             yield Block(columns, events, np.array([len(ev)], np.uint64), stats, units=1)
 
-    def split_files(self, cfg: Config, split: str, stats: dict[str, Any]) -> list[SplitFile]:
+    def split_files(self, cfg: ESImageNetConfig, split: str,
+                    stats: dict[str, Any]) -> list[SplitFile]:
         """The released label table beside the split folder (npz layout only)."""
         if cfg.format != "npz":
             return []
@@ -251,7 +269,7 @@ class ESImageNet(Dataset):
         stats["skipped"] = stats.get("skipped", [])
         return stats
 
-    def shard_attrs(self, cfg: Config, shard: Shard) -> dict[str, Any]:
+    def shard_attrs(self, cfg: ESImageNetConfig, shard: Shard) -> dict[str, Any]:
         return {
             "sensor_size": list(SENSOR_SIZE), "time_unit": "step",
             "threshold": cfg.threshold, "min_events": cfg.min_events,

@@ -7,16 +7,16 @@ import csv
 import hashlib
 import io
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from ...config import Reader
 from ...errors import ConfigError, RunError
 from ...formats.hdf5 import HDF5, Codec
-from ..base import Block, Config, Dataset, InputFile, Option, Shard, SplitFile
+from ..base import Block, Config, Dataset, InputFile, Shard, SplitFile, option
 from . import binfmt
 from .procedure import Group, make_groups, superimpose
 from .source import Reader as SourceReader
@@ -55,6 +55,33 @@ def _archive(reader: Reader, key: str) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class TwoNMNISTConfig(Config):
+    nmnist_root: Path | None = option(None, "Folder with Train/ and Test/ (<digit>/*.bin) or "
+                                      "Train.zip and Test.zip.", manifest=False)
+    fetch: bool = option(False, "Fetch the official archives into --cache.", flag="--download",
+                         yaml=False, manifest=False)
+    download_cache: Path = option(Path("~/.cache/neurodata/nmnist"), "Where --download keeps "
+                                  "the archives.", key="download.cache", flag="--cache",
+                                  manifest=False)
+    download_train: dict[str, Any] = option(DOWNLOADS["train"], key="download.train",
+                                            flag=False, manifest=False, parse=_archive)
+    download_test: dict[str, Any] = option(DOWNLOADS["test"], key="download.test", flag=False,
+                                           manifest=False, parse=_archive)
+    split: Literal["train", "test", "all"] = option("all", "Which splits to make.", yaml=False,
+                                                    manifest=False)
+    seed: int = option(42, "RandomState seed, reset for each split.", lo=0, hi=2**32 - 1)
+    k: int = option(2, "Superimpose up to K distinct digits (2 = the paper).", lo=2, hi=10)
+    max_digit: int = option(9, "Use recordings of digits 0..N.", lo=0, hi=9)
+    reverse_polarity: bool = option(False, "Also swap ON/OFF in reversed recordings.",
+                                    flag=False)
+    shard_size: int = option(5000, "Samples per shard.", lo=1)
+    sources: tuple[SplitSource, ...] = ()  # found by ``locate``
+
+    def recorded(self) -> dict[str, Any]:
+        return {**super().recorded(), "sources": {s.split: s.describe() for s in self.sources}}
+
+
+@dataclass(frozen=True)
 class Part:
     """One shard's groups, and the split source they are read from."""
 
@@ -62,7 +89,7 @@ class Part:
     groups: tuple[Group, ...]
 
 
-class TwoNMNIST(Dataset):
+class TwoNMNIST(Dataset[TwoNMNISTConfig]):
     """2NMNIST: pairs of different NMNIST digits superimposed, one time-reversed.
 
     The paper's procedure, over sorted sources so every machine makes the same dataset.
@@ -96,54 +123,33 @@ class TwoNMNIST(Dataset):
     split_keys = frozenset({"sources"})
     distributed = True
     attrs = {"sensor_size": list(SENSOR_SIZE), "time_unit": "us", "event_order": EVENT_ORDER}
-    options = (
-        Option("nmnist_root", "path", None, "Folder with Train/ and Test/ (<digit>/*.bin) or "
-               "Train.zip and Test.zip.", manifest=False),
-        Option("fetch", bool, False, "Fetch the official archives into --cache.",
-               flag="--download", yaml=False, manifest=False),
-        Option("download.cache", "path", "~/.cache/neurodata/nmnist",
-               "Where --download keeps the archives.", flag="--cache", manifest=False),
-        Option("download.train", dict, DOWNLOADS["train"], flag=False, manifest=False,
-               parse=_archive),
-        Option("download.test", dict, DOWNLOADS["test"], flag=False, manifest=False,
-               parse=_archive),
-        Option("split", ("train", "test", "all"), "all", "Which splits to make.",
-               yaml=False, manifest=False),
-        Option("seed", int, 42, "RandomState seed, reset for each split.", lo=0, hi=2**32 - 1),
-        Option("k", int, 2, "Superimpose up to K distinct digits (2 = the paper).", lo=2,
-               hi=10),
-        Option("max_digit", int, 9, "Use recordings of digits 0..N.", lo=0, hi=9),
-        Option("reverse_polarity", bool, False, "Also swap ON/OFF in reversed recordings.",
-               flag=False),
-    )
+    options = TwoNMNISTConfig
 
-    def check(self, cfg: Config) -> None:
+    def check(self, cfg: TwoNMNISTConfig) -> None:
         if (cfg.nmnist_root is None) == (not cfg.fetch):
             raise ConfigError("give exactly one of --nmnist-root PATH and --download")
 
-    def splits(self, cfg: Config) -> list[str]:
+    def splits(self, cfg: TwoNMNISTConfig) -> list[str]:
         return [s.split for s in cfg.sources]
 
-    def output_name(self, cfg: Config) -> str:
+    def output_name(self, cfg: TwoNMNISTConfig) -> str:
         """``2nmnist`` for the paper's K = 2; another K makes its own dataset (``3nmnist``)."""
         return f"{cfg.k}nmnist"
 
-    def locate(self, cfg: Config) -> Config:
+    def locate(self, cfg: TwoNMNISTConfig) -> TwoNMNISTConfig:
         wanted = ["train", "test"] if cfg.split == "all" else [cfg.split]
-        root = Path(cfg.nmnist_root) if cfg.nmnist_root else None
+        root = cfg.nmnist_root
         if cfg.fetch:
-            root = Path(cfg.download_cache).expanduser()
-            for name in wanted:
-                entry = getattr(cfg, f"download_{name}")
+            root = cfg.download_cache
+            entries = {"train": cfg.download_train, "test": cfg.download_test}
+            for entry in (entries[name] for name in wanted):
                 download(entry["url"], entry["md5"], root / entry["file"], size=entry["bytes"])
-        sources = tuple(locate(root, name) for name in wanted)
-        return cfg.replace(record=True, sources={s.split: s.describe() for s in sources}) \
-            .replace(sources=sources)
+        return replace(cfg, sources=tuple(locate(root, name) for name in wanted))
 
-    def inputs(self, cfg: Config) -> list[str]:
+    def inputs(self, cfg: TwoNMNISTConfig) -> list[str]:
         return [s.path for s in cfg.sources]
 
-    def plan(self, cfg: Config) -> list[Shard]:
+    def plan(self, cfg: TwoNMNISTConfig) -> list[Shard]:
         shards = []
         for src in cfg.sources:
             groups = make_groups(list_recordings(src), cfg.seed, cfg.k, cfg.max_digit)
@@ -156,7 +162,7 @@ class TwoNMNIST(Dataset):
                 shards.append(Shard(src.split, i, count, len(part), Part(src, part)))
         return shards
 
-    def input_listing(self, cfg: Config, shards: list[Shard]) -> list[InputFile]:
+    def input_listing(self, cfg: TwoNMNISTConfig, shards: list[Shard]) -> list[InputFile]:
         """Each recording the groups read, by name and size (and CRC-32 in a zip)."""
         out = []
         for src in cfg.sources:
@@ -164,7 +170,7 @@ class TwoNMNIST(Dataset):
                                  for g in s.payload.groups for rec in g.recordings])
         return out
 
-    def build(self, cfg: Config, shard: Shard) -> Iterator[Block]:
+    def build(self, cfg: TwoNMNISTConfig, shard: Shard) -> Iterator[Block]:
         """The shard's samples in blocks of ``BLOCK`` (so progress moves as they are made)."""
         part: Part = shard.payload
         reader = SourceReader(part.source)
@@ -174,7 +180,8 @@ class TwoNMNIST(Dataset):
         finally:
             reader.close()
 
-    def _block(self, cfg: Config, reader: SourceReader, groups: tuple[Group, ...]) -> Block:
+    def _block(self, cfg: TwoNMNISTConfig, reader: SourceReader,
+               groups: tuple[Group, ...]) -> Block:
         inputs: list[list[bytes]] = []  # each group's recordings, in group order
         digests = []
         for group in groups:
@@ -202,7 +209,8 @@ class TwoNMNIST(Dataset):
         return Block({"name": np.array([g.file_name() for g in groups], dtype=object),
                       "bin": data}, stats=stats)
 
-    def split_files(self, cfg: Config, split: str, stats: dict[str, Any]) -> list[SplitFile]:
+    def split_files(self, cfg: TwoNMNISTConfig, split: str,
+                    stats: dict[str, Any]) -> list[SplitFile]:
         if cfg.format != "bin":
             return []
         out = io.StringIO()
@@ -219,7 +227,7 @@ class TwoNMNIST(Dataset):
                            "sha256": hashlib.sha256("\n".join(lines).encode()).hexdigest()}
         return stats
 
-    def shard_attrs(self, cfg: Config, shard: Shard) -> dict[str, Any]:
+    def shard_attrs(self, cfg: TwoNMNISTConfig, shard: Shard) -> dict[str, Any]:
         return {**self.attrs, "seed": cfg.seed, "k": cfg.k,
                 "reverse_polarity": cfg.reverse_polarity}
 

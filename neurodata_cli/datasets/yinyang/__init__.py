@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 import numpy as np
 
-from ...config import Reader, Values, config_error
+from ...config import Reader
 from ...engine import RESERVED_SPLITS, SAFE_NAME
 from ...errors import ConfigError
 from ...formats.hdf5 import HDF5
 from ...formats.npy import NPY
-from ..base import Block, Config, Dataset, Option, Shard
+from ..base import Block, Config, Dataset, Invalid, Shard, option
 from .walk import Walker, radii_problem, spike_times
 
 CLASS_NAMES = ("yin", "yang", "dot")
@@ -21,6 +21,14 @@ BLOCK = 1 << 20  # samples per block
 MAX_SPLIT_NAME = 64
 PAPER_SPLITS = {"train": {"size": 5000, "seed": 42}, "validation": {"size": 1000, "seed": 41},
                 "test": {"size": 1000, "seed": 40}}
+SPLIT_NAME = (f"a split name must be at most {MAX_SPLIT_NAME} letters, digits, '.', '_' or "
+              f"'-', and not {', '.join(sorted(RESERVED_SPLITS))}")
+
+
+def _plain(name: object) -> bool:
+    """Whether ``name`` may name a split: file names hold it, and have a length limit."""
+    return (isinstance(name, str) and SAFE_NAME.match(name) is not None
+            and name not in RESERVED_SPLITS and len(name) <= MAX_SPLIT_NAME)
 
 
 def _splits(reader: Reader, key: str) -> dict[str, dict[str, int]]:
@@ -28,11 +36,8 @@ def _splits(reader: Reader, key: str) -> dict[str, dict[str, int]]:
     sp = reader.mapping(key)
     out = {}
     for name in list(sp.data):
-        if (not isinstance(name, str) or not SAFE_NAME.match(name) or name in RESERVED_SPLITS
-                or len(name) > MAX_SPLIT_NAME):  # file names hold it, and have a length limit
-            raise sp.fail(str(name), f"a split name must be at most {MAX_SPLIT_NAME} letters, "
-                                     f"digits, '.', '_' or '-', and not "
-                                     f"{', '.join(sorted(RESERVED_SPLITS))}")
+        if not _plain(name):
+            raise sp.fail(str(name), SPLIT_NAME)
         one = sp.mapping(name)
         out[name] = {"size": one.integer("size", lo=1), "seed": one.integer("seed", 0, 2**32 - 1)}
         one.finish()
@@ -43,6 +48,26 @@ def _splits(reader: Reader, key: str) -> dict[str, dict[str, int]]:
 
 
 @dataclass(frozen=True)
+class YinYangConfig(Config):
+    size: int | None = option(None, "Generate one split of this many samples instead of the "
+                              "config's splits.", yaml=False, manifest=False, lo=1)
+    seed: int | None = option(None, "Seed of the --size split (default 42).", yaml=False,
+                              manifest=False, lo=0, hi=2**32 - 1)
+    split: str | None = option(None, "Name of the --size split (default train).", yaml=False,
+                               manifest=False)
+    r_small: float = option(0.1, "Radius of the dots.")
+    r_big: float = option(0.5, "Radius of the whole circle.")
+    encoding: Literal["values", "spike-times"] = option(
+        "values", "Also write the spike-time encoding of Göltz et al.")
+    spike_times_t_early: float = option(0.15, key="spike_times.t_early", flag=False)
+    spike_times_t_late: float = option(2.0, key="spike_times.t_late", flag=False)
+    spike_times_t_bias: float = option(0.9, key="spike_times.t_bias", flag=False)
+    # {name: {size, seed}}: what the walk makes (--size makes it one split)
+    splits: dict[str, dict[str, int]] = option(PAPER_SPLITS, flag=False, replace=True,
+                                               parse=_splits)
+
+
+@dataclass(frozen=True)
 class Part:
     """One split's samples: the whole split is one walk of one RandomState."""
 
@@ -50,7 +75,7 @@ class Part:
     seed: int
 
 
-class YinYang(Dataset):
+class YinYang(Dataset[YinYangConfig]):
     """The Yin-Yang dataset, bit-identical to the authors' generator.
 
     Without --size it writes the config's splits (the paper's: train 5000/seed 42,
@@ -69,51 +94,34 @@ class YinYang(Dataset):
         "for any size, seed, r_small and r_big; optional spike-time encoding.",
     }
     formats = {"hdf5": HDF5, "npy": NPY}
-    options = (
-        Option("size", int, None, "Generate one split of this many samples instead of the "
-               "config's splits.", yaml=False, manifest=False, lo=1),
-        Option("seed", int, None, "Seed of the --size split (default 42).", yaml=False,
-               manifest=False, lo=0, hi=2**32 - 1),
-        Option("split", str, None, "Name of the --size split (default train).", yaml=False,
-               manifest=False),
-        Option("r_small", float, 0.1, "Radius of the dots."),
-        Option("r_big", float, 0.5, "Radius of the whole circle."),
-        Option("encoding", ("values", "spike-times"), "values",
-               "Also write the spike-time encoding of Göltz et al."),
-        Option("spike_times.t_early", float, 0.15, flag=False),
-        Option("spike_times.t_late", float, 2.0, flag=False),
-        Option("spike_times.t_bias", float, 0.9, flag=False),
-        Option("splits", dict, PAPER_SPLITS, flag=False, replace=True, parse=_splits),
-    )
+    options = YinYangConfig
 
-    def prepare(self, values: Values) -> None:
-        size, seed, split = (values.data.pop(k, None) for k in ("size", "seed", "split"))
-        if size is None:
-            if seed is not None or split is not None:
-                raise ConfigError("--seed and --split choose a single split and need --size")
-            return
-        name = split or "train"
-        values.set_flag("splits", {name: {}}, "--split")
-        values.set_flag(f"splits.{name}.size", size, "--size")
-        values.set_flag(f"splits.{name}.seed", 42 if seed is None else seed, "--seed")
-
-    def check(self, cfg: Config) -> None:
+    def check(self, cfg: YinYangConfig) -> YinYangConfig:
         # Radii the walk could never finish with (or not within a lifetime) are refused here.
         problem = radii_problem(cfg.r_small, cfg.r_big)
         if problem:
-            raise config_error(cfg, *problem)
+            raise Invalid(*problem)
         if not cfg.spike_times_t_early < cfg.spike_times_t_late:
-            raise config_error(cfg, "spike_times.t_early", f"{cfg.spike_times_t_early} must be "
-                               f"less than t_late ({cfg.spike_times_t_late})")
+            raise Invalid("spike_times.t_early", f"{cfg.spike_times_t_early} must be less than "
+                                                 f"t_late ({cfg.spike_times_t_late})")
+        if cfg.size is None:
+            if cfg.seed is not None or cfg.split is not None:
+                raise ConfigError("--seed and --split choose a single split and need --size")
+            return cfg
+        name = cfg.split or "train"
+        if not _plain(name):
+            raise Invalid("split", SPLIT_NAME)
+        return replace(cfg, splits={name: {"size": cfg.size,
+                                           "seed": 42 if cfg.seed is None else cfg.seed}})
 
-    def splits(self, cfg: Config) -> list[str]:
+    def splits(self, cfg: YinYangConfig) -> list[str]:
         return list(cfg.splits)
 
-    def plan(self, cfg: Config) -> list[Shard]:
+    def plan(self, cfg: YinYangConfig) -> list[Shard]:
         return [Shard(name, 0, 1, s["size"], Part(s["size"], s["seed"]))
                 for name, s in cfg.splits.items()]
 
-    def build(self, cfg: Config, shard: Shard) -> Iterator[Block]:
+    def build(self, cfg: YinYangConfig, shard: Shard) -> Iterator[Block]:
         """One walk per split, in blocks of at most ``BLOCK`` samples (so progress moves)."""
         part: Part = shard.payload
         walker = Walker(part.seed, cfg.r_small, cfg.r_big)
@@ -128,7 +136,7 @@ class YinYang(Dataset):
             stats = {"class_counts": dict(zip(CLASS_NAMES, counts, strict=True))}
             yield Block(columns, stats=stats if start else {"seed": part.seed, **stats})
 
-    def shard_attrs(self, cfg: Config, shard: Shard) -> dict[str, Any]:
+    def shard_attrs(self, cfg: YinYangConfig, shard: Shard) -> dict[str, Any]:
         return {"r_small": cfg.r_small, "r_big": cfg.r_big, "seed": shard.payload.seed,
                 "size": shard.payload.size, "class_names": list(CLASS_NAMES)}
 
