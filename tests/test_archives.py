@@ -454,3 +454,30 @@ def test_a_name_that_is_not_utf8_is_refused_naming_it(run, tmp_path, layout):
     line = result.output.strip().splitlines()[-1]
     assert f"b'train/{W0}/x\\xff.JPEG'" in line and "not UTF-8" in line
     assert not (tmp_path / "o" / "es-imagenet" / version()).exists()
+
+
+def _lying_size(raw: bytes, size: int) -> bytes:
+    """A member whose header claims ``size`` bytes, with its checksum made to match."""
+    header = bytearray(raw[:BLOCK])
+    header[124:136] = tarfile.itn(size, 12)
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % tarfile.calc_chksums(bytes(header))[0]
+    return bytes(header) + raw[BLOCK:]
+
+
+DAMAGED = {  # members of one class tar; tarfile stops its listing quietly at the bad header
+    "bad checksum": lambda a, b, c: [a, b[:10] + b"X" + b[11:], c],
+    "size too small": lambda a, b, c: [_lying_size(a, len(a) - 3 * BLOCK), b, c],
+    "size too large": lambda a, b, c: [_lying_size(a, len(a) + 2 * BLOCK), b, c],
+}
+
+
+@pytest.mark.parametrize("case", list(DAMAGED))
+def test_a_damaged_header_inside_a_class_tar_stops_the_run(run, tmp_path, case):
+    # GNU tar exits 2 on these; before, the members after the bad header were dropped unseen
+    # (neither converted nor skipped) and the run said OK.
+    root = train_tar(tmp_path / "in", {W0: DAMAGED[case](*jpegs("x", 3))})
+    result = run("es-imagenet", "--imagenet-root", root, "--out", tmp_path / "o", code=1)
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and f"{W0}.tar" in lines[0] and "header" in lines[0]
+    assert not (tmp_path / "o" / "es-imagenet" / version()).exists()

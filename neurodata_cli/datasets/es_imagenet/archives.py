@@ -91,9 +91,17 @@ def _members(archive: Path, tf: tarfile.TarFile, size: int, where: str
     except tarfile.TarError as exc:
         raise RunError(f"{archive}: {where.rstrip(':') or 'the archive'} is not a readable tar "
                        f"({exc})") from None
+    after = f" after member {where}{last}" if last else ""
     if size - tf.offset < 2 * BLOCK:
-        after = f" after member {where}{last}" if last else ""
         raise RunError(f"{archive} is truncated{after}: it has no end-of-archive marker")
+    # tarfile ends its listing quietly at a header it cannot parse (a damaged one, or one a
+    # wrong size before it points into data), so the members after it would be dropped unseen;
+    # GNU tar reports such a block. Only the marker itself, two zero blocks, ends an archive.
+    tf.fileobj.seek(tf.offset)
+    if tf.fileobj.read(2 * BLOCK) != bytes(2 * BLOCK):
+        raise RunError(f"{archive}: {where.rstrip(':') or 'the archive'} has a header "
+                       f"tarfile cannot read (damaged, or a size before it is wrong) at byte "
+                       f"{tf.offset}{after}; refusing to drop the members after it")
 
 
 def _paths(split: str) -> tuple[Path, Path, Path]:
