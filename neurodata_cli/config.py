@@ -43,6 +43,7 @@ def clip(text: str, limit: int = 200) -> str:
     return f"{text[:head]}…{text[len(text) - (limit - head - 1):]}"
 
 
+MAX_CONFIG_BYTES = 1 << 20
 MAX_DEPTH = 64  # nesting a config may use; deeper, the composer and our merging would recurse
 
 
@@ -88,7 +89,14 @@ def load_yaml(path: Path) -> dict[str, Any]:
     """Read a YAML mapping as ``safe_load`` does (tags that would construct objects are refused),
     without aliases."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        # At most MAX_CONFIG_BYTES: '--config /dev/zero' (or a pipe that never ends) read whole
+        # took all memory. A pipe is read, so that '--config <(...)' works.
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config file {path} is larger than {MAX_CONFIG_BYTES} bytes; "
+                              "a config is a few keys")
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
     try:

@@ -201,6 +201,15 @@ def test_config_errors_stay_one_short_line_whatever_the_value(run, tmp_path, tex
     assert not (tmp_path / "o").exists()
 
 
+def test_a_config_that_never_ends_is_refused_within_a_bounded_read(tmp_path):
+    # Before, '--config /dev/zero' was read whole: all memory, then the kernel's kill.
+    result = neurodata("yinyang", "--config", "/dev/zero", "--out", tmp_path / "o", timeout=20)
+    assert result.returncode == 2
+    assert result.stderr == ("Error: config file /dev/zero is larger than 1048576 bytes; a "
+                             "config is a few keys\n")
+    assert not (tmp_path / "o").exists()
+
+
 # ---- verify ------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
