@@ -52,6 +52,7 @@ from .manifest import (
     atomic_write,
     check_shape,
     metadata,
+    parse_sums,
     read_manifest,
     write_manifest,
 )
@@ -288,6 +289,18 @@ class Materialiser:
                     f"{self.folder} holds the {split} split made with a different config "
                     f"({', '.join(diff)}); use another --out, or --overwrite to replace the folder"
                 )
+        # The merged folder's manifest is built from this one and its SHA256SUMS written anew:
+        # an edited or damaged manifest (which verify reports) would come out of it passing.
+        try:
+            listed = parse_sums(self.folder / SUMS)[0].get(MANIFEST)
+            same = listed == sha256_file(self.folder / MANIFEST)
+        except OSError:
+            same = False
+        if not same:
+            if self.overwrite:
+                return None
+            raise RunError(f"{self.folder / MANIFEST} does not match its {SUMS} (edited or "
+                           f"damaged; see neurodata verify); {hint}")
         return existing
 
     def _split_config(self, split: str) -> dict[str, Any]:
