@@ -481,3 +481,61 @@ def test_a_damaged_header_inside_a_class_tar_stops_the_run(run, tmp_path, case):
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and f"{W0}.tar" in lines[0] and "header" in lines[0]
     assert not (tmp_path / "o" / "es-imagenet" / version()).exists()
+
+
+def test_a_tar_rewritten_at_its_size_and_time_after_a_cut_stops_the_resume(run, tmp_path):
+    # The index kept in the stage is reused while the archive's size and time are the same.
+    # Before, a member found renamed was recorded as "unreadable: RunError: ... changed since
+    # it was indexed" (with the archive's absolute path) and the run said OK.
+    files = {f"train/{WNIDS[k % 2]}/{k:03d}.JPEG": jpeg_bytes(synthetic(k, (640, 480)))
+             for k in range(40)}
+    root = official(tmp_path / "in", files)
+    tar = root / "ILSVRC2012_img_train.tar"
+    args = ["--imagenet-root", str(root), "--shard-size", "1", "--min-events", "10",
+            "--workers", "1", "--out", str(tmp_path / "cut")]
+    proc = subprocess.Popen([EXE, "es-imagenet", *args, "--quiet"])
+    stage = tmp_path / "cut" / "es-imagenet"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(list(stage.glob(".*/.neurodata/shards/*"))) < 2:
+        time.sleep(0.002)
+    assert proc.poll() is None
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = tar.stat()
+    blob = bytearray(tar.read_bytes())
+    last = blob.rindex(b"039.JPEG")  # the last member's name, in its header: renamed
+    header = last - last % BLOCK
+    blob[last:last + 3] = b"X39"
+    blob[header + 148:header + 156] = b" " * 8
+    blob[header + 148:header + 156] = b"%06o\0 " % tarfile.calc_chksums(
+        bytes(blob[header:header + BLOCK]))[0]
+    tar.write_bytes(bytes(blob))
+    os.utime(tar, ns=(before.st_atime_ns, before.st_mtime_ns))
+    result = run("es-imagenet", *args, code=1)
+    line = result.output.strip().splitlines()[-1]
+    assert "changed since it was indexed" in line and "touch" in line
+    assert not (stage / version()).exists()
+    os.utime(tar)  # as the message says: then it is indexed again, and the run starts again
+    assert "starting again" in run("es-imagenet", *args).output
+
+
+def test_an_image_gone_after_it_was_listed_stops_the_run(run, tmp_path, monkeypatch):
+    # Before, it was recorded as "unreadable: No such file or directory", exit 0: a folder
+    # that a run with the image, or without it, would not give.
+    root = folders(tmp_path / "in", {k: v for k, v in images().items()
+                                     if k.startswith("train/")})
+    victim = root / "train" / WNIDS[1] / f"{WNIDS[1]}_0001.JPEG"
+    dataset = type(get("es-imagenet"))
+    real_plan = dataset.plan
+
+    def plan_then_delete(self, cfg):
+        shards = real_plan(self, cfg)
+        victim.unlink()
+        return shards
+
+    monkeypatch.setattr(dataset, "plan", plan_then_delete)
+    result = run("es-imagenet", "--imagenet-root", root, "--out", tmp_path / "o",
+                 "--workers", "1", "--min-events", "10", code=1)
+    line = result.output.strip().splitlines()[-1]
+    assert f"cannot read {victim}" in line and "No such file" in line
+    assert not (tmp_path / "o" / "es-imagenet" / version()).exists()

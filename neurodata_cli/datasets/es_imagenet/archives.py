@@ -268,8 +268,11 @@ class MemberReader:
             info = self._member(tf, outer if inner == NO_INNER else inner)
             if ("/".join(extracted(info.name)) != rel.split("/", 1 if inner == NO_INNER else 2)[-1]
                     or not info.isreg() or info.size != size):
+                # Rewritten at the same size and time (else the index would have been redone):
+                # a new time makes the next run index it again, and start again.
                 raise RunError(f"{self.archive} changed since it was indexed: member {rel} "
-                               "is not where it was")
+                               "is not where it was; touch the archive to have it indexed "
+                               "again")
             with tf.extractfile(info) as data_file:
                 data = data_file.read(size)
         except (tarfile.TarError, OSError, EOFError) as exc:

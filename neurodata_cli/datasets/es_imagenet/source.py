@@ -315,7 +315,9 @@ def read_input(path: Path, cap: int = MAX_INPUT_BYTES) -> bytes:
     except OSError as exc:
         if exc.errno == errno.ELOOP:  # made a link since the check above
             raise Unusable("a symbolic link") from None
-        raise
+        # Gone since it was listed, or an I/O error: not a property of the image, so the run
+        # stops (a rerun sees the inputs changed) rather than record it as unreadable.
+        raise RunError(f"cannot read {path}: {exc.strerror or exc}") from None
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
@@ -325,7 +327,10 @@ def read_input(path: Path, cap: int = MAX_INPUT_BYTES) -> bytes:
         os.close(fd)
         raise Unusable(f"too large: {st.st_size} bytes > {cap}")
     with os.fdopen(fd, "rb") as handle:
-        data = handle.read(st.st_size + 1)  # one byte more: a file that grew since is seen
+        try:
+            data = handle.read(st.st_size + 1)  # one byte more: a file that grew since is seen
+        except OSError as exc:
+            raise RunError(f"cannot read {path}: {exc.strerror or exc}") from None
     if len(data) > cap:
         raise Unusable(f"too large: more than {cap} bytes")
     return data
