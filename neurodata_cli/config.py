@@ -74,6 +74,23 @@ class _Loader(yaml.SafeLoader):
         finally:
             self.depth -= 1
 
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+        # PyYAML keeps the last of a key given twice: a config would run with one of two values
+        # the user wrote, silently. Refused, naming both lines.
+        first: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                key = self.construct_object(key_node)
+                try:
+                    earlier = first.setdefault(key, key_node.start_mark)
+                except TypeError:  # not hashable: construct_mapping says so
+                    continue
+                if earlier is not key_node.start_mark:
+                    raise _Refused(problem=f"the key {clip(str(key), 60)!r} is given twice "
+                                           f"(first on line {earlier.line + 1})",
+                                   problem_mark=key_node.start_mark)
+        return super().construct_mapping(node, deep)
+
     def construct_yaml_int(self, node: Any) -> int:
         try:
             return super().construct_yaml_int(node)
