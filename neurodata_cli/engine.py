@@ -169,6 +169,7 @@ class Materialiser:
     def _run(self, on_shard: Callable[[dict[str, Any]], None] | None) -> RunSummary:
         start = time.perf_counter()
         self.cfg = self.ds.locate(self.cfg)  # inputs checked before anything is written
+        self._check_out_outside_inputs()
         self.claim = self.ds.splits(self.cfg)
         check_split_names(self.claim)
         self.stage = self.base / f".{self.ds.version}.{'+'.join(self.claim)}.partial"
@@ -251,6 +252,20 @@ class Materialiser:
                 held_lock = None
         finally:
             handle.close()
+
+    def _check_out_outside_inputs(self) -> None:
+        """Refuse an output folder inside an input folder: the next run would list the folder
+        it wrote among its inputs (ES-ImageNet records them as skipped, and every later input
+        index shifts), so a rerun or --overwrite would not give the folder a clean run gives."""
+        here = self.folder.resolve()
+        for path in self.ds.inputs(self.cfg):
+            if not path:  # a place only a later step fills in (an archive's index)
+                continue
+            root = Path(path).resolve()
+            if root.is_dir() and root in here.parents:
+                raise ConfigError(f"--out puts {self.folder} inside the input folder {path}, "
+                                  "whose listing it would then change; choose an --out "
+                                  "outside it")
 
     # ---- refusing to clobber -------------------------------------------------------------
     def _check_output(self) -> dict[str, Any] | None:

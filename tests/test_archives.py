@@ -539,3 +539,18 @@ def test_an_image_gone_after_it_was_listed_stops_the_run(run, tmp_path, monkeypa
     line = result.output.strip().splitlines()[-1]
     assert f"cannot read {victim}" in line and "No such file" in line
     assert not (tmp_path / "o" / "es-imagenet" / version()).exists()
+
+
+def test_an_out_inside_the_input_folder_is_refused_before_any_work(run, tmp_path):
+    # Before, a rerun (or --overwrite) listed the folder the first run wrote inside a class
+    # folder among its inputs: skipped, but every later input index shifted, exit 0.
+    root = folders(tmp_path / "in", {k: v for k, v in images().items()
+                                     if k.startswith("train/")})
+    out = root / "train" / W0
+    before = sorted(p.name for p in out.iterdir())
+    result = run("es-imagenet", "--imagenet-root", root, "--out", out, "--min-events", "10",
+                 code=2)
+    line = result.output.strip().splitlines()[-1]
+    assert "inside the input folder" in line and str(root / "train") in line
+    assert sorted(p.name for p in out.iterdir()) == before
+    run("es-imagenet", "--imagenet-root", root, "--out", root, "--min-events", "10", "--quiet")
