@@ -278,6 +278,18 @@ def test_a_malformed_manifest_is_one_line_and_exit_1(run, tmp_path, edit):
         open_dataset(folder)
 
 
+def test_a_manifest_of_json_null_is_named_as_such_not_as_missing(run, tmp_path):
+    # Before: "has no manifest.json", of a folder that has one.
+    run("yinyang", "--size", "10", "--out", tmp_path, "--quiet")
+    folder = tmp_path / "yinyang" / "1.0.0"
+    (folder / "manifest.json").write_text("null")
+    for command in ("info", "preview"):
+        assert run(command, folder, code=1).output == (f"Error: {folder / 'manifest.json'} is "
+                                                       "not a JSON object\n")
+    assert "is not a JSON object" in run("yinyang", "--size", "10", "--out", tmp_path,
+                                         code=1).output
+
+
 # ---- errors that help ---------------------------------------------------------------------------
 
 def test_a_run_refused_for_bad_input_leaves_nothing_and_the_fix_just_runs(run, tmp_path):
