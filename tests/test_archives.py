@@ -554,3 +554,19 @@ def test_an_out_inside_the_input_folder_is_refused_before_any_work(run, tmp_path
     assert "inside the input folder" in line and str(root / "train") in line
     assert sorted(p.name for p in out.iterdir()) == before
     run("es-imagenet", "--imagenet-root", root, "--out", root, "--min-events", "10", "--quiet")
+
+
+def test_a_flat_val_beside_train_folders_of_sorted_labels_needs_its_own_table(run, tmp_path):
+    # Before, train took labels 0, 1 by sorted order and val the ILSVRC2012 ground truth's
+    # (65 for its first image): one folder, two label spaces, exit 0 for both splits.
+    val = {f"val/{VAL[0][0]}": jpeg_bytes(synthetic(40))}
+    root = folders(tmp_path / "in", {f"train/{name}/x.JPEG": jpeg_bytes(synthetic(k))
+                                     for name, k in NAMED.items()} | val)
+    result = run("es-imagenet", "--imagenet-root", root, "--split", "val", "--out",
+                 tmp_path / "o", code=2)
+    line = result.output.strip().splitlines()[-1]
+    assert "sorted order" in line and "--val-labels" in line
+    assert not (tmp_path / "o").exists()
+    (tmp_path / "l.txt").write_text(f"{VAL[0][0]} 1\n")
+    run("es-imagenet", "--imagenet-root", root, "--split", "val", "--out", tmp_path / "o",
+        "--val-labels", tmp_path / "l.txt", "--min-events", "10", "--quiet")

@@ -148,6 +148,16 @@ def locate(root: Path, split: str, val_labels: Path | None = None) -> Source:
             raise RunError(f"{folder} has {len(classes)} class folders; at most "
                            f"{MAX_LABEL + 1} fit the int16 labels")
         return Source(str(base), split, "folders", classes, scheme, found=found)
+    if val_labels is None and found == "folders" and (base / "train").is_dir():
+        # The shipped table labels by the ILSVRC2012 class index; class folders that are not
+        # wnids are labelled by their sorted order: the two splits would not share labels.
+        scheme, classes = label_map(base, "train")
+        if scheme != "ilsvrc2012" and classes:
+            raise ConfigError(
+                f"{base / 'train'} labels its class folders by sorted order "
+                f"({', '.join(n for n, _ in classes[:3])}, ...: not ILSVRC2012 wnids), but the "
+                f"flat {folder} would take the ILSVRC2012 ground truth's labels; pass "
+                "--val-labels with labels in train's order")
     return _table_source(base, split, val_labels, found, "", root)
 
 
