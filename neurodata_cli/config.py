@@ -42,6 +42,7 @@ def clip(text: str, limit: int = 200) -> str:
     return f"{text[:head]}…{text[len(text) - (limit - head - 1):]}"
 
 
+MAX_CONFIG_BYTES = 1 << 20
 MAX_DEPTH = 64  # nesting a config may use; deeper, the composer and our merging would recurse
 
 
@@ -72,6 +73,23 @@ class _Loader(yaml.SafeLoader):
         finally:
             self.depth -= 1
 
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+        # PyYAML keeps the last of a key given twice: a config would run with one of two values
+        # the user wrote, silently. Refused, naming both lines.
+        first: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                key = self.construct_object(key_node)
+                try:
+                    earlier = first.setdefault(key, key_node.start_mark)
+                except TypeError:  # not hashable: construct_mapping says so
+                    continue
+                if earlier is not key_node.start_mark:
+                    raise _Refused(problem=f"the key {clip(str(key), 60)!r} is given twice "
+                                           f"(first on line {earlier.line + 1})",
+                                   problem_mark=key_node.start_mark)
+        return super().construct_mapping(node, deep)
+
     def construct_yaml_int(self, node: Any) -> int:
         try:
             return super().construct_yaml_int(node)
@@ -87,7 +105,14 @@ def load_yaml(path: Path) -> dict[str, Any]:
     """Read a YAML mapping as ``safe_load`` does (tags that would construct objects are refused),
     without aliases."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        # At most MAX_CONFIG_BYTES: '--config /dev/zero' (or a pipe that never ends) read whole
+        # took all memory. A pipe is read, so that '--config <(...)' works.
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config file {path} is larger than {MAX_CONFIG_BYTES} bytes; "
+                              "a config is a few keys")
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
     try:

@@ -53,6 +53,7 @@ from .manifest import (
     atomic_write,
     check_shape,
     metadata,
+    parse_sums,
     read_manifest,
     write_manifest,
 )
@@ -168,6 +169,7 @@ class Materialiser:
     def _run(self, on_shard: Callable[[dict[str, Any]], None] | None) -> RunSummary:
         start = time.perf_counter()
         self.cfg = self.ds.locate(self.cfg)  # inputs checked before anything is written
+        self._check_out_outside_inputs()
         self.claim = self.ds.splits(self.cfg)
         check_split_names(self.claim)
         self.stage = self.base / f".{self.ds.version}.{'+'.join(self.claim)}.partial"
@@ -251,6 +253,20 @@ class Materialiser:
         finally:
             handle.close()
 
+    def _check_out_outside_inputs(self) -> None:
+        """Refuse an output folder inside an input folder: the next run would list the folder
+        it wrote among its inputs (ES-ImageNet records them as skipped, and every later input
+        index shifts), so a rerun or --overwrite would not give the folder a clean run gives."""
+        here = self.folder.resolve()
+        for path in self.ds.inputs(self.cfg):
+            if not path:  # a place only a later step fills in (an archive's index)
+                continue
+            root = Path(path).resolve()
+            if root.is_dir() and root in here.parents:
+                raise ConfigError(f"--out puts {self.folder} inside the input folder {path}, "
+                                  "whose listing it would then change; choose an --out "
+                                  "outside it")
+
     # ---- refusing to clobber -------------------------------------------------------------
     def _check_output(self) -> dict[str, Any] | None:
         """The manifest already in place, after refusing what the run may not replace."""
@@ -288,6 +304,18 @@ class Materialiser:
                     f"{self.folder} holds the {split} split made with a different config "
                     f"({', '.join(diff)}); use another --out, or --overwrite to replace the folder"
                 )
+        # The merged folder's manifest is built from this one and its SHA256SUMS written anew:
+        # an edited or damaged manifest (which verify reports) would come out of it passing.
+        try:
+            listed = parse_sums(self.folder / SUMS)[0].get(MANIFEST)
+            same = listed == sha256_file(self.folder / MANIFEST)
+        except OSError:
+            same = False
+        if not same:
+            if self.overwrite:
+                return None
+            raise RunError(f"{self.folder / MANIFEST} does not match its {SUMS} (edited or "
+                           f"damaged; see neurodata verify); {hint}")
         return existing
 
     def _split_config(self, split: str) -> dict[str, Any]:

@@ -161,7 +161,9 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
     except FileNotFoundError:
         return None
     with handle:
-        return json.loads(handle.read().decode("utf-8"))
+        data = json.loads(handle.read().decode("utf-8"))
+    # JSON null is a manifest of the wrong shape, not a missing one (None): say so.
+    return [] if data is None else data
 
 
 _OPTIONAL = {"builder": str, "release_notes": str, "tool": dict, "libraries": dict,

@@ -454,3 +454,119 @@ def test_a_name_that_is_not_utf8_is_refused_naming_it(run, tmp_path, layout):
     line = result.output.strip().splitlines()[-1]
     assert f"b'train/{W0}/x\\xff.JPEG'" in line and "not UTF-8" in line
     assert not (tmp_path / "o" / "es-imagenet" / version()).exists()
+
+
+def _lying_size(raw: bytes, size: int) -> bytes:
+    """A member whose header claims ``size`` bytes, with its checksum made to match."""
+    header = bytearray(raw[:BLOCK])
+    header[124:136] = tarfile.itn(size, 12)
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % tarfile.calc_chksums(bytes(header))[0]
+    return bytes(header) + raw[BLOCK:]
+
+
+DAMAGED = {  # members of one class tar; tarfile stops its listing quietly at the bad header
+    "bad checksum": lambda a, b, c: [a, b[:10] + b"X" + b[11:], c],
+    "size too small": lambda a, b, c: [_lying_size(a, len(a) - 3 * BLOCK), b, c],
+    "size too large": lambda a, b, c: [_lying_size(a, len(a) + 2 * BLOCK), b, c],
+}
+
+
+@pytest.mark.parametrize("case", list(DAMAGED))
+def test_a_damaged_header_inside_a_class_tar_stops_the_run(run, tmp_path, case):
+    # GNU tar exits 2 on these; before, the members after the bad header were dropped unseen
+    # (neither converted nor skipped) and the run said OK.
+    root = train_tar(tmp_path / "in", {W0: DAMAGED[case](*jpegs("x", 3))})
+    result = run("es-imagenet", "--imagenet-root", root, "--out", tmp_path / "o", code=1)
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and f"{W0}.tar" in lines[0] and "header" in lines[0]
+    assert not (tmp_path / "o" / "es-imagenet" / version()).exists()
+
+
+def test_a_tar_rewritten_at_its_size_and_time_after_a_cut_stops_the_resume(run, tmp_path):
+    # The index kept in the stage is reused while the archive's size and time are the same.
+    # Before, a member found renamed was recorded as "unreadable: RunError: ... changed since
+    # it was indexed" (with the archive's absolute path) and the run said OK.
+    files = {f"train/{WNIDS[k % 2]}/{k:03d}.JPEG": jpeg_bytes(synthetic(k, (640, 480)))
+             for k in range(40)}
+    root = official(tmp_path / "in", files)
+    tar = root / "ILSVRC2012_img_train.tar"
+    args = ["--imagenet-root", str(root), "--shard-size", "1", "--min-events", "10",
+            "--workers", "1", "--out", str(tmp_path / "cut")]
+    proc = subprocess.Popen([EXE, "es-imagenet", *args, "--quiet"])
+    stage = tmp_path / "cut" / "es-imagenet"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(list(stage.glob(".*/.neurodata/shards/*"))) < 2:
+        time.sleep(0.002)
+    assert proc.poll() is None
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = tar.stat()
+    blob = bytearray(tar.read_bytes())
+    last = blob.rindex(b"039.JPEG")  # the last member's name, in its header: renamed
+    header = last - last % BLOCK
+    blob[last:last + 3] = b"X39"
+    blob[header + 148:header + 156] = b" " * 8
+    blob[header + 148:header + 156] = b"%06o\0 " % tarfile.calc_chksums(
+        bytes(blob[header:header + BLOCK]))[0]
+    tar.write_bytes(bytes(blob))
+    os.utime(tar, ns=(before.st_atime_ns, before.st_mtime_ns))
+    result = run("es-imagenet", *args, code=1)
+    line = result.output.strip().splitlines()[-1]
+    assert "changed since it was indexed" in line and "touch" in line
+    assert not (stage / version()).exists()
+    os.utime(tar)  # as the message says: then it is indexed again, and the run starts again
+    assert "starting again" in run("es-imagenet", *args).output
+
+
+def test_an_image_gone_after_it_was_listed_stops_the_run(run, tmp_path, monkeypatch):
+    # Before, it was recorded as "unreadable: No such file or directory", exit 0: a folder
+    # that a run with the image, or without it, would not give.
+    root = folders(tmp_path / "in", {k: v for k, v in images().items()
+                                     if k.startswith("train/")})
+    victim = root / "train" / WNIDS[1] / f"{WNIDS[1]}_0001.JPEG"
+    dataset = type(get("es-imagenet"))
+    real_plan = dataset.plan
+
+    def plan_then_delete(self, cfg):
+        shards = real_plan(self, cfg)
+        victim.unlink()
+        return shards
+
+    monkeypatch.setattr(dataset, "plan", plan_then_delete)
+    result = run("es-imagenet", "--imagenet-root", root, "--out", tmp_path / "o",
+                 "--workers", "1", "--min-events", "10", code=1)
+    line = result.output.strip().splitlines()[-1]
+    assert f"cannot read {victim}" in line and "No such file" in line
+    assert not (tmp_path / "o" / "es-imagenet" / version()).exists()
+
+
+def test_an_out_inside_the_input_folder_is_refused_before_any_work(run, tmp_path):
+    # Before, a rerun (or --overwrite) listed the folder the first run wrote inside a class
+    # folder among its inputs: skipped, but every later input index shifted, exit 0.
+    root = folders(tmp_path / "in", {k: v for k, v in images().items()
+                                     if k.startswith("train/")})
+    out = root / "train" / W0
+    before = sorted(p.name for p in out.iterdir())
+    result = run("es-imagenet", "--imagenet-root", root, "--out", out, "--min-events", "10",
+                 code=2)
+    line = result.output.strip().splitlines()[-1]
+    assert "inside the input folder" in line and str(root / "train") in line
+    assert sorted(p.name for p in out.iterdir()) == before
+    run("es-imagenet", "--imagenet-root", root, "--out", root, "--min-events", "10", "--quiet")
+
+
+def test_a_flat_val_beside_train_folders_of_sorted_labels_needs_its_own_table(run, tmp_path):
+    # Before, train took labels 0, 1 by sorted order and val the ILSVRC2012 ground truth's
+    # (65 for its first image): one folder, two label spaces, exit 0 for both splits.
+    val = {f"val/{VAL[0][0]}": jpeg_bytes(synthetic(40))}
+    root = folders(tmp_path / "in", {f"train/{name}/x.JPEG": jpeg_bytes(synthetic(k))
+                                     for name, k in NAMED.items()} | val)
+    result = run("es-imagenet", "--imagenet-root", root, "--split", "val", "--out",
+                 tmp_path / "o", code=2)
+    line = result.output.strip().splitlines()[-1]
+    assert "sorted order" in line and "--val-labels" in line
+    assert not (tmp_path / "o").exists()
+    (tmp_path / "l.txt").write_text(f"{VAL[0][0]} 1\n")
+    run("es-imagenet", "--imagenet-root", root, "--split", "val", "--out", tmp_path / "o",
+        "--val-labels", tmp_path / "l.txt", "--min-events", "10", "--quiet")

@@ -201,6 +201,30 @@ def test_config_errors_stay_one_short_line_whatever_the_value(run, tmp_path, tex
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("text, line", [
+    ("r_small: 0.1\nr_big: 0.5\nr_small: 0.2\n", "line 3 is not plain YAML data: the key "
+     "'r_small' is given twice (first on line 1)"),
+    ("splits:\n  train: {size: 5, seed: 1}\n  train: {size: 9, seed: 3}\n", "line 3 is not "
+     "plain YAML data: the key 'train' is given twice (first on line 2)"),
+])
+def test_a_key_given_twice_in_a_config_is_refused_naming_both_lines(run, tmp_path, text, line):
+    # Before, PyYAML kept the last value and the run used it without a word.
+    cfg = tmp_path / "twice.yaml"
+    cfg.write_text(text)
+    result = run("yinyang", "--config", cfg, "--out", tmp_path / "o", code=2)
+    assert result.output == f"Error: config file {cfg} {line}\n"
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_config_that_never_ends_is_refused_within_a_bounded_read(tmp_path):
+    # Before, '--config /dev/zero' was read whole: all memory, then the kernel's kill.
+    result = neurodata("yinyang", "--config", "/dev/zero", "--out", tmp_path / "o", timeout=20)
+    assert result.returncode == 2
+    assert result.stderr == ("Error: config file /dev/zero is larger than 1048576 bytes; a "
+                             "config is a few keys\n")
+    assert not (tmp_path / "o").exists()
+
+
 # ---- verify ------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import io
+import json
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -302,6 +303,21 @@ def test_a_folder_that_lost_a_file_is_not_merged_into_and_the_run_resumes_once_r
     assert summary.resumed_shards == 1
     assert data_digest(base / VERSION) == data_digest(
         sequence(roots, tmp_path / "clean", [TRAIN, TEST]))
+
+
+def test_an_edited_manifest_is_not_merged_into_a_folder_that_then_passes_verify(roots, tmp_path):
+    # Before, the merge built the new manifest from the edited one and wrote SHA256SUMS anew:
+    # a folder verify reported altered came out passing, with the edit (a count) in it.
+    out, folder = tmp_path / "o", tmp_path / "o" / "2nmnist" / VERSION
+    attempt(roots, out, TRAIN)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["splits"]["train"]["records"] += 1
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    edited = data_digest(folder)
+    with pytest.raises(RunError, match="manifest.json does not match its SHA256SUMS"):
+        materialise("2nmnist", out=out, nmnist_root=roots["a"], split="test", workers=1,
+                    format="hdf5")
+    assert data_digest(folder) == edited and not verify(folder).ok
 
 
 # ---- a manifest of the wrong shape --------------------------------------------------------------

@@ -241,6 +241,20 @@ def test_a_non_regular_recording_stops_the_run_naming_it(run, tmp_path):
     assert "fifo.bin" in result.output and "not a regular file" in result.output
 
 
+def test_a_folder_named_like_a_recording_in_a_zip_stops_the_run_as_in_a_tree(run, tmp_path):
+    # Before, the zip's entry was skipped without a word (exit 0), where the tree it extracts
+    # to stops the run: the two layouts gave different answers.
+    tree = nmnist_tree(tmp_path / "nm", {"train": 2, "test": 1})
+    zips = zip_tree(tree, tmp_path / "zips")
+    with zipfile.ZipFile(zips / "Test.zip", "a") as zf:
+        zf.writestr("Test/3/odd.bin/", b"")
+    result = run("2nmnist", "--nmnist-root", zips, "--split", "test", "--out", tmp_path / "o",
+                 code=1)
+    line = result.output.strip()
+    assert "'Test/3/odd.bin/'" in line and "a folder" in line and "\n" not in line
+    assert not (tmp_path / "o" / "2nmnist" / "2.0.0").exists()
+
+
 @pytest.mark.parametrize("text, words", [("a.JPEG ²\n", "line 1"), ("a.JPEG １\n", "line 1")])
 def test_labels_are_ascii_digits_only(run, tmp_path, text, words):
     save(synthetic(1, (120, 90)), tmp_path / "im" / "val" / "a.JPEG")
@@ -276,6 +290,18 @@ def test_a_malformed_manifest_is_one_line_and_exit_1(run, tmp_path, edit):
 
     with pytest.raises(RunError, match="manifest.json"):
         open_dataset(folder)
+
+
+def test_a_manifest_of_json_null_is_named_as_such_not_as_missing(run, tmp_path):
+    # Before: "has no manifest.json", of a folder that has one.
+    run("yinyang", "--size", "10", "--out", tmp_path, "--quiet")
+    folder = tmp_path / "yinyang" / "1.0.0"
+    (folder / "manifest.json").write_text("null")
+    for command in ("info", "preview"):
+        assert run(command, folder, code=1).output == (f"Error: {folder / 'manifest.json'} is "
+                                                       "not a JSON object\n")
+    assert "is not a JSON object" in run("yinyang", "--size", "10", "--out", tmp_path,
+                                         code=1).output
 
 
 # ---- errors that help ---------------------------------------------------------------------------

@@ -228,6 +228,8 @@ class ESImageNet(Dataset[ESImageNetConfig]):
                 stats["skipped"] = [{"source": rel, "reason": str(exc)}]
                 yield Block({}, stats=stats, units=1)
                 continue
+            except (RunError, MemoryError):  # the run's failure, not the file's: never a skip
+                raise
             except Exception as exc:  # Pillow raises many kinds for a bad file: all unreadable
                 # No absolute paths and no object addresses: the manifest is checksummed.
                 reason = re.sub(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>", rel,

@@ -91,9 +91,17 @@ def _members(archive: Path, tf: tarfile.TarFile, size: int, where: str
     except tarfile.TarError as exc:
         raise RunError(f"{archive}: {where.rstrip(':') or 'the archive'} is not a readable tar "
                        f"({exc})") from None
+    after = f" after member {where}{last}" if last else ""
     if size - tf.offset < 2 * BLOCK:
-        after = f" after member {where}{last}" if last else ""
         raise RunError(f"{archive} is truncated{after}: it has no end-of-archive marker")
+    # tarfile ends its listing quietly at a header it cannot parse (a damaged one, or one a
+    # wrong size before it points into data), so the members after it would be dropped unseen;
+    # GNU tar reports such a block. Only the marker itself, two zero blocks, ends an archive.
+    tf.fileobj.seek(tf.offset)
+    if tf.fileobj.read(2 * BLOCK) != bytes(2 * BLOCK):
+        raise RunError(f"{archive}: {where.rstrip(':') or 'the archive'} has a header "
+                       f"tarfile cannot read (damaged, or a size before it is wrong) at byte "
+                       f"{tf.offset}{after}; refusing to drop the members after it")
 
 
 def _paths(split: str) -> tuple[Path, Path, Path]:
@@ -260,8 +268,11 @@ class MemberReader:
             info = self._member(tf, outer if inner == NO_INNER else inner)
             if ("/".join(extracted(info.name)) != rel.split("/", 1 if inner == NO_INNER else 2)[-1]
                     or not info.isreg() or info.size != size):
+                # Rewritten at the same size and time (else the index would have been redone):
+                # a new time makes the next run index it again, and start again.
                 raise RunError(f"{self.archive} changed since it was indexed: member {rel} "
-                               "is not where it was")
+                               "is not where it was; touch the archive to have it indexed "
+                               "again")
             with tf.extractfile(info) as data_file:
                 data = data_file.read(size)
         except (tarfile.TarError, OSError, EOFError) as exc:

@@ -148,6 +148,16 @@ def locate(root: Path, split: str, val_labels: Path | None = None) -> Source:
             raise RunError(f"{folder} has {len(classes)} class folders; at most "
                            f"{MAX_LABEL + 1} fit the int16 labels")
         return Source(str(base), split, "folders", classes, scheme, found=found)
+    if val_labels is None and found == "folders" and (base / "train").is_dir():
+        # The shipped table labels by the ILSVRC2012 class index; class folders that are not
+        # wnids are labelled by their sorted order: the two splits would not share labels.
+        scheme, classes = label_map(base, "train")
+        if scheme != "ilsvrc2012" and classes:
+            raise ConfigError(
+                f"{base / 'train'} labels its class folders by sorted order "
+                f"({', '.join(n for n, _ in classes[:3])}, ...: not ILSVRC2012 wnids), but the "
+                f"flat {folder} would take the ILSVRC2012 ground truth's labels; pass "
+                "--val-labels with labels in train's order")
     return _table_source(base, split, val_labels, found, "", root)
 
 
@@ -315,7 +325,9 @@ def read_input(path: Path, cap: int = MAX_INPUT_BYTES) -> bytes:
     except OSError as exc:
         if exc.errno == errno.ELOOP:  # made a link since the check above
             raise Unusable("a symbolic link") from None
-        raise
+        # Gone since it was listed, or an I/O error: not a property of the image, so the run
+        # stops (a rerun sees the inputs changed) rather than record it as unreadable.
+        raise RunError(f"cannot read {path}: {exc.strerror or exc}") from None
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
@@ -325,7 +337,10 @@ def read_input(path: Path, cap: int = MAX_INPUT_BYTES) -> bytes:
         os.close(fd)
         raise Unusable(f"too large: {st.st_size} bytes > {cap}")
     with os.fdopen(fd, "rb") as handle:
-        data = handle.read(st.st_size + 1)  # one byte more: a file that grew since is seen
+        try:
+            data = handle.read(st.st_size + 1)  # one byte more: a file that grew since is seen
+        except OSError as exc:
+            raise RunError(f"cannot read {path}: {exc.strerror or exc}") from None
     if len(data) > cap:
         raise Unusable(f"too large: more than {cap} bytes")
     return data

@@ -128,6 +128,12 @@ def list_recordings(src: SplitSource) -> list[Recording]:
                     raise RunError(f"{src.path}: member {info.filename!r} appears twice; "
                                    "refusing an archive that is ambiguous")
                 seen.add(info.filename)
+                parts = info.filename.split("/")
+                if (len(parts) > 3 and parts[0] == src.prefix and re.fullmatch(r"[0-9]", parts[1])
+                        and parts[2].endswith(".bin")):  # extracted, a folder named *.bin
+                    raise RunError(f"{src.path}: member {info.filename!r} makes "
+                                   f"{'/'.join(parts[:3])} a folder, so it cannot be an NMNIST "
+                                   "recording (as in a folder tree, the run stops)")
                 if info.is_dir() or not info.filename.lower().endswith(".bin"):
                     continue
                 _check_recording_member(src.path, info)
