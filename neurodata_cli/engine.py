@@ -214,6 +214,7 @@ class Materialiser:
                         on_shard(record)
             finally:
                 bar.close()
+            self._check_inputs_held(shards)
             records = [done[s.key] for s in shards]
             # A split's shards store the same columns (a shard alone cannot know).
             check_shards(self.ds.name, records, self._internal / "shards")
@@ -368,9 +369,8 @@ class Materialiser:
         its shards were planned over, and a run over other inputs (a recording deleted after it
         stopped the run) discards the finished shards and starts again, saying what changed.
         Merging them would mix two plans: samples twice, others never."""
-        listing = sorted(entry if isinstance(entry, InputFile) else InputFile(*entry)
-                         for entry in self.ds.input_listing(self.cfg, shards))
-        text = json.dumps(listing).encode()
+        listing, text = self._listing(shards)
+        self._inputs = text
         path = self._internal / "inputs.json.gz"
         try:
             staged = gzip.decompress(path.read_bytes())
@@ -384,6 +384,21 @@ class Materialiser:
             print(f"{self.name}: {why}; starting again", file=sys.stderr)
             self._discard_staged_shards()
         atomic_write(path, gzip.compress(text, compresslevel=1))
+
+    def _listing(self, shards: list[Shard]) -> tuple[list[InputFile], bytes]:
+        listing = sorted(entry if isinstance(entry, InputFile) else InputFile(*entry)
+                         for entry in self.ds.input_listing(self.cfg, shards))
+        return listing, json.dumps(listing).encode()
+
+    def _check_inputs_held(self, shards: list[Shard]) -> None:
+        """Before the commit: the inputs are still those the run started from. One changed
+        while the shards were built would leave samples of two versions of the inputs; the
+        next run sees the new listing and starts again."""
+        listing, text = self._listing(shards)
+        if text != self._inputs:
+            raise RunError(f"{self.name}: inputs changed during the run "
+                           f"({_what_changed(self._inputs, listing)}); nothing was committed. "
+                           "Run the command again to start over")
 
     def _discard_staged_shards(self) -> None:
         """Forget every finished shard, then remove the data files; what the stage indexed

@@ -204,3 +204,32 @@ def test_a_class_folder_deleted_after_a_cut_is_refused_naming_what_differs(run, 
     run(*args[:-2], "--out", tmp_path / "clean")
     folder = Path("es-imagenet") / get("es-imagenet").version
     assert tree_digest(tmp_path / "cut" / folder) == tree_digest(tmp_path / "clean" / folder)
+
+
+def test_an_input_changed_while_the_run_builds_is_never_committed(run, tmp_path, monkeypatch):
+    from neurodata_cli.datasets.two_nmnist import TwoNMNIST
+
+    tree = make_tree(tmp_path / "tree", {"train": 1, "test": 4}, seed=3)
+    first = planned(tree / "Test")[0]  # read by the first shard
+    args = ["2nmnist", "--nmnist-root", tree, "--split", "test", "--shard-size", "4",
+            "--workers", "1", "--out", tmp_path / "out"]
+    real_build, calls = TwoNMNIST.build, []
+
+    def rewrite_after_the_first_shard(self, cfg, shard):
+        calls.append(shard.key)
+        if len(calls) == 2:  # the first shard read it already: the folder would mix versions
+            first.write_bytes(recording(np.random.RandomState(9), len(first.read_bytes()) // 5))
+        return real_build(self, cfg, shard)
+
+    monkeypatch.setattr(TwoNMNIST, "build", rewrite_after_the_first_shard)
+    result = run(*args, code=1)
+    name = first.relative_to(tree).as_posix()
+    assert f"inputs changed during the run (1 changed: {name}); nothing was committed" in (
+        result.output)
+    assert not nmnist_folder(tmp_path / "out").exists()
+    monkeypatch.setattr(TwoNMNIST, "build", real_build)
+    result = run(*args)  # starts again over the inputs as they are now
+    assert f"1 changed: {name}" in result.stderr
+    run(*args[:-1], tmp_path / "clean")
+    assert tree_digest(nmnist_folder(tmp_path / "out")) == tree_digest(
+        nmnist_folder(tmp_path / "clean"))
