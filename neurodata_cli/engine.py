@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import executors
 from .blocks import ShardCheck, check_shards
 from .datasets.base import Block, Config, Dataset, InputFile, Shard, plain_name
 from .errors import ConfigError, NeurodataError, RunError
@@ -57,12 +57,12 @@ from .manifest import (
     write_manifest,
 )
 from .progress import progress, silenced
+from .version import __version__
 
 INTERNAL = ".neurodata"
 # A killed run's lock is free once its last process is gone; a rerun started at once waits
 # this long for its workers to die before it says another run is writing.
 LOCK_WAIT = 3.0
-held_lock: int | None = None  # this process's lock file descriptor, while it holds one
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 RESERVED_SPLITS = frozenset({"all"})  # a selector in commands ("--split all"), never a split
 
@@ -114,13 +114,11 @@ def check_split_names(names: Iterable[str]) -> None:
             raise ConfigError(f"split name {name!r} must be letters, digits, '.', '_' or '-'")
 
 
-def run_shard(dataset: str, cfg: Config, shard: Shard, stage: str,
+def run_shard(ds: Dataset, cfg: Config, shard: Shard, stage: str,
               report: Callable[[str, int], None] | None = None) -> dict[str, Any]:
-    """Build one shard, write its files into the stage, record it. Runs in any worker;
-    ``report(shard key, units)`` hears of each block as it is built."""
-    from .datasets import get
-
-    ds = get(dataset)
+    """Build one shard, write its files into the stage, record it. Runs in any worker (the
+    executor resolves the dataset there); ``report(shard key, units)`` hears of each block as
+    it is built."""
     stats: dict[str, Any] = {}
     check = ShardCheck(ds, cfg, shard)
 
@@ -149,10 +147,8 @@ class Materialiser:
 
     def __init__(self, ds: Dataset, cfg: Config, out: Path, *, overwrite: bool = False,
                  quiet: bool = False, executor: Any = None):
-        from .executors import InlineExecutor
-
         self.ds, self.cfg, self.overwrite, self.quiet = ds, cfg, overwrite, quiet
-        self.executor = executor or InlineExecutor()
+        self.executor = executor or executors.InlineExecutor()
         self.name = ds.output_name(cfg)
         if not plain_name(self.name):  # it becomes a folder: never a path out of --out
             raise ConfigError(f"{ds.name} names its output {self.name!r}, which is not a plain "
@@ -204,7 +200,7 @@ class Materialiser:
                 bar.update(units)
 
             try:
-                for record in self.executor.run(self.ds.name, self.cfg, todo, self.stage,
+                for record in self.executor.run(run_shard, self.ds.name, self.cfg, todo, self.stage,
                                                 moved):
                     done[record["key"]] = record
                     bar.update(record["units"] - shown.get(record["key"], 0))
@@ -242,12 +238,11 @@ class Materialiser:
                         raise RunError(f"another neurodata run is writing {self.folder}; wait "
                                        "for it to finish, then run this command again") from None
                     time.sleep(0.05)
-            global held_lock
-            held_lock = handle.fileno()  # forked workers close their copy (executors.py)
+            executors.held_lock = handle.fileno()  # forked workers close their copy
             try:
                 yield
             finally:
-                held_lock = None
+                executors.held_lock = None
         finally:
             handle.close()
 

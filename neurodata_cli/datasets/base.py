@@ -26,8 +26,6 @@ from ..errors import ConfigError
 if TYPE_CHECKING:
     import numpy as np
 
-    from ..formats import Writer
-
 # A dataset's name (and output name) becomes a command and a folder, its version a folder: plain
 # words only, never a path ('/', '..') nor a hidden name.
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -210,6 +208,70 @@ def file_listing(root: Path, rels: Iterable[str], prefix: str = "") -> list[Inpu
         out.append(InputFile(prefix + rel, st.st_size if regular else -1,
                              f"mtime_ns:{st.st_mtime_ns}" if regular else ""))
     return out
+
+
+def dist_versions(names: Iterable[str]) -> dict[str, str]:
+    """Installed versions of these distributions, "absent" for one not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in names:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+class Store:
+    """Stored samples of one split: ``len``, ``read(i)`` (every stored field of sample i),
+    ``read_many(indices)``, and ``columns()`` for small datasets read whole."""
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def read(self, i: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def read_many(self, indices: Iterable[int]) -> list[dict[str, Any]]:
+        return [self.read(i) for i in indices]
+
+    def info(self, i: int) -> dict[str, Any]:
+        """Sample i's stored fields but its events (a store that keeps them apart skips them)."""
+        return {k: v for k, v in self.read(i).items() if k != "events"}
+
+    def columns(self) -> dict[str, np.ndarray]:
+        raise NotImplementedError(f"{type(self).__name__} is read sample by sample")
+
+    def check_index(self, i: int) -> int:
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"sample {i} of {n}")
+        return int(i) % n
+
+
+class Writer:
+    """Writes a shard's blocks into files below the stage; opens them again for reading."""
+
+    name: str = ""
+    libraries: tuple[str, ...] = ()  # distributions whose versions shape the bytes
+    # What a column of dtype object may hold: the writer stores these as strings (or, for a
+    # format of whole files such as the 2NMNIST .bin, as given). Any other object is refused
+    # before it reaches the writer: its bytes would be a pointer, or its repr.
+    objects: tuple[type, ...] = (str,)
+    # False: the format takes no ``Block.events`` (columns only, or whole files a column
+    # gives); events given to it are refused, not dropped.
+    stores_events: bool = True
+
+    def versions(self) -> dict[str, str]:
+        return dist_versions(self.libraries)
+
+    def write(self, stage: Path, ds: Dataset, cfg: Config, shard: Shard,
+              blocks: Iterable[Block]) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def open(self, folder: Path, split: str, files: list[dict[str, Any]]) -> Store:
+        raise NotImplementedError
 
 
 @dataclass

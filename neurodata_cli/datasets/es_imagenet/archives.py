@@ -34,7 +34,6 @@ from ...errors import RunError
 from ...progress import progress
 from .source import IN_SUBFOLDER, Unusable
 
-OFFICIAL = {"train": "ILSVRC2012_img_train.tar", "val": "ILSVRC2012_img_val.tar"}
 PUBLISHED_MD5 = {"train": "1d675b47d978889d74fa0da5fadfb00e",
                  "val": "29b22e2961454d5413ddabcf34fc5622"}
 BLOCK = 512

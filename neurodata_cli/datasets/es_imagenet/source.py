@@ -38,6 +38,8 @@ KAGGLE_VAL = "LOC_val_solution.csv"
 ILSVRC_CLASSES = "ilsvrc2012_classes.txt"  # the released trainlabel_dir.txt
 MAX_LABEL = 2**15 - 1  # labels are stored as int16
 MAX_INPUT_BYTES = 64 * 2**20  # an image file larger than this is skipped, never read whole
+# The official archives of each split, in the ImageNet root (indexed by archives.py).
+OFFICIAL = {"train": "ILSVRC2012_img_train.tar", "val": "ILSVRC2012_img_val.tar"}
 IN_SUBFOLDER = "in a subfolder of the class folder (only files directly in a class folder are " \
     "inputs)"
 
@@ -119,8 +121,6 @@ def labels_of(present: list[str], theirs: list[str], here: Any, there: Any
 def locate(root: Path, split: str, val_labels: Path | None = None) -> Source:
     """Find the split in any of the three layouts and decide how it is labelled; nothing is
     listed yet (an archive is indexed later, in the run's stage)."""
-    from .archives import OFFICIAL
-
     root = Path(root).expanduser().absolute()
     if not root.is_dir():
         raise ConfigError(f"--imagenet-root {root} is not a folder")
