@@ -114,7 +114,7 @@ def check_split_names(names: Iterable[str]) -> None:
             raise ConfigError(f"split name {name!r} must be letters, digits, '.', '_' or '-'")
 
 
-def run_shard(ds: Dataset, cfg: Config, shard: Shard, stage: str,
+def run_shard(ds: Dataset[Any], cfg: Config, shard: Shard, stage: str,
               report: Callable[[str, int], None] | None = None) -> dict[str, Any]:
     """Build one shard, write its files into the stage, record it. Runs in any worker (the
     executor resolves the dataset there); ``report(shard key, units)`` hears of each block as
@@ -145,7 +145,7 @@ def run_shard(ds: Dataset, cfg: Config, shard: Shard, stage: str,
 class Materialiser:
     """One run of one dataset config into ``<out>/<dataset>/<version>/``."""
 
-    def __init__(self, ds: Dataset, cfg: Config, out: Path, *, overwrite: bool = False,
+    def __init__(self, ds: Dataset[Any], cfg: Config, out: Path, *, overwrite: bool = False,
                  quiet: bool = False, executor: Any = None):
         self.ds, self.cfg, self.overwrite, self.quiet = ds, cfg, overwrite, quiet
         self.executor = executor or executors.InlineExecutor()
@@ -407,7 +407,7 @@ class Materialiser:
         """Everything here depends only on the config, the inputs and the library versions, so
         that ``SHA256SUMS`` can cover the manifest too (no times, no host names)."""
         writer = self.ds.formats[self.cfg.format]
-        splits = {}
+        splits: dict[str, dict[str, Any]] = {}
         for split, stats in _split_stats(records).items():
             stats = self.ds.finish_stats(split, stats)
             stats.setdefault("samples", 0)
@@ -480,7 +480,7 @@ class Materialiser:
             ours = commit_dir == self._commit_dir
             stage = commit_dir.with_name(commit_dir.name[:-len(".commit")] + ".partial")
             state = _plan_state(plan, stage, self.folder) if plan else "stale"
-            if state == "current":
+            if state == "current" and plan is not None:  # a plan (else "stale"), for mypy
                 try:
                     _apply_commit(stage, self.folder, plan)
                 except RunError:  # the stage lost a file since: it cannot make a whole folder
@@ -489,7 +489,7 @@ class Materialiser:
                 _discard_commit(stage)
             else:  # finished; a stage left holds the folder it replaced (a swap cut short)
                 shutil.rmtree(stage, ignore_errors=True)
-                if ours and plan["fingerprint"] == self.fingerprint:
+                if ours and plan is not None and plan["fingerprint"] == self.fingerprint:
                     mine = plan["manifest"]
             shutil.rmtree(commit_dir)
         trash = _trash(self.folder)

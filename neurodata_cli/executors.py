@@ -23,7 +23,7 @@ from .errors import ConfigError, RunError
 Progress = Callable[[str, int], None]  # (shard key, units built)
 # (dataset, config, shard, stage, progress) -> the shard's record: a module-level function, so
 # that it pickles by name to pool and Dask workers.
-Task = Callable[[Dataset, Config, Shard, str, "Progress | None"], dict[str, Any]]
+Task = Callable[[Dataset[Any], Config, Shard, str, "Progress | None"], dict[str, Any]]
 held_lock: int | None = None  # this process's lock file descriptor, while it holds one
 
 

@@ -16,7 +16,6 @@ import stat
 import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields, replace
-from functools import cache
 from pathlib import Path
 from types import UnionType
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, NamedTuple, TypeVar, Union
@@ -125,15 +124,21 @@ def _kind(hint: Any) -> Any:
     return typing.get_origin(hint) or hint
 
 
-@cache
+# A dict, not functools.cache: mypy does not take a frozen dataclass's class as Hashable.
+_SCHEMAS: dict[type[Config], tuple[Option, ...]] = {}
+
+
 def schema(cls: type[Config]) -> tuple[Option, ...]:
     """The options of a config class: its own fields in order, then ``Config``'s."""
-    hints = typing.get_type_hints(cls)
-    shared = {f.name for f in fields(Config)}
-    ordered = sorted((f for f in fields(cls) if "option" in f.metadata),
-                     key=lambda f: f.name in shared)
-    return tuple(replace(o, name=f.name, key=o.key or f.name, kind=_kind(hints[f.name]))
-                 for f in ordered for o in [f.metadata["option"]])
+    if cls not in _SCHEMAS:
+        hints = typing.get_type_hints(cls)
+        shared = {f.name for f in fields(Config)}
+        ordered = sorted((f for f in fields(cls) if "option" in f.metadata),
+                         key=lambda f: f.name in shared)
+        _SCHEMAS[cls] = tuple(replace(o, name=f.name, key=o.key or f.name,
+                                      kind=_kind(hints[f.name]))
+                              for f in ordered for o in [f.metadata["option"]])
+    return _SCHEMAS[cls]
 
 
 class Invalid(ConfigError):
@@ -266,7 +271,7 @@ class Writer:
     def versions(self) -> dict[str, str]:
         return dist_versions(self.libraries)
 
-    def write(self, stage: Path, ds: Dataset, cfg: Config, shard: Shard,
+    def write(self, stage: Path, ds: Dataset[Any], cfg: Config, shard: Shard,
               blocks: Iterable[Block]) -> list[dict[str, Any]]:
         raise NotImplementedError
 
@@ -384,7 +389,7 @@ class Dataset(Generic[C]):
             return record["events"], record.get("label")
         return record.get("features"), record.get("label")
 
-    def frames(self, record: dict[str, Any], **kwargs: Any) -> np.ndarray:
+    def frames(self, record: dict[str, Any], *args: Any, **kwargs: Any) -> np.ndarray:
         raise NotImplementedError(f"{self.name} samples have no frames")
 
     def preview(self, data: Any, split: str, index: int) -> Any:

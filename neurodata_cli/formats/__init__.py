@@ -22,7 +22,8 @@ import numpy as np
 from ..datasets.base import Shard, Store, Writer, dist_versions
 from ..manifest import staged
 
-__all__ = ["Store", "Writer", "dist_versions"]  # re-exported (see above); the rest by name
+# Re-exported (see above, and ``staged`` for the format modules); the rest by name.
+__all__ = ["Store", "Writer", "dist_versions", "staged"]
 
 # Events as the reader serves them: tonic's fields, wide enough for any of our datasets.
 EVENT_DTYPE = np.dtype([("x", np.int16), ("y", np.int16), ("t", np.int64), ("p", np.int8)])

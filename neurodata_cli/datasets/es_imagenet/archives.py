@@ -255,13 +255,17 @@ class MemberReader:
                         self.inner[1].close()
                     inner_tar = self.outer.extractfile(self._member(self.outer, outer))
                     self.inner = (outer, _open(self.archive, inner_tar, ""))
-                tf = self.inner[1]
+                opened = self.inner[1]
+                assert opened is not None  # just opened, if it was not already
+                tf = opened
             info = self._member(tf, outer if inner == NO_INNER else inner)
             if ("/".join(extracted(info.name)) != rel.split("/", 1 if inner == NO_INNER else 2)[-1]
                     or not info.isreg() or info.size != size):
                 raise RunError(f"{self.archive} changed since it was indexed: member {rel} "
                                "is not where it was")
-            with tf.extractfile(info) as data_file:
+            data_file = tf.extractfile(info)
+            assert data_file is not None  # a regular member (checked above)
+            with data_file:
                 data = data_file.read(size)
         except (tarfile.TarError, OSError, EOFError) as exc:
             raise RunError(f"{self.archive}: cannot read member {rel} ({exc})") from None

@@ -265,8 +265,8 @@ def list_inputs(src: Source, index: Any = None) -> list[tuple[str, int, int, int
     for wnid_dir in _entries(folder):
         if not wnid_dir.is_dir():
             raise RunError(f"{wnid_dir} is a file where {folder} holds class folders")
-        label = index_of[wnid_dir.name]
-        items += [(f"{src.split}/{wnid_dir.name}/{rel}", label, -1, -1)
+        class_label = index_of[wnid_dir.name]
+        items += [(f"{src.split}/{wnid_dir.name}/{rel}", class_label, -1, -1)
                   for rel in _class_listing(wnid_dir)]
     return items
 
@@ -281,7 +281,7 @@ def _class_listing(folder: Path) -> list[str]:
     sorted by their parts. Only the folder's own files can be images; what is below is skipped
     as ``IN_SUBFOLDER``, as a class tar's members in a subfolder are. Hidden names are not
     inputs, and a link to a folder is not followed."""
-    found = []
+    found: list[tuple[str, ...]] = []
     for path in _entries(folder):
         found.append((path.name,))
         if path.is_dir() and not path.is_symlink():

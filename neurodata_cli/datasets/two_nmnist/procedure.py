@@ -61,8 +61,9 @@ def make_groups(recordings: list[Recording], seed: int, k: int = 2,
     """The paper's grouping: sort, shuffle with the seed, then draw each group's size."""
     sources = sorted((r for r in recordings if r.digit <= max_digit), key=lambda r: r.key)
     rng = np.random.RandomState(seed)
-    rng.shuffle(sources)
-    groups, i, n = [], 0, len(sources)
+    rng.shuffle(sources)  # type: ignore[arg-type]  # any mutable sequence; stubs say ArrayLike
+    groups: list[Group] = []
+    i, n = 0, len(sources)
     while i < n:
         size = min(int(rng.randint(1, k + 1)), n - i)
         seen = {sources[i].digit}
