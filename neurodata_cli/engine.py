@@ -41,10 +41,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import executors
 from .blocks import ShardCheck, check_shards
 from .datasets.base import Block, Config, Dataset, InputFile, Shard, plain_name
 from .errors import ConfigError, NeurodataError, RunError
+from .executors import InlineExecutor, hold_lock
 from .formats import dist_versions, file_entry, sha256_file, write_text
 from .manifest import (
     MANIFEST,
@@ -148,7 +148,7 @@ class Materialiser:
     def __init__(self, ds: Dataset[Any], cfg: Config, out: Path, *, overwrite: bool = False,
                  quiet: bool = False, executor: Any = None):
         self.ds, self.cfg, self.overwrite, self.quiet = ds, cfg, overwrite, quiet
-        self.executor = executor or executors.InlineExecutor()
+        self.executor = executor or InlineExecutor()
         self.name = ds.output_name(cfg)
         if not plain_name(self.name):  # it becomes a folder: never a path out of --out
             raise ConfigError(f"{ds.name} names its output {self.name!r}, which is not a plain "
@@ -238,11 +238,11 @@ class Materialiser:
                         raise RunError(f"another neurodata run is writing {self.folder}; wait "
                                        "for it to finish, then run this command again") from None
                     time.sleep(0.05)
-            executors.held_lock = handle.fileno()  # forked workers close their copy
+            hold_lock(handle.fileno())  # forked workers close their copy
             try:
                 yield
             finally:
-                executors.held_lock = None
+                hold_lock(None)
         finally:
             handle.close()
 

@@ -27,6 +27,12 @@ Task = Callable[[Dataset[Any], Config, Shard, str, "Progress | None"], dict[str,
 held_lock: int | None = None  # this process's lock file descriptor, while it holds one
 
 
+def hold_lock(fd: int | None) -> None:
+    """The engine's output lock, held (a descriptor) or let go (None): forked workers close it."""
+    global held_lock
+    held_lock = fd
+
+
 def run_task(task: Task, dataset: str, cfg: Config, shard: Shard, stage: str,
              report: Progress | None = None) -> dict[str, Any]:
     """``task`` on one shard of the dataset named ``dataset``, resolved in the process that

@@ -53,17 +53,17 @@ def _edges(name: str, path: Path, modules: dict[str, Path], compiled: set[str]) 
                 mod = ".".join(base + ([node.module] if node.module else []))
             else:
                 mod = node.module or ""
-            for alias in node.names:
-                # `from pkg import sub` names the submodule (a compiled one is a leaf);
-                # `from mod import name` names mod
-                sub = f"{mod}.{alias.name}"
-                targets.add(sub if sub in modules or sub in compiled else mod)
+            # `from pkg import sub` runs pkg's __init__ and imports pkg.sub: both count (a
+            # compiled submodule is a leaf). So a module beside a package's __init__ that
+            # the __init__ imports takes its siblings by `from .sibling import name`.
+            targets.add(mod)
+            targets.update(f"{mod}.{alias.name}" for alias in node.names)
     out = set()
-    for target in targets - compiled:
+    for target in targets:
         # importing a.b.c runs a, a.b and a.b.c: the deepest known module stands for them
-        while target and target not in modules:
+        while target and target not in modules and target not in compiled:
             target = target.rpartition(".")[0]
-        if target.startswith(PACKAGE) and target != name:
+        if target.startswith(PACKAGE) and target != name and target not in compiled:
             out.add(target)
     return out
 
