@@ -44,6 +44,7 @@ bench: dev
 
 lint: dev
 	$(BIN)/ruff check neurodata_cli tests benchmarks examples setup.py
+	$(BIN)/mypy neurodata_cli
 
 clean:
 	rm -rf build $(VENV) *.egg-info examples/plugin/build examples/plugin/*.egg-info

@@ -53,7 +53,7 @@ def _name(dtype: np.dtype) -> str:
 class ShardCheck:
     """Checks one shard's blocks as they are built (call it on each, then ``finish``)."""
 
-    def __init__(self, ds: Dataset, cfg: Any, shard: Shard):
+    def __init__(self, ds: Dataset[Any], cfg: Any, shard: Shard):
         self.where = f"{ds.name} shard {shard.key}"
         self.writer = ds.formats[cfg.format]
         self.planned, self.unit = shard.units, ds.unit
@@ -139,13 +139,13 @@ class ShardCheck:
         if kind == "O":
             allowed = self.writer.objects
             found = set()
-            for kind in set(map(type, column)):  # the types, not each value: one C loop
-                if not issubclass(kind, allowed):
+            for cls in set(map(type, column)):  # the types, not each value: one C loop
+                if not issubclass(cls, allowed):
                     what = " and ".join(t.__name__ for t in allowed) or "no Python objects"
-                    raise self.fail(f"column {name!r} holds a {kind.__name__}; the "
+                    raise self.fail(f"column {name!r} holds a {cls.__name__}; the "
                                     f"{self.writer.name} format stores {what} in an object "
                                     "column (give numbers a numeric dtype)")
-                found.add(next(t.__name__ for t in allowed if issubclass(kind, t)))
+                found.add(next(t.__name__ for t in allowed if issubclass(cls, t)))
             if len(found) > 1:
                 raise self.fail(f"column {name!r} mixes {' and '.join(sorted(found))}")
             base = found.pop() if found else None

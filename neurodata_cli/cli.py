@@ -12,8 +12,8 @@ from typing import Any
 
 import click
 
-from . import __version__
 from .errors import NeurodataError
+from .version import __version__
 
 CONFIG = click.Path(exists=True, dir_okay=False, path_type=Path)
 FOLDER = click.Path(exists=True, file_okay=False, path_type=Path)

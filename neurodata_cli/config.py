@@ -14,7 +14,7 @@ import operator
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import yaml
 
@@ -144,7 +144,8 @@ class Values:
         """Lay a file's keys over what is there; mappings merge, except keys in ``replace``."""
         self._lay(self.data, data, "", str(path), replace)
 
-    def _lay(self, dst: dict, src: Mapping, prefix: str, path: str, replace: frozenset) -> None:
+    def _lay(self, dst: dict[str, Any], src: Mapping[str, Any], prefix: str, path: str,
+             replace: frozenset[str]) -> None:
         for key, value in src.items():
             dotted = f"{prefix}{key}"
             if not isinstance(key, str):
@@ -154,7 +155,7 @@ class Values:
                 continue
             dst[key] = value
             self._forget(dotted)
-            self._mark(dotted, value, lambda k, p=path: f"key '{k}' in {p}")
+            self._mark(dotted, value, lambda k: f"key '{k}' in {path}")
 
     def _forget(self, dotted: str) -> None:
         for k in [k for k in self.origin if k == dotted or k.startswith(dotted + ".")]:
@@ -201,7 +202,7 @@ class Reader:
             raise ConfigError(f"missing {self.where(key)}: it has no value and no default")
         return self.data[key]
 
-    def integer(self, key: str, lo: int | None = None, hi: int | None = None) -> int:
+    def integer(self, key: str, lo: float | None = None, hi: float | None = None) -> int:
         """A whole number within ``lo..hi``, and always within a 64-bit integer."""
         value = self._get(key)
         try:
@@ -239,6 +240,11 @@ class Reader:
             raise self.fail(key, f"expected true or false, got {value!r}")
         return value
 
+    @overload
+    def string(self, key: str, optional: Literal[False] = False) -> str: ...
+    @overload
+    def string(self, key: str, optional: bool) -> str | None: ...
+
     def string(self, key: str, optional: bool = False) -> str | None:
         if optional and self.data.get(key) is None:
             self.used.add(key)
@@ -270,13 +276,13 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def defaults(ds: Dataset) -> dict[str, Any]:
+def defaults(ds: Dataset[Any]) -> dict[str, Any]:
     """The options' defaults as a YAML mapping (what ``neurodata config NAME`` prints)."""
     return copy.deepcopy(nested({o.key: str(o.default) if isinstance(o.default, Path)
                                  else o.default for o in ds.schema() if o.yaml}))
 
 
-def resolve(ds: Dataset, config_file: Path | None, given: Mapping[str, Any],
+def resolve(ds: Dataset[Any], config_file: Path | None, given: Mapping[str, Any],
             flags: bool = False) -> Values:
     """Defaults, then ``config_file``, then ``given`` values by option name: from the command
     line (``flags``; errors name the flag) or from ``materialise`` (errors name the keyword).
@@ -331,7 +337,7 @@ def _read(reader: Reader, option: Option, key: str) -> Any:
     return reader.string(key)
 
 
-def parse(ds: Dataset, values: Values) -> Config:
+def parse(ds: Dataset[Any], values: Values) -> Config:
     """Validate merged values into the dataset's config; errors name the flag or key."""
     top = Reader(values)
     readers: dict[str, Reader] = {"": top}

@@ -41,10 +41,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import __version__
 from .blocks import ShardCheck, check_shards
 from .datasets.base import Block, Config, Dataset, InputFile, Shard, plain_name
 from .errors import ConfigError, NeurodataError, RunError
+from .executors import InlineExecutor, hold_lock
 from .formats import dist_versions, file_entry, sha256_file, write_text
 from .manifest import (
     MANIFEST,
@@ -58,12 +58,12 @@ from .manifest import (
     write_manifest,
 )
 from .progress import progress, silenced
+from .version import __version__
 
 INTERNAL = ".neurodata"
 # A killed run's lock is free once its last process is gone; a rerun started at once waits
 # this long for its workers to die before it says another run is writing.
 LOCK_WAIT = 3.0
-held_lock: int | None = None  # this process's lock file descriptor, while it holds one
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 RESERVED_SPLITS = frozenset({"all"})  # a selector in commands ("--split all"), never a split
 
@@ -115,13 +115,11 @@ def check_split_names(names: Iterable[str]) -> None:
             raise ConfigError(f"split name {name!r} must be letters, digits, '.', '_' or '-'")
 
 
-def run_shard(dataset: str, cfg: Config, shard: Shard, stage: str,
+def run_shard(ds: Dataset[Any], cfg: Config, shard: Shard, stage: str,
               report: Callable[[str, int], None] | None = None) -> dict[str, Any]:
-    """Build one shard, write its files into the stage, record it. Runs in any worker;
-    ``report(shard key, units)`` hears of each block as it is built."""
-    from .datasets import get
-
-    ds = get(dataset)
+    """Build one shard, write its files into the stage, record it. Runs in any worker (the
+    executor resolves the dataset there); ``report(shard key, units)`` hears of each block as
+    it is built."""
     stats: dict[str, Any] = {}
     check = ShardCheck(ds, cfg, shard)
 
@@ -148,10 +146,8 @@ def run_shard(dataset: str, cfg: Config, shard: Shard, stage: str,
 class Materialiser:
     """One run of one dataset config into ``<out>/<dataset>/<version>/``."""
 
-    def __init__(self, ds: Dataset, cfg: Config, out: Path, *, overwrite: bool = False,
+    def __init__(self, ds: Dataset[Any], cfg: Config, out: Path, *, overwrite: bool = False,
                  quiet: bool = False, executor: Any = None):
-        from .executors import InlineExecutor
-
         self.ds, self.cfg, self.overwrite, self.quiet = ds, cfg, overwrite, quiet
         self.executor = executor or InlineExecutor()
         self.name = ds.output_name(cfg)
@@ -206,7 +202,7 @@ class Materialiser:
                 bar.update(units)
 
             try:
-                for record in self.executor.run(self.ds.name, self.cfg, todo, self.stage,
+                for record in self.executor.run(run_shard, self.ds.name, self.cfg, todo, self.stage,
                                                 moved):
                     done[record["key"]] = record
                     bar.update(record["units"] - shown.get(record["key"], 0))
@@ -245,12 +241,11 @@ class Materialiser:
                         raise RunError(f"another neurodata run is writing {self.folder}; wait "
                                        "for it to finish, then run this command again") from None
                     time.sleep(0.05)
-            global held_lock
-            held_lock = handle.fileno()  # forked workers close their copy (executors.py)
+            hold_lock(handle.fileno())  # forked workers close their copy
             try:
                 yield
             finally:
-                held_lock = None
+                hold_lock(None)
         finally:
             handle.close()
 
@@ -455,7 +450,7 @@ class Materialiser:
         """Everything here depends only on the config, the inputs and the library versions, so
         that ``SHA256SUMS`` can cover the manifest too (no times, no host names)."""
         writer = self.ds.formats[self.cfg.format]
-        splits = {}
+        splits: dict[str, dict[str, Any]] = {}
         for split, stats in _split_stats(records).items():
             stats = self.ds.finish_stats(split, stats)
             stats.setdefault("samples", 0)
@@ -528,7 +523,7 @@ class Materialiser:
             ours = commit_dir == self._commit_dir
             stage = commit_dir.with_name(commit_dir.name[:-len(".commit")] + ".partial")
             state = _plan_state(plan, stage, self.folder) if plan else "stale"
-            if state == "current":
+            if state == "current" and plan is not None:  # a plan (else "stale"), for mypy
                 try:
                     _apply_commit(stage, self.folder, plan)
                 except RunError:  # the stage lost a file since: it cannot make a whole folder
@@ -537,7 +532,7 @@ class Materialiser:
                 _discard_commit(stage)
             else:  # finished; a stage left holds the folder it replaced (a swap cut short)
                 shutil.rmtree(stage, ignore_errors=True)
-                if ours and plan["fingerprint"] == self.fingerprint:
+                if ours and plan is not None and plan["fingerprint"] == self.fingerprint:
                     mine = plan["manifest"]
             shutil.rmtree(commit_dir)
         trash = _trash(self.folder)

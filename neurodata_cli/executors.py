@@ -1,7 +1,8 @@
 """Where shards run: inline, in a local process pool, or on a Dask cluster.
 
-Each executor runs ``engine.run_shard`` over shards and yields their records as they finish, in
-any order. The bytes never depend on which executor ran a shard, or how many workers it had.
+Each executor runs a task (the engine's ``run_shard``) over shards and yields their records as
+they finish, in any order. The bytes never depend on which executor ran a shard, or how many
+workers it had.
 """
 
 from __future__ import annotations
@@ -15,20 +16,37 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .datasets.base import Config, Shard
-from .engine import run_shard
+from .datasets import get
+from .datasets.base import Config, Dataset, Shard
 from .errors import ConfigError, RunError
 
 Progress = Callable[[str, int], None]  # (shard key, units built)
+# (dataset, config, shard, stage, progress) -> the shard's record: a module-level function, so
+# that it pickles by name to pool and Dask workers.
+Task = Callable[[Dataset[Any], Config, Shard, str, "Progress | None"], dict[str, Any]]
+held_lock: int | None = None  # this process's lock file descriptor, while it holds one
+
+
+def hold_lock(fd: int | None) -> None:
+    """The engine's output lock, held (a descriptor) or let go (None): forked workers close it."""
+    global held_lock
+    held_lock = fd
+
+
+def run_task(task: Task, dataset: str, cfg: Config, shard: Shard, stage: str,
+             report: Progress | None = None) -> dict[str, Any]:
+    """``task`` on one shard of the dataset named ``dataset``, resolved in the process that
+    runs it (a worker looks the name up in its own registry)."""
+    return task(get(dataset), cfg, shard, stage, report)
 
 
 class InlineExecutor:
     """Shards one after another in this process."""
 
-    def run(self, dataset: str, cfg: Config, shards: list[Shard], stage: Path,
+    def run(self, task: Task, dataset: str, cfg: Config, shards: list[Shard], stage: Path,
             progress: Progress | None = None) -> Iterator[dict[str, Any]]:
         for shard in shards:
-            yield run_shard(dataset, cfg, shard, str(stage), progress)
+            yield run_task(task, dataset, cfg, shard, str(stage), progress)
 
 
 def _die_with_parent(parent: int) -> None:
@@ -57,22 +75,18 @@ def _init_worker(parent: int, dataset: str, queue: Any, stopping: Any) -> None:
 
     An idle worker ignores Ctrl-C (which the terminal sends to every process of the command):
     the command decides, and a KeyboardInterrupt there would print a traceback."""
-    global _progress, _stopping
+    global _progress, _stopping, held_lock
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _stopping = stopping
     _die_with_parent(parent)
-    from . import engine
-
-    if engine.held_lock is not None:  # the lock is the command's: it must die with it
-        os.close(engine.held_lock)
-        engine.held_lock = None
+    if held_lock is not None:  # the lock is the command's: it must die with it
+        os.close(held_lock)
+        held_lock = None
     queue.cancel_join_thread()  # never wait at exit for progress nobody will read
     _progress = queue
     from importlib import import_module
-
-    from .datasets import get
 
     for module in get(dataset).preload:
         import_module(module)
@@ -94,7 +108,8 @@ class _Reporter:
             self.pending, self.sent = {}, now
 
 
-def _run_in_worker(dataset: str, cfg: Config, shard: Shard, stage: str) -> dict[str, Any]:
+def _run_in_worker(task: Task, dataset: str, cfg: Config, shard: Shard,
+                   stage: str) -> dict[str, Any]:
     """One shard, which Ctrl-C stops; none once the command was interrupted (the pool may have
     queued it already)."""
     import signal
@@ -103,7 +118,7 @@ def _run_in_worker(dataset: str, cfg: Config, shard: Shard, stage: str) -> dict[
         raise KeyboardInterrupt
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        return run_shard(dataset, cfg, shard, stage, _Reporter())
+        return run_task(task, dataset, cfg, shard, stage, _Reporter())
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -114,10 +129,10 @@ class LocalPool:
     def __init__(self, workers: int | None = None):
         self.workers = workers or os.cpu_count() or 1
 
-    def run(self, dataset: str, cfg: Config, shards: list[Shard], stage: Path,
+    def run(self, task: Task, dataset: str, cfg: Config, shards: list[Shard], stage: Path,
             progress: Progress | None = None) -> Iterator[dict[str, Any]]:
         if self.workers <= 1 or len(shards) <= 1:
-            yield from InlineExecutor().run(dataset, cfg, shards, stage, progress)
+            yield from InlineExecutor().run(task, dataset, cfg, shards, stage, progress)
             return
         import multiprocessing
         import queue as queues
@@ -144,7 +159,8 @@ class LocalPool:
         try:
             # Largest first, so that small shards fill the gaps at the end.
             order = sorted(shards, key=lambda s: -s.units)
-            pending = {pool.submit(_run_in_worker, dataset, cfg, s, str(stage)) for s in order}
+            pending = {pool.submit(_run_in_worker, task, dataset, cfg, s, str(stage))
+                       for s in order}
             while pending:
                 done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
                 drain()
@@ -225,7 +241,7 @@ def probe_storage(inputs: list[str], stage: str, token: str) -> dict[str, str]:
 class DaskExecutor:
     """One Dask task per shard, on an existing scheduler; records come back as tasks finish.
 
-    Workers run the same ``run_shard`` into the shared stage, so the bytes are a local run's; the
+    Workers run the same task into the shared stage, so the bytes are a local run's; the
     client alone writes the manifest. A lost worker's shard is run again elsewhere (files are
     renamed into place whole), and a killed client resumes like a local run.
     """
@@ -268,11 +284,9 @@ class DaskExecutor:
             raise RunError("the Dask workers cannot use the same files as this machine:\n  "
                            + "\n  ".join(bad))
 
-    def run(self, dataset: str, cfg: Config, shards: list[Shard], stage: Path,
+    def run(self, task: Task, dataset: str, cfg: Config, shards: list[Shard], stage: Path,
             progress: Progress | None = None) -> Iterator[dict[str, Any]]:
         from distributed import as_completed
-
-        from .datasets import get
 
         # Workers resolve paths from their own working folder: give them this machine's.
         stage = Path(stage).absolute()
@@ -281,7 +295,7 @@ class DaskExecutor:
             inputs = get(dataset).inputs(cfg)
             self.check_storage(client, [str(Path(p).absolute()) for p in inputs], stage)
             run_id = secrets.token_hex(4)  # keys unique per run: a resumed run is a new graph
-            futures = [client.submit(run_shard, dataset, cfg, shard, str(stage),
+            futures = [client.submit(run_task, task, dataset, cfg, shard, str(stage),
                                      retries=self.retries, pure=False,
                                      key=f"neurodata-{dataset}-{shard.key}-{run_id}")
                        for shard in shards]

@@ -153,9 +153,9 @@ def open_regular(path: Path, follow: bool = True) -> Any:
     raise NotRegular(0, f"it is {_kind(mode)}, not a regular file", str(path))
 
 
-def read_manifest(folder: Path) -> dict[str, Any] | None:
-    """The folder's manifest as JSON, or None when there is none (no shape checks); an OSError
-    when it is not a regular file."""
+def read_manifest(folder: Path) -> Any:
+    """The folder's manifest as a JSON value, or None when there is none (no shape checks:
+    ``check_shape`` says what is wrong); an OSError when it is not a regular file."""
     try:
         handle = open_regular(folder / MANIFEST)
     except FileNotFoundError:
@@ -178,8 +178,8 @@ def check_shape(manifest: Any) -> str | None:
     for key, kind in (("dataset", str), ("version", str), ("splits", dict), ("files", list)):
         if not isinstance(manifest.get(key), kind):
             return f"has no {key!r} of the right kind"
-    for key, kind in _OPTIONAL.items():  # read by info and the reader where present
-        if key in manifest and not isinstance(manifest[key], kind):
+    for key, optional in _OPTIONAL.items():  # read by info and the reader where present
+        if key in manifest and not isinstance(manifest[key], optional):
             return f"has a {key!r} of the wrong kind"
     for f in manifest["files"]:
         if not (isinstance(f, dict) and isinstance(f.get("path"), str)
@@ -390,7 +390,7 @@ def verify(folder: Path, workers: int | None = None, stall: float = STALL) -> Ve
         listed = "listed file " if rel in entries else ""
         report.problems.append(f"{listed}{rel!r} is {kind}; a finished folder holds only "
                                "regular files and their folders")
-    wanted = set()  # the folders listed files are in, and their parents
+    wanted: set[str] = set()  # the folders listed files are in, and their parents
     for rel in entries:
         parts = rel.split("/")[:-1]
         wanted.update("/".join(parts[:i]) for i in range(1, len(parts) + 1))
@@ -418,8 +418,8 @@ def verify(folder: Path, workers: int | None = None, stall: float = STALL) -> Ve
     except RunError as exc:
         report.problems.append(str(exc))
         return report
-    listed = {f["path"]: f["sha256"] for f in manifest["files"]}
-    if listed != {k: v for k, v in entries.items() if k != MANIFEST}:
+    recorded = {f["path"]: f["sha256"] for f in manifest["files"]}
+    if recorded != {k: v for k, v in entries.items() if k != MANIFEST}:
         report.problems.append(f"{MANIFEST} and {SUMS} list different files or checksums")
     return report
 

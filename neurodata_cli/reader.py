@@ -63,7 +63,7 @@ class SplitView:
     """One split's samples: ``ds[i]`` is what the dataset serves (events or features, and the
     label); ``record(i)`` is everything stored for sample i."""
 
-    def __init__(self, spec: Dataset, split: str, store: Store, config: dict[str, Any],
+    def __init__(self, spec: Dataset[Any], split: str, store: Store, config: dict[str, Any],
                  dataset: str = ""):
         self.spec, self.split, self.store, self.config = spec, split, store, config
         self.dataset = dataset or spec.name  # its name in the folder (3nmnist, say)

@@ -53,17 +53,17 @@ def _specs() -> Registry:
     for name, found in claims.items():
         found.sort()  # by package
         listed = " and ".join(f"{package} ({spec})" for package, spec in found)
-        entry = (f"package {listed} registers" if len(found) == 1
+        said = (f"package {listed} registers" if len(found) == 1
                  else f"packages {listed} register") + f" dataset {name!r}"
         if name in BUILTIN:
-            reg.problems[name] = f"{entry}, the name of a built-in dataset; ignored"
+            reg.problems[name] = f"{said}, the name of a built-in dataset; ignored"
         elif name in COMMANDS:
-            reg.problems[name] = f"{entry}, the name of a neurodata command; ignored"
+            reg.problems[name] = f"{said}, the name of a neurodata command; ignored"
         elif not plain_name(name):
-            reg.problems[name] = (f"{entry}, which is not a plain name (lowercase letters, "
+            reg.problems[name] = (f"{said}, which is not a plain name (lowercase letters, "
                                   "digits, '-' and '_'); ignored")
         elif len(found) > 1:
-            reg.problems[name] = f"{entry}: a name can have one dataset; uninstall one of them"
+            reg.problems[name] = f"{said}: a name can have one dataset; uninstall one of them"
         else:
             reg.specs[name], reg.packages[name] = found[0][1], found[0][0]
     return reg
@@ -79,7 +79,7 @@ def problems() -> dict[str, str]:
 
 
 @cache
-def get(name: str) -> Dataset:
+def get(name: str) -> Dataset[Any]:
     """The dataset registered under ``name``."""
     reg = _specs()
     spec = reg.specs.get(name)

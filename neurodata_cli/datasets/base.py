@@ -16,7 +16,6 @@ import stat
 import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields, replace
-from functools import cache
 from pathlib import Path
 from types import UnionType
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, NamedTuple, TypeVar, Union
@@ -25,8 +24,6 @@ from ..errors import ConfigError
 
 if TYPE_CHECKING:
     import numpy as np
-
-    from ..formats import Writer
 
 # A dataset's name (and output name) becomes a command and a folder, its version a folder: plain
 # words only, never a path ('/', '..') nor a hidden name.
@@ -127,15 +124,21 @@ def _kind(hint: Any) -> Any:
     return typing.get_origin(hint) or hint
 
 
-@cache
+# A dict, not functools.cache: mypy does not take a frozen dataclass's class as Hashable.
+_SCHEMAS: dict[type[Config], tuple[Option, ...]] = {}
+
+
 def schema(cls: type[Config]) -> tuple[Option, ...]:
     """The options of a config class: its own fields in order, then ``Config``'s."""
-    hints = typing.get_type_hints(cls)
-    shared = {f.name for f in fields(Config)}
-    ordered = sorted((f for f in fields(cls) if "option" in f.metadata),
-                     key=lambda f: f.name in shared)
-    return tuple(replace(o, name=f.name, key=o.key or f.name, kind=_kind(hints[f.name]))
-                 for f in ordered for o in [f.metadata["option"]])
+    if cls not in _SCHEMAS:
+        hints = typing.get_type_hints(cls)
+        shared = {f.name for f in fields(Config)}
+        ordered = sorted((f for f in fields(cls) if "option" in f.metadata),
+                         key=lambda f: f.name in shared)
+        _SCHEMAS[cls] = tuple(replace(o, name=f.name, key=o.key or f.name,
+                                      kind=_kind(hints[f.name]))
+                              for f in ordered for o in [f.metadata["option"]])
+    return _SCHEMAS[cls]
 
 
 class Invalid(ConfigError):
@@ -210,6 +213,70 @@ def file_listing(root: Path, rels: Iterable[str], prefix: str = "") -> list[Inpu
         out.append(InputFile(prefix + rel, st.st_size if regular else -1,
                              f"mtime_ns:{st.st_mtime_ns}" if regular else ""))
     return out
+
+
+def dist_versions(names: Iterable[str]) -> dict[str, str]:
+    """Installed versions of these distributions, "absent" for one not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in names:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+class Store:
+    """Stored samples of one split: ``len``, ``read(i)`` (every stored field of sample i),
+    ``read_many(indices)``, and ``columns()`` for small datasets read whole."""
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def read(self, i: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def read_many(self, indices: Iterable[int]) -> list[dict[str, Any]]:
+        return [self.read(i) for i in indices]
+
+    def info(self, i: int) -> dict[str, Any]:
+        """Sample i's stored fields but its events (a store that keeps them apart skips them)."""
+        return {k: v for k, v in self.read(i).items() if k != "events"}
+
+    def columns(self) -> dict[str, np.ndarray]:
+        raise NotImplementedError(f"{type(self).__name__} is read sample by sample")
+
+    def check_index(self, i: int) -> int:
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"sample {i} of {n}")
+        return int(i) % n
+
+
+class Writer:
+    """Writes a shard's blocks into files below the stage; opens them again for reading."""
+
+    name: str = ""
+    libraries: tuple[str, ...] = ()  # distributions whose versions shape the bytes
+    # What a column of dtype object may hold: the writer stores these as strings (or, for a
+    # format of whole files such as the 2NMNIST .bin, as given). Any other object is refused
+    # before it reaches the writer: its bytes would be a pointer, or its repr.
+    objects: tuple[type, ...] = (str,)
+    # False: the format takes no ``Block.events`` (columns only, or whole files a column
+    # gives); events given to it are refused, not dropped.
+    stores_events: bool = True
+
+    def versions(self) -> dict[str, str]:
+        return dist_versions(self.libraries)
+
+    def write(self, stage: Path, ds: Dataset[Any], cfg: Config, shard: Shard,
+              blocks: Iterable[Block]) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def open(self, folder: Path, split: str, files: list[dict[str, Any]]) -> Store:
+        raise NotImplementedError
 
 
 @dataclass
@@ -322,7 +389,7 @@ class Dataset(Generic[C]):
             return record["events"], record.get("label")
         return record.get("features"), record.get("label")
 
-    def frames(self, record: dict[str, Any], **kwargs: Any) -> np.ndarray:
+    def frames(self, record: dict[str, Any], *args: Any, **kwargs: Any) -> np.ndarray:
         raise NotImplementedError(f"{self.name} samples have no frames")
 
     def preview(self, data: Any, split: str, index: int) -> Any:

@@ -12,16 +12,18 @@ from __future__ import annotations
 import bisect
 import hashlib
 import itertools
-from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+# Store and Writer are declared with the dataset contract (a dataset names its writers), and
+# re-exported here, where formats and plugins look for them.
+from ..datasets.base import Shard, Store, Writer, dist_versions
 from ..manifest import staged
 
-if TYPE_CHECKING:
-    from ..datasets.base import Block, Config, Dataset, Shard
+# Re-exported (see above, and ``staged`` for the format modules); the rest by name.
+__all__ = ["Store", "Writer", "dist_versions", "staged"]
 
 # Events as the reader serves them: tonic's fields, wide enough for any of our datasets.
 EVENT_DTYPE = np.dtype([("x", np.int16), ("y", np.int16), ("t", np.int64), ("p", np.int8)])
@@ -47,19 +49,6 @@ def file_digest(path: Path, algorithm: str = "sha256") -> str:
 
 def sha256_file(path: Path) -> str:
     return file_digest(path, "sha256")
-
-
-def dist_versions(names: Iterable[str]) -> dict[str, str]:
-    """Installed versions of these distributions, "absent" for one not installed."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for name in names:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = "absent"
-    return out
 
 
 def file_entry(root: Path, rel: str, split: str, records: int) -> dict[str, Any]:
@@ -93,33 +82,6 @@ def same_width(chunks: list[np.ndarray]) -> list[np.ndarray]:
     return [c.astype(dtype) for c in chunks]
 
 
-class Store:
-    """Stored samples of one split: ``len``, ``read(i)`` (every stored field of sample i),
-    ``read_many(indices)``, and ``columns()`` for small datasets read whole."""
-
-    def __len__(self) -> int:
-        raise NotImplementedError
-
-    def read(self, i: int) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def read_many(self, indices: Iterable[int]) -> list[dict[str, Any]]:
-        return [self.read(i) for i in indices]
-
-    def info(self, i: int) -> dict[str, Any]:
-        """Sample i's stored fields but its events (a store that keeps them apart skips them)."""
-        return {k: v for k, v in self.read(i).items() if k != "events"}
-
-    def columns(self) -> dict[str, np.ndarray]:
-        raise NotImplementedError(f"{type(self).__name__} is read sample by sample")
-
-    def check_index(self, i: int) -> int:
-        n = len(self)
-        if not -n <= i < n:
-            raise IndexError(f"sample {i} of {n}")
-        return int(i) % n
-
-
 class ShardedStore(Store):
     """A store over files that hold ``records`` samples each, in the given order."""
 
@@ -135,30 +97,6 @@ class ShardedStore(Store):
         i = self.check_index(i)
         k = bisect.bisect_right(self.starts, i) - 1
         return k, i - self.starts[k]
-
-
-class Writer:
-    """Writes a shard's blocks into files below the stage; opens them again for reading."""
-
-    name: str = ""
-    libraries: tuple[str, ...] = ()  # distributions whose versions shape the bytes
-    # What a column of dtype object may hold: the writer stores these as strings (or, for a
-    # format of whole files such as the 2NMNIST .bin, as given). Any other object is refused
-    # before it reaches the writer: its bytes would be a pointer, or its repr.
-    objects: tuple[type, ...] = (str,)
-    # False: the format takes no ``Block.events`` (columns only, or whole files a column
-    # gives); events given to it are refused, not dropped.
-    stores_events: bool = True
-
-    def versions(self) -> dict[str, str]:
-        return dist_versions(self.libraries)
-
-    def write(self, stage: Path, ds: Dataset, cfg: Config, shard: Shard,
-              blocks: Iterable[Block]) -> list[dict[str, Any]]:
-        raise NotImplementedError
-
-    def open(self, folder: Path, split: str, files: list[dict[str, Any]]) -> Store:
-        raise NotImplementedError
 
 
 def write_text(root: Path, rel: str, text: str, split: str, records: int) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import os
 import re
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,10 +62,10 @@ class Codec:
                     "chunks": (self.chunk,)}
         import hdf5plugin
 
-        made = {"zstd": lambda: hdf5plugin.Zstd(clevel=self.level),
-                "lz4": lambda: hdf5plugin.LZ4(),
-                "blosc2": lambda: hdf5plugin.Blosc2("zstd", self.level,
-                                                    hdf5plugin.Blosc2.SHUFFLE)}
+        made: dict[str, Callable[[], Any]] = {
+            "zstd": lambda: hdf5plugin.Zstd(clevel=self.level),
+            "lz4": lambda: hdf5plugin.LZ4(),
+            "blosc2": lambda: hdf5plugin.Blosc2("zstd", self.level, hdf5plugin.Blosc2.SHUFFLE)}
         if self.name not in made:
             raise ValueError(f"unknown event codec {self.name!r}")
         return {**made[self.name](), "shuffle": self.name != "blosc2", "chunks": (self.chunk,)}
@@ -123,8 +123,7 @@ class _Appender:
         n = len(events[EVENT_FIELDS[0]])
         if self.raw:
             for k in EVENT_FIELDS:
-                self.spools[k].write(memoryview(np.ascontiguousarray(events[k],
-                                                                     self.dtypes[k])).cast("B"))
+                self.spools[k].write(np.ascontiguousarray(events[k], self.dtypes[k]).data.cast("B"))
             self.written += n
             return
         done = 0
@@ -315,6 +314,7 @@ class _Shard:
         """Sample j: its events (when the dataset has them) and its per-sample columns."""
         out: dict[str, Any] = {}
         if self.events is not None:
+            assert self.offsets is not None  # the writer stores offsets with events
             a, b = self.offsets[j], self.offsets[j + 1]
             x, y, t, p = (f[a:b] for f in self.events)
             out["events"] = to_structured(x, y, t, p)

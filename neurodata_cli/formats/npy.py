@@ -25,7 +25,7 @@ def write_npy(handle: Any, chunks: list[np.ndarray]) -> None:
     header = np.lib.format.header_data_from_array_1_0(first)
     np.lib.format.write_array_header_1_0(handle, {**header, "shape": shape})
     for chunk in chunks:
-        handle.write(memoryview(chunk).cast("B"))
+        handle.write(chunk.data.cast("B"))
 
 
 
@@ -37,7 +37,7 @@ class NpyWriter(Writer):
     libraries = ("numpy",)
     stores_events = False
 
-    def write(self, stage: Path, ds: Dataset, cfg: Config, shard: Shard,
+    def write(self, stage: Path, ds: Dataset[Any], cfg: Config, shard: Shard,
               blocks: Iterable[Block]) -> list[dict[str, Any]]:
         parts: dict[str, list[np.ndarray]] = {}
         n = 0

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -66,6 +66,12 @@ class ESImageNetConfig(Config):
     shard_size: int = option(1000, "Images per shard.", lo=1)
     source: Source | None = None  # found by ``locate`` (and labelled by ``scan``)
     index: str | None = None  # the official tar's index, made by ``scan``
+
+    @property
+    def src(self) -> Source:
+        """The located source: ``locate`` runs before every step that reads it."""
+        assert self.source is not None, "located before use"
+        return self.source
 
     def recorded(self) -> dict[str, Any]:
         assert self.source is not None  # recorded once located
@@ -138,6 +144,7 @@ class ESImageNet(Dataset[ESImageNetConfig]):
         return [cfg.split]
 
     def locate(self, cfg: ESImageNetConfig) -> ESImageNetConfig:
+        assert cfg.imagenet_root is not None  # check() refuses a config without it
         source = locate(cfg.imagenet_root, cfg.split, cfg.val_labels)
         if cfg.check_archives:
             if not source.archive:
@@ -147,11 +154,11 @@ class ESImageNet(Dataset[ESImageNetConfig]):
         return replace(cfg, source=source, index=None)
 
     def needs_scan(self, cfg: ESImageNetConfig) -> bool:
-        return bool(cfg.source.archive)
+        return bool(cfg.src.archive)
 
     def scan(self, cfg: ESImageNetConfig, cache: Path) -> ESImageNetConfig:
         """Index the official tar once, into the stage; label train by the classes in it."""
-        source = cfg.source
+        source = cfg.src
         archives.scan(Path(source.archive), cfg.split, cache)
         if source.layout == "folders":
             scheme, classes = labels_of(archives.scanned_classes(cache, cfg.split), [],
@@ -160,19 +167,21 @@ class ESImageNet(Dataset[ESImageNetConfig]):
         return replace(cfg, source=source, index=str(cache))
 
     def inputs(self, cfg: ESImageNetConfig) -> list[str]:
-        if cfg.source.archive:
-            return [cfg.source.archive, cfg.index]
-        return [str(Path(cfg.source.root) / cfg.split)]
+        if cfg.src.archive:
+            assert cfg.index is not None  # scanned: an archive needs a scan
+            return [cfg.src.archive, cfg.index]
+        return [str(Path(cfg.src.root) / cfg.split)]
 
     def plan(self, cfg: ESImageNetConfig) -> list[Shard]:
         index = None
-        if cfg.source.archive:  # the scan's index, read here only: shards carry their part
-            index = archives.scan(Path(cfg.source.archive), cfg.split, Path(cfg.index))
-        items = list_inputs(cfg.source, index)
+        if cfg.src.archive:  # the scan's index, read here only: shards carry their part
+            assert cfg.index is not None  # scanned: an archive needs a scan
+            index = archives.scan(Path(cfg.src.archive), cfg.split, Path(cfg.index))
+        items = list_inputs(cfg.src, index)
         if cfg.limit is not None:
             items = items[:cfg.limit]
         if not items:
-            raise RunError(f"{Path(cfg.source.root) / cfg.split} holds no input files")
+            raise RunError(f"{Path(cfg.src.root) / cfg.split} holds no input files")
         _check_utf8(items)
         if cfg.format == "npz":
             _check_npz_names(cfg.split, [(rel, label) for rel, label, *_ in items])
@@ -192,18 +201,18 @@ class ESImageNet(Dataset[ESImageNetConfig]):
         index (and the archive itself, whose time tells a rewritten member of the same size),
         a file's by a stat."""
         parts: list[Part] = [s.payload for s in shards]
-        if cfg.source.archive:
-            archive = Path(cfg.source.archive)
+        if cfg.src.archive:
+            archive = Path(cfg.src.archive)
             return file_listing(archive.parent, [archive.name]) + [
                 InputFile(rel, int(row[2])) for part in parts
-                for rel, row in zip(part.sources, part.members, strict=True)]
-        return file_listing(Path(cfg.source.root), [rel for p in parts for rel in p.sources])
+                for rel, row in zip(part.sources, cast(np.ndarray, part.members), strict=True)]
+        return file_listing(Path(cfg.src.root), [rel for p in parts for rel in p.sources])
 
     def build(self, cfg: ESImageNetConfig, shard: Shard) -> Iterator[Block]:
         """One block per input: its sample, or nothing and a skip recorded."""
         part: Part = shard.payload
-        root = Path(cfg.source.root)
-        reader = (archives.MemberReader(Path(cfg.source.archive))
+        root = Path(cfg.src.root)
+        reader = (archives.MemberReader(Path(cfg.src.archive))
                   if part.members is not None else None)
         try:
             yield from self._convert(cfg, part, root, reader)
@@ -222,6 +231,7 @@ class ESImageNet(Dataset[ESImageNetConfig]):
                         raise Unusable(IN_SUBFOLDER)
                     rgb = open_rgb(root / rel)
                 else:
+                    assert part.members is not None  # a reader only for an archive's members
                     rgb = decode_bytes(reader.read(rel, part.members[k].tolist(), MAX_INPUT_BYTES))
             except Unusable as exc:
                 stats["unreadable"] = 1
@@ -250,7 +260,7 @@ class ESImageNet(Dataset[ESImageNetConfig]):
             if cfg.format == "npz":
                 stats["label_lines"] = [f"{npz_name(cfg.split, rel, label)} {label} "
                                         f"{ev.height} {ev.width}"]
-            columns = {"label": np.array([label], np.int16),
+            columns: dict[str, np.ndarray] = {"label": np.array([label], np.int16),
                        "height": np.array([ev.height], np.uint8),
                        "width": np.array([ev.width], np.uint8),
                        "index": np.array([part.start + k], np.uint32),

@@ -34,7 +34,6 @@ from ...errors import RunError
 from ...progress import progress
 from .source import IN_SUBFOLDER, Unusable
 
-OFFICIAL = {"train": "ILSVRC2012_img_train.tar", "val": "ILSVRC2012_img_val.tar"}
 PUBLISHED_MD5 = {"train": "1d675b47d978889d74fa0da5fadfb00e",
                  "val": "29b22e2961454d5413ddabcf34fc5622"}
 BLOCK = 512
@@ -264,7 +263,9 @@ class MemberReader:
                         self.inner[1].close()
                     inner_tar = self.outer.extractfile(self._member(self.outer, outer))
                     self.inner = (outer, _open(self.archive, inner_tar, ""))
-                tf = self.inner[1]
+                opened = self.inner[1]
+                assert opened is not None  # just opened, if it was not already
+                tf = opened
             info = self._member(tf, outer if inner == NO_INNER else inner)
             if ("/".join(extracted(info.name)) != rel.split("/", 1 if inner == NO_INNER else 2)[-1]
                     or not info.isreg() or info.size != size):
@@ -273,7 +274,9 @@ class MemberReader:
                 raise RunError(f"{self.archive} changed since it was indexed: member {rel} "
                                "is not where it was; touch the archive to have it indexed "
                                "again")
-            with tf.extractfile(info) as data_file:
+            data_file = tf.extractfile(info)
+            assert data_file is not None  # a regular member (checked above)
+            with data_file:
                 data = data_file.read(size)
         except (tarfile.TarError, OSError, EOFError) as exc:
             raise RunError(f"{self.archive}: cannot read member {rel} ({exc})") from None

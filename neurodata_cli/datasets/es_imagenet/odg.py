@@ -164,7 +164,8 @@ def convert(image: Any, threshold: float = DEFAULT_THRESHOLD) -> Events:
     kp, kn = integer_cutoffs(float(threshold))
     n = _convert_c(image if pixels is None else pixels, h0, w0, rows, cols, table, kp, kn,
                    _TRACE_BYTES, out)
-    return Events(*(out[k, :n].copy() for k in range(4)), height=h, width=w)
+    row, col, t, p = (out[k, :n].copy() for k in range(4))
+    return Events(row, col, t, p, height=h, width=w)
 
 
 def _lent_pixels(image: Any) -> tuple[Any, Any] | None:
@@ -216,8 +217,8 @@ def convert_numpy(rgb: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> Even
         for polarity, value in ((1, 1), (0, -1)):
             rr, cc = np.nonzero(win[k] == value)
             parts.append((rr + lo, cc + lo, np.full(rr.size, k + 1), np.full(rr.size, polarity)))
-    fields = [np.concatenate([p[i] for p in parts]).astype(np.uint8) for i in range(4)]
-    return Events(*fields, height=h, width=w)
+    row, col, t, p = (np.concatenate([q[i] for q in parts]).astype(np.uint8) for i in range(4))
+    return Events(row, col, t, p, height=h, width=w)
 
 
 def _edge_strips(a: int, a0: int, size: int) -> list[tuple[int, int]]:

@@ -38,6 +38,8 @@ KAGGLE_VAL = "LOC_val_solution.csv"
 ILSVRC_CLASSES = "ilsvrc2012_classes.txt"  # the released trainlabel_dir.txt
 MAX_LABEL = 2**15 - 1  # labels are stored as int16
 MAX_INPUT_BYTES = 64 * 2**20  # an image file larger than this is skipped, never read whole
+# The official archives of each split, in the ImageNet root (indexed by archives.py).
+OFFICIAL = {"train": "ILSVRC2012_img_train.tar", "val": "ILSVRC2012_img_val.tar"}
 IN_SUBFOLDER = "in a subfolder of the class folder (only files directly in a class folder are " \
     "inputs)"
 
@@ -119,8 +121,6 @@ def labels_of(present: list[str], theirs: list[str], here: Any, there: Any
 def locate(root: Path, split: str, val_labels: Path | None = None) -> Source:
     """Find the split in any of the three layouts and decide how it is labelled; nothing is
     listed yet (an archive is indexed later, in the run's stage)."""
-    from .archives import OFFICIAL
-
     root = Path(root).expanduser().absolute()
     if not root.is_dir():
         raise ConfigError(f"--imagenet-root {root} is not a folder")
@@ -275,8 +275,8 @@ def list_inputs(src: Source, index: Any = None) -> list[tuple[str, int, int, int
     for wnid_dir in _entries(folder):
         if not wnid_dir.is_dir():
             raise RunError(f"{wnid_dir} is a file where {folder} holds class folders")
-        label = index_of[wnid_dir.name]
-        items += [(f"{src.split}/{wnid_dir.name}/{rel}", label, -1, -1)
+        class_label = index_of[wnid_dir.name]
+        items += [(f"{src.split}/{wnid_dir.name}/{rel}", class_label, -1, -1)
                   for rel in _class_listing(wnid_dir)]
     return items
 
@@ -291,7 +291,7 @@ def _class_listing(folder: Path) -> list[str]:
     sorted by their parts. Only the folder's own files can be images; what is below is skipped
     as ``IN_SUBFOLDER``, as a class tar's members in a subfolder are. Hidden names are not
     inputs, and a link to a folder is not followed."""
-    found = []
+    found: list[tuple[str, ...]] = []
     for path in _entries(folder):
         found.append((path.name,))
         if path.is_dir() and not path.is_symlink():

@@ -144,6 +144,7 @@ class TwoNMNIST(Dataset[TwoNMNISTConfig]):
             entries = {"train": cfg.download_train, "test": cfg.download_test}
             for entry in (entries[name] for name in wanted):
                 download(entry["url"], entry["md5"], root / entry["file"], size=entry["bytes"])
+        assert root is not None  # check() asks for --nmnist-root or --download
         return replace(cfg, sources=tuple(locate(root, name) for name in wanted))
 
     def inputs(self, cfg: TwoNMNISTConfig) -> list[str]:
@@ -204,10 +205,10 @@ class TwoNMNIST(Dataset[TwoNMNISTConfig]):
                    for group, recordings in zip(groups, inputs, strict=True)]
         stats["pairs"] = [[g.index, "-".join(map(str, g.digits)), "+".join(g.source()),
                            "+".join(g.reversed_sources())] for g in groups]
-        data = np.empty(len(samples), dtype=object)
-        data[:] = samples
+        bins = np.empty(len(samples), dtype=object)
+        bins[:] = samples
         return Block({"name": np.array([g.file_name() for g in groups], dtype=object),
-                      "bin": data}, stats=stats)
+                      "bin": bins}, stats=stats)
 
     def split_files(self, cfg: TwoNMNISTConfig, split: str,
                     stats: dict[str, Any]) -> list[SplitFile]:
@@ -278,7 +279,7 @@ def sample_events(group: Group, recordings: list[bytes], swap_polarity: bool,
     return end
 
 
-def event_block(groups: tuple[Group, ...], inputs: list[list[bytes]], stats: dict,
+def event_block(groups: tuple[Group, ...], inputs: list[list[bytes]], stats: dict[str, Any],
                 swap_polarity: bool) -> Block:
     """The samples of ``groups`` (each group's recordings in ``inputs``) as event columns."""
     counts = np.array([sum(len(r) for r in recordings) // 5 for recordings in inputs],
@@ -291,7 +292,7 @@ def event_block(groups: tuple[Group, ...], inputs: list[list[bytes]], stats: dic
     label = np.zeros((len(groups), 10), dtype=np.uint8)
     for row, g in enumerate(groups):
         label[row, list(g.digits)] = 1
-    columns = {
+    columns: dict[str, np.ndarray] = {
         "label": label,
         "index": np.array([g.index for g in groups], dtype=np.uint32),
         "source": np.array(["+".join(g.source()) for g in groups], dtype=object),

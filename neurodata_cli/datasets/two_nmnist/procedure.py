@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import binfmt
+from .binfmt import records, timestamps
 from .source import Recording
 
 
@@ -61,8 +61,9 @@ def make_groups(recordings: list[Recording], seed: int, k: int = 2,
     """The paper's grouping: sort, shuffle with the seed, then draw each group's size."""
     sources = sorted((r for r in recordings if r.digit <= max_digit), key=lambda r: r.key)
     rng = np.random.RandomState(seed)
-    rng.shuffle(sources)
-    groups, i, n = [], 0, len(sources)
+    rng.shuffle(sources)  # type: ignore[arg-type]  # any mutable sequence; stubs say ArrayLike
+    groups: list[Group] = []
+    i, n = 0, len(sources)
     while i < n:
         size = min(int(rng.randint(1, k + 1)), n - i)
         seen = {sources[i].digit}
@@ -79,10 +80,10 @@ def make_groups(recordings: list[Recording], seed: int, k: int = 2,
 def time_reverse(data: bytes, swap_polarity: bool = False) -> bytes:
     """A recording's ``.bin`` bytes reversed in time: ``t' = max(t) - t``, the events in reverse
     order so times ascend, x, y and polarity kept (polarity swapped on request)."""
-    raw = binfmt.records(data)[::-1]
+    raw = records(data)[::-1]
     if not raw.size:
         return b""
-    t = binfmt.timestamps(raw)
+    t = timestamps(raw)
     t = t.max() - t
     out = np.empty(raw.shape, dtype=np.uint8)
     out[:, :2] = raw[:, :2]

@@ -15,6 +15,7 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from ...errors import ConfigError, RunError
 from ...formats import file_digest
@@ -218,7 +219,8 @@ class Reader:
         info = self._zip.getinfo(name)
         declared = info.file_size
         bounded = copy.copy(info)
-        bounded.file_size, bounded.CRC = declared + 1, None
+        # None turns zipfile's own CRC check off (typeshed allows only an int); checked below.
+        bounded.file_size, bounded.CRC = declared + 1, None  # type: ignore[assignment]
         with self._zip.open(bounded) as member:
             data = member.read(declared + 1)
         if len(data) != declared:
@@ -316,5 +318,5 @@ def download(url: str, md5: str, target: Path, quiet: bool = False, timeout: flo
     return target
 
 
-def _bar(total: int | None, initial: int, name: str, quiet: bool):
+def _bar(total: int | None, initial: int, name: str, quiet: bool) -> Any:
     return progress(total, "B", name, quiet, initial=initial, scale=False)

@@ -15,7 +15,7 @@ import math
 import numpy as np
 
 try:
-    from . import _walk as _c
+    import neurodata_cli.datasets.yinyang._walk as _c  # absolute: mypy sees a module, untyped
 except ImportError:  # no compiler at install time: the Python walk gives the same bytes
     _c = None
 
@@ -179,6 +179,7 @@ class Walker:
             _c.walk(self._state, samples, labels, self.r_small, self.r_big, self.margin)
             return samples, labels
         done = 0
+        assert self._rng is not None  # no C state: numpy's generator draws the words
         while True:
             # Walks until the words run out at the start of a sample it cannot finish, which
             # then starts the words kept for later.
