@@ -167,9 +167,8 @@ class ESImageNet(Dataset[ESImageNetConfig]):
         return replace(cfg, source=source, index=str(cache))
 
     def inputs(self, cfg: ESImageNetConfig) -> list[str]:
-        if cfg.src.archive:
-            assert cfg.index is not None  # scanned: an archive needs a scan
-            return [cfg.src.archive, cfg.index]
+        if cfg.src.archive:  # and, once scanned, its index in the stage
+            return [cfg.src.archive] + ([cfg.index] if cfg.index is not None else [])
         return [str(Path(cfg.src.root) / cfg.split)]
 
     def plan(self, cfg: ESImageNetConfig) -> list[Shard]:
