@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
+import subprocess
+import sys
 import tracemalloc
 import zipfile
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -544,21 +548,14 @@ def test_shards_say_how_events_are_stored_when_dtypes_are_not_declared(tmp_path)
             np.testing.assert_array_equal(f["events"][k][()], events[k])
 
 
-@settings(max_examples=150, deadline=None)
-@given(sizes=st.lists(st.integers(0, 400), min_size=1, max_size=4),
-       span=st.sampled_from([3, 1000, 2**23]), order=st.sampled_from(["sorted", "any"]),
-       swap=st.booleans(), seed=st.integers(0, 2**16))
-def test_samples_assembled_in_c_equal_the_superimposed_bytes_sorted(sizes, span, order, swap,
-                                                                    seed):
-    """The C pass against the numpy route (superimpose's bytes decoded, then a stable argsort):
-    groups of 1 to 4 recordings, times in order or not, with many equal times or few."""
-    from neurodata_cli.datasets import two_nmnist
-
+def random_group(sizes: list[int], span: int, in_order: bool,
+                 seed: int) -> tuple[procedure.Group, list[bytes]]:
+    """A group of len(sizes) recordings of random .bin events (every other one reversed)."""
     rng = np.random.default_rng(seed)
     recordings = []
     for n in sizes:
         t = rng.integers(0, span, n)
-        if order == "sorted":
+        if in_order:
             t = np.sort(t)
         raw = np.empty((n, 5), np.uint8)
         raw[:, 0], raw[:, 1] = rng.integers(0, 256, n), rng.integers(0, 256, n)
@@ -566,20 +563,55 @@ def test_samples_assembled_in_c_equal_the_superimposed_bytes_sorted(sizes, span,
         raw[:, 3], raw[:, 4] = (t >> 8) & 0xFF, t & 0xFF
         recordings.append(raw.tobytes())
     group = procedure.Group(0, tuple(Recording(f"{d}/r.bin", d) for d in range(len(sizes))))
-    total = sum(sizes)
+    return group, recordings
 
-    def columns(assemble):
-        events = {k: np.full(total + 7, 99, np.dtype(dt))
-                  for k, dt in two_nmnist.TwoNMNIST.event_dtypes.items()}
-        saved, two_nmnist._assemble = two_nmnist._assemble, assemble
-        try:
-            assert two_nmnist.sample_events(group, recordings, swap, events, 3) == 3 + total
-        finally:
-            two_nmnist._assemble = saved
-        return events
 
-    assert two_nmnist._assemble is not None
-    fast, plain = columns(two_nmnist._assemble), columns(None)
+def check_sample_events(group: procedure.Group, recordings: list[bytes], swap: bool) -> None:
+    """``sample_events`` (the C pass where it is compiled, numpy where not) against an oracle
+    written here: the superimposed .bin bytes decoded by the format's spec (x, y, then p in
+    the top bit and t in 23 bits), stably sorted by t, placed at 3 with the rest untouched."""
+    from neurodata_cli.datasets import two_nmnist
+
+    raw = np.frombuffer(procedure.superimpose(group, recordings, swap), np.uint8).reshape(-1, 5)
+    raw = raw.astype(np.uint32)
+    want = {"x": raw[:, 0], "y": raw[:, 1], "p": raw[:, 2] >> 7,
+            "t": ((raw[:, 2] & 0x7F) << 16) | (raw[:, 3] << 8) | raw[:, 4]}
+    order = np.argsort(want["t"], kind="stable")
+    total = len(raw)
+    events = {k: np.full(total + 7, 99, np.dtype(dt))
+              for k, dt in two_nmnist.TwoNMNIST.event_dtypes.items()}
+    assert two_nmnist.sample_events(group, recordings, swap, events, 3) == 3 + total
     for k in "xytp":
-        np.testing.assert_array_equal(fast[k], plain[k])
-    assert np.all(np.diff(fast["t"][3:3 + total].astype(np.int64)) >= 0)
+        np.testing.assert_array_equal(events[k][3:3 + total], want[k][order])
+        assert (events[k][:3] == 99).all() and (events[k][3 + total:] == 99).all()
+
+
+@settings(max_examples=150, deadline=None)
+@given(sizes=st.lists(st.integers(0, 400), min_size=1, max_size=4),
+       span=st.sampled_from([3, 1000, 2**23]), order=st.sampled_from(["sorted", "any"]),
+       swap=st.booleans(), seed=st.integers(0, 2**16))
+def test_samples_equal_the_superimposed_bytes_decoded_and_sorted(sizes, span, order, swap,
+                                                                 seed):
+    """Groups of 1 to 4 recordings, times in order or not, with many equal times or few,
+    through the installed package (its C pass, as users get it)."""
+    check_sample_events(*random_group(sizes, span, order == "sorted", seed), swap)
+
+
+def test_samples_without_the_c_module_equal_the_same_oracle():
+    """A user whose install had no compiler gets the numpy route: hide the C module (an import
+    of it fails, as when it was never built) and check the same cases in a fresh process."""
+    code = """
+import sys
+sys.modules["neurodata_cli.datasets.two_nmnist._assemble"] = None  # import fails: not built
+from test_two_nmnist import check_sample_events, random_group
+for seed in range(60):
+    sizes = [(seed * 37 + 11 * k) % 300 for k in range(1 + seed % 4)]
+    group, recordings = random_group(sizes, (3, 1000, 2**23)[seed % 3], seed % 2 == 0, seed)
+    check_sample_events(group, recordings, seed % 5 == 0)
+assert "neurodata_cli.datasets.two_nmnist._assemble" not in {
+    name for name, module in sys.modules.items() if module is not None}
+"""
+    here = str(Path(__file__).parent)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": here}, cwd=here)
+    assert done.returncode == 0, done.stderr
