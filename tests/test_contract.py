@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers import tree_digest
 from imagenet_synth import make_tree as imagenet_tree
@@ -116,8 +117,18 @@ def test_open_dataset_serves_exactly_the_stored_samples(run, tmp_path, name):
     for split, entry in manifest["splits"].items():
         ds = data[split]
         assert len(ds) == entry["records"] == entry["stats"]["samples"]
+        together = ds.read_many(reversed(range(len(ds))))[::-1]
         for i in range(len(ds)):
-            assert ds[i] is not None
+            # ds[i] is (what was stored as the data, the stored label), the same read one by one,
+            # from the end, or in a batch (as a DataLoader asks).
+            value, label = ds[i]
+            record = ds.record(i)
+            stored = next(record[k] for k in ("events", "features", "samples") if k in record)
+            np.testing.assert_array_equal(value, stored)
+            np.testing.assert_array_equal(label, record.get("label", record.get("labels")))
+            for again in (ds[i - len(ds)], together[i]):
+                np.testing.assert_array_equal(again[0], value)
+                np.testing.assert_array_equal(again[1], label)
         with pytest.raises(IndexError):
             ds[len(ds)]
         stats = entry["stats"]
