@@ -5,6 +5,9 @@ released npz layout. Our ``to_frames`` and events over HDF5 are timed against th
 layout read as its users read it: ``np.load`` of the npz, and frames built as the authors'
 loader builds them (a zero [2, 8, 256, 256] canvas, the events set by fancy indexing at
 ((254 - H) // 2, (254 - W) // 2), cropped to 16:240).
+Then one DataLoader epoch of (frames, label) over each (shuffle, 2 workers, batch 32, the
+workers forked and each opening its files itself), median of EPOCHS epochs; skipped
+without torch.
 2NMNIST: a synthetic tree of 5,000 recordings, written as HDF5 shards and as ``.bin`` files;
 our events over HDF5 against tonic's ``read_mnist_file`` on the same samples' ``.bin`` files.
 Random order (a fixed permutation) and a sequential pass; medians of 5 rounds, each round
@@ -31,6 +34,8 @@ from common import WORK, fresh, median, neurodata, warm
 IMAGES_READ = 600
 ROUNDS = 5
 BATCH = 32
+EPOCHS = 3
+LOADER_WORKERS = 2
 
 
 def per_sample(*pairs) -> list[float]:
@@ -79,6 +84,55 @@ def authors_frames(path: Path, h: int, w: int) -> np.ndarray:
     for c, ev in ((0, pos), (1, neg)):
         canvas[c, ev[:, 2] - 1, ev[:, 0] + dr, ev[:, 1] + dc] = 1
     return canvas[:, :, 16:240, 16:240]
+
+
+class OurFrames:
+    """(frames, label) of our HDF5 folder, for a DataLoader: each worker opens the folder
+    itself on first use (an open HDF5 file does not survive a fork)."""
+
+    def __init__(self, folder: Path, n: int):
+        self.folder, self.n, self.view = folder, n, None
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        if self.view is None:
+            from neurodata_cli import open_dataset
+
+            self.view = open_dataset(self.folder)["train"]
+        record = self.view.record(i)
+        return self.view.spec.frames(record), int(record["label"])
+
+
+class AuthorsFrames:
+    """(frames, label) as the authors' loader gives them, from the npz and its label table."""
+
+    def __init__(self, rows: list[tuple[Path, int, int, int]]):
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int):
+        path, label, h, w = self.rows[i]
+        return authors_frames(path, h, w), label
+
+
+def loader_epochs(dataset) -> float:
+    """Median over EPOCHS of one shuffled epoch through a DataLoader, in ms per sample."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    times = []
+    for epoch in range(EPOCHS):
+        torch.manual_seed(epoch)  # the same shuffles for ours and the anchor
+        start = time.perf_counter()
+        for _ in DataLoader(dataset, batch_size=BATCH, shuffle=True,
+                            num_workers=LOADER_WORKERS):
+            pass
+        times.append((time.perf_counter() - start) / len(dataset) * 1e3)
+    return median(times)
 
 
 # to_frames with nothing else allocating: the docstring's allocator note, measured.
@@ -172,6 +226,19 @@ def main() -> int:
                            check=True, capture_output=True, text=True).stdout.strip()
     print(f"    (ours alone in a fresh process, where glibc returns each frame's memory to the "
           f"system: {float(alone):.3f} ms)")
+    loader_what = (f"one DataLoader epoch of (frames, label) (shuffle, {LOADER_WORKERS} "
+                   f"workers, batch {BATCH}), per sample")
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print(f"  {loader_what}: skipped (torch is not importable)")
+    else:
+        folder = work / "es-hdf5" / "es-imagenet" / es_version
+        authors = AuthorsFrames([(p, int(r[1]), h, w)
+                                 for (p, h, w), r in zip(npz, rows, strict=True)])
+        ours_loader = loader_epochs(OurFrames(folder, len(es)))
+        anchor_loader = loader_epochs(authors)
+        line(loader_what, ours_loader, anchor_loader, 2, "the same over the authors' loader")
     ours_events, anchor, seq, batched = per_sample(
         (es.__getitem__, order), (load_npz, order), (es.__getitem__, range(len(es))),
         (read_batch(es), range(0, len(es), BATCH)))
