@@ -115,6 +115,17 @@ def convert(run, root: Path, out: Path, *args: str) -> Path:
     return out / "es-imagenet" / version()
 
 
+def kill_after_two_shards(command: list[str], stage: Path) -> None:
+    """Run ``command`` and kill -9 it once two of its shards are recorded in ``stage``."""
+    proc = subprocess.Popen(command)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(list(stage.glob(".*/.neurodata/shards/*"))) < 2:
+        time.sleep(0.002)
+    assert proc.poll() is None
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 @pytest.mark.parametrize("fmt", ["hdf5", "npz"])
 def test_every_layout_gives_the_bytes_of_the_extracted_folders(run, tmp_path, layouts, fmt):
     made = {name: convert(run, root, tmp_path / name.replace(" ", "-"), "--format", fmt)
@@ -145,15 +156,9 @@ def test_a_killed_run_on_the_tars_resumes_without_indexing_again(run, tmp_path, 
     root = official(tmp_path / "in", files)
     args = ["--imagenet-root", str(root), "--shard-size", "1", "--min-events", "10"]
     run("es-imagenet", *args, "--out", tmp_path / "whole", "--workers", "1", "--quiet")
-    proc = subprocess.Popen([EXE, "es-imagenet", *args, "--out", str(tmp_path / "cut"),
-                             "--workers", "2", "--quiet"])
     stage = tmp_path / "cut" / "es-imagenet"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and len(list(stage.glob(".*/.neurodata/shards/*"))) < 2:
-        time.sleep(0.002)
-    assert proc.poll() is None
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_after_two_shards([EXE, "es-imagenet", *args, "--out", str(tmp_path / "cut"),
+                           "--workers", "2", "--quiet"], stage)
     assert list(stage.glob(".*/.neurodata/index-train.npy"))  # the index is in the stage
 
     def no_second_scan(*args):
@@ -493,14 +498,8 @@ def test_a_tar_rewritten_at_its_size_and_time_after_a_cut_stops_the_resume(run, 
     tar = root / "ILSVRC2012_img_train.tar"
     args = ["--imagenet-root", str(root), "--shard-size", "1", "--min-events", "10",
             "--workers", "1", "--out", str(tmp_path / "cut")]
-    proc = subprocess.Popen([EXE, "es-imagenet", *args, "--quiet"])
     stage = tmp_path / "cut" / "es-imagenet"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and len(list(stage.glob(".*/.neurodata/shards/*"))) < 2:
-        time.sleep(0.002)
-    assert proc.poll() is None
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_after_two_shards([EXE, "es-imagenet", *args, "--quiet"], stage)
     before = tar.stat()
     blob = bytearray(tar.read_bytes())
     last = blob.rindex(b"039.JPEG")  # the last member's name, in its header: renamed
