@@ -399,12 +399,7 @@ class Materialiser:
         """Forget every finished shard, then remove the data files; what the stage indexed
         (``scan``) stays, as it checks itself against its inputs."""
         shutil.rmtree(self._internal / "shards", ignore_errors=True)
-        for entry in self.stage.iterdir():
-            if entry.name != INTERNAL:
-                if entry.is_dir() and not entry.is_symlink():
-                    shutil.rmtree(entry)
-                else:
-                    entry.unlink()
+        _remove_unlisted(self.stage, set())
 
     def _has_finished_shard(self) -> bool:
         return any((self._internal / "shards").glob("*.json"))
