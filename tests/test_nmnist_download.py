@@ -14,7 +14,20 @@ from neurodata_cli.datasets.two_nmnist.source import download
 from neurodata_cli.errors import RunError
 
 
-class Server:
+class Loopback:
+    """An HTTP server of ``handler`` on 127.0.0.1, in a thread until ``close``."""
+
+    def serve(self, handler: type[http.server.BaseHTTPRequestHandler]) -> str:
+        self.httpd = http.server.HTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return f"http://127.0.0.1:{self.httpd.server_port}"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class Server(Loopback):
     """Serves fixed bytes on 127.0.0.1, honouring ``Range: bytes=N-``; records what it saw."""
 
     def __init__(self, files: dict[str, bytes], cut_after: int | None = None):
@@ -41,13 +54,7 @@ class Server:
             def log_message(self, *args):
                 pass
 
-        self.httpd = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.url = self.serve(Handler)
 
 
 @pytest.fixture
@@ -130,7 +137,7 @@ def test_download_flag_end_to_end(run, tmp_path, archives):
         server.close()
 
 
-class Endless:
+class Endless(Loopback):
     """A URL that never ends: zeros until the client hangs up, with no Content-Length, or
     with ``announce`` as one (a server that claims a terabyte). It gives up after 64 MiB, so a
     client without a cap fails the test instead of filling the disk."""
@@ -152,13 +159,7 @@ class Endless:
             def log_message(self, *args):
                 pass
 
-        self.httpd = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}/train"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.url = self.serve(Handler) + "/train"
 
 
 @pytest.mark.parametrize("announce", [None, 10**12])
