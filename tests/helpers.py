@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -58,3 +60,22 @@ def data_sums(folder: Path) -> str:
     also records where the inputs were read from)."""
     lines = (Path(folder) / "SHA256SUMS").read_text().splitlines(keepends=True)
     return "".join(line for line in lines if not line.endswith("  manifest.json\n"))
+
+
+@contextmanager
+def power_cut_at_shard(monkeypatch: pytest.MonkeyPatch, cls: type, n: int) -> Iterator[None]:
+    """Within the block, ``cls.build`` raises RuntimeError("power cut") as its ``n``-th shard
+    starts (a run cut short with shards finished); the real build is back after it."""
+    real, calls = cls.build, []
+
+    def cut(self, cfg, shard):
+        calls.append(shard.key)
+        if len(calls) == n:
+            raise RuntimeError("power cut")
+        return real(self, cfg, shard)
+
+    monkeypatch.setattr(cls, "build", cut)
+    try:
+        yield
+    finally:
+        monkeypatch.setattr(cls, "build", real)

@@ -15,7 +15,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from helpers import data_digest, read_shard, reference, tree_digest
+from helpers import data_digest, power_cut_at_shard, read_shard, reference, tree_digest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from imagenet_synth import make_tree, odd_files, png_claiming, save, synthetic
@@ -249,22 +249,11 @@ def test_a_failed_run_resumes_to_identical_bytes(run, tmp_path, tree, monkeypatc
 
     run("es-imagenet", "--imagenet-root", tree, "--out", tmp_path / "whole", "--shard-size", "4",
         "--workers", "1")
-    real_build, calls = es_imagenet.build, []
-
-    def failing_build(self, cfg, shard):
-        calls.append(shard.key)
-        if len(calls) == 3:
-            raise RuntimeError("power cut")
-        return real_build(self, cfg, shard)
-
-    monkeypatch.setattr(es_imagenet, "build", failing_build)
     args = ["es-imagenet", "--imagenet-root", tree, "--out", tmp_path / "cut", "--shard-size",
             "4", "--workers", "1"]
-    with pytest.raises(RuntimeError):
+    with power_cut_at_shard(monkeypatch, es_imagenet, 3), pytest.raises(RuntimeError):
         run(*args)
     assert not (tmp_path / "cut" / "es-imagenet" / VERSION).exists()
-    calls.clear()
-    monkeypatch.setattr(es_imagenet, "build", real_build)
     stage = tmp_path / "cut" / "es-imagenet" / f".{VERSION}.train.partial"
     (stage / "es-imagenet-train-00002-of-00005.h5.1234-abcd.part").write_bytes(b"half a file")
     # Left by an attempt that planned differently (more inputs then), or written in place by a

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import tree_digest
+from helpers import power_cut_at_shard, tree_digest
 from imagenet_synth import jpeg_bytes, synthetic
 from imagenet_synth import make_tree as make_imagenet
 from nmnist_synth import make_tree, recording, zip_tree
@@ -148,18 +148,8 @@ def test_es_imagenet_rerun_after_an_image_is_deleted_equals_a_clean_run(run, tmp
     make(root, split, images)
     args = ["es-imagenet", "--imagenet-root", root, "--split", split, "--shard-size", "2",
             "--min-events", "10", "--workers", "1"]
-    real_build, calls = ESImageNet.build, []
-
-    def cut_at_the_third_shard(self, cfg, shard):
-        calls.append(shard.key)
-        if len(calls) == 3:
-            raise RuntimeError("power cut")
-        return real_build(self, cfg, shard)
-
-    monkeypatch.setattr(ESImageNet, "build", cut_at_the_third_shard)
-    with pytest.raises(RuntimeError):
+    with power_cut_at_shard(monkeypatch, ESImageNet, 3), pytest.raises(RuntimeError):
         run(*args, "--out", tmp_path / "cut")
-    monkeypatch.setattr(ESImageNet, "build", real_build)
 
     gone = sorted(names)[1]  # an image of a finished shard
     del images[gone]
