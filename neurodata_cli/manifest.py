@@ -101,8 +101,6 @@ def manifest_text(manifest: dict[str, Any]) -> str:
 
 def metadata(manifest: dict[str, Any]) -> tuple[bytes, bytes]:
     """The bytes of manifest.json and of SHA256SUMS (over the data files and the manifest)."""
-    import hashlib
-
     data = manifest_text(manifest).encode()
     entries = [(f["path"], f["sha256"]) for f in manifest["files"]]
     entries.append((MANIFEST, hashlib.sha256(data).hexdigest()))
@@ -207,12 +205,6 @@ def load(folder: Path) -> dict[str, Any]:
     if problem:
         raise RunError(f"{folder / MANIFEST} {problem}")
     return manifest
-
-
-def data_files(folder: Path) -> list[str]:
-    """Every file below ``folder`` except SHA256SUMS, as sorted relative POSIX paths (links
-    and other entries that are not folders count as files; links are not followed)."""
-    return sorted(rel for rel in scan(folder).entries if rel != SUMS)
 
 
 @dataclass
@@ -396,10 +388,10 @@ def verify(folder: Path, workers: int | None = None, stall: float = STALL) -> Ve
         wanted.update("/".join(parts[:i]) for i in range(1, len(parts) + 1))
     for rel in sorted(tree.folders - wanted):
         report.problems.append(f"folder {rel!r} holds no listed file")
-    present = (tree.files | set(tree.others)) - {SUMS}
-    report.unlisted = sorted(p for p in tree.files - set(entries) if p != SUMS)
-    report.missing = sorted(set(entries) - present)
-    to_hash = sorted(set(entries) & tree.files)
+    present = tree.entries - {SUMS}
+    report.unlisted = sorted(p for p in tree.files - entries.keys() if p != SUMS)
+    report.missing = sorted(entries.keys() - present)
+    to_hash = sorted(entries.keys() & tree.files)
     digests = _hash_all(folder, to_hash, workers or os.cpu_count() or 1, stall)
     for rel in to_hash:
         report.checked += 1

@@ -197,26 +197,26 @@ class HDF5Writer(Writer):
 
     def write(self, stage: Path, ds: Any, cfg: Any, shard: Any,
               blocks: Iterable[Any]) -> list[dict[str, Any]]:
-        rel = f"{ds.output_name(cfg)}-{shard.key}.h5"
+        output = ds.output_name(cfg)
+        rel = f"{output}-{shard.key}.h5"
         source = _Blocks(blocks)
         try:
-            n = self._write(stage, rel, ds, cfg, shard, source)
+            n = self._write(stage, rel, output, ds, cfg, shard, source)
         except RuntimeError as exc:
             if exc is source.error:  # the dataset's own, not a failed write
                 raise
             raise _write_failed(stage / rel, exc) from None
         return [file_entry(stage, rel, shard.split, n)]
 
-    def _write(self, stage: Path, rel: str, ds: Any, cfg: Any, shard: Any,
+    def _write(self, stage: Path, rel: str, output: str, ds: Any, cfg: Any, shard: Any,
                blocks: Iterable[Any]) -> int:
         import h5py
 
-        name = ds.output_name(cfg)
         n = 0
         codec = getattr(ds, "event_codec", None) or DEFAULT_CODEC
         with staged(stage, rel) as tmp, contextlib.ExitStack() as spools:
             with h5py.File(tmp, "w", libver="earliest") as f:
-                attrs = {"schema_version": SCHEMA_VERSION, "dataset": name,
+                attrs = {"schema_version": SCHEMA_VERSION, "dataset": output,
                          "version": ds.version, "split": shard.split}
                 declared = ds.event_dtypes
                 set_attrs(f, {**attrs, **(codec.attrs() if declared else {}),
