@@ -121,12 +121,10 @@ class ShardCheck:
         if set(signatures) != set(self.columns):
             raise self.fail(f"a block has columns {', '.join(sorted(signatures))} where the "
                             f"first had {', '.join(sorted(self.columns))}")
-        for name, sig in signatures.items():
-            ref = self.columns[name]
-            if ref is None:
-                self.columns[name] = sig
-            elif sig is not None and sig != ref:
-                raise self.fail(f"column {name!r} changed from {ref} to {sig} between blocks")
+        differ = _differ(self.columns, signatures)
+        if differ is not None:
+            name, ref, sig = differ
+            raise self.fail(f"column {name!r} changed from {ref} to {sig} between blocks")
         return n
 
     def _signature(self, name: str, column: np.ndarray) -> str | None:
@@ -211,6 +209,20 @@ class ShardCheck:
             raise self.fail(f"counts add up to {total} events but the block has {length}")
 
 
+def _differ(ref: dict[str, str | None], new: dict[str, str | None]
+            ) -> tuple[str, str, str] | None:
+    """(name, the reference's signature, the new one) for the first that differs, or None.
+    The reference takes a new signature where it knew none (an empty object column, whose
+    kind of object was not known yet). Both hold the same names (the callers check)."""
+    for name, sig in new.items():
+        known = ref[name]
+        if known is None:
+            ref[name] = sig
+        elif sig is not None and sig != known:
+            return name, known, sig
+    return None
+
+
 def check_shards(dataset: str, records: list[dict[str, Any]], shard_dir: Path) -> None:
     """Every shard of a split stores the same columns and event dtypes (from the schemas the
     shard records keep; a record without one, from an older run, is not compared).
@@ -232,12 +244,10 @@ def check_shards(dataset: str, records: list[dict[str, Any]], shard_dir: Path) -
             if set(mine) != set(theirs):
                 what = (f"stores {part} {', '.join(sorted(mine))} where shard {key} stores "
                         f"{', '.join(sorted(theirs))}")
-            for name, sig in mine.items():
-                if what is None and theirs[name] is None:
-                    theirs[name] = sig
-                elif what is None and sig is not None and sig != theirs[name]:
-                    noun = "column" if part == "columns" else "event field"
-                    what = f"{noun} {name!r} is {sig} where shard {key} stores {theirs[name]}"
+            elif (differ := _differ(theirs, mine)) is not None:
+                name, known, sig = differ
+                noun = "column" if part == "columns" else "event field"
+                what = f"{noun} {name!r} is {sig} where shard {key} stores {known}"
             if what is not None:
                 for stale in (key, record["key"]):
                     (shard_dir / f"{stale}.json").unlink(missing_ok=True)
