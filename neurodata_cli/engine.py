@@ -45,12 +45,12 @@ from .blocks import ShardCheck, check_shards
 from .datasets.base import Block, Config, Dataset, InputFile, Shard, plain_name
 from .errors import ConfigError, NeurodataError, RunError
 from .executors import InlineExecutor, hold_lock
+from .files import atomic_write
 from .formats import dist_versions, file_entry, sha256_file, write_text
 from .manifest import (
     MANIFEST,
     METADATA,
     SUMS,
-    atomic_write,
     check_shape,
     metadata,
     parse_sums,
@@ -122,21 +122,23 @@ def run_shard(ds: Dataset[Any], cfg: Config, shard: Shard, stage: str,
     it is built."""
     stats: dict[str, Any] = {}
     check = ShardCheck(ds, cfg, shard)
+    writer = ds.formats[cfg.format]
+    table: list[Any] = []
 
     def counted(blocks: Iterable[Block]) -> Iterator[Block]:
         for block in blocks:
             check(block)  # before the writer sees it: a bad block leaves no file behind
             merge_stats(stats, {"samples": len(block), **block.stats})
+            table.extend(writer.table(shard.split, block))
             if report is not None:
                 report(shard.key, len(block) if block.units is None else block.units)
             yield block
         check.finish()  # before the writer renames its files into place
 
-    files = ds.formats[cfg.format].write(Path(stage), ds, cfg, shard,
-                                         counted(ds.build(cfg, shard)))
+    files = writer.write(Path(stage), ds, cfg, shard, counted(ds.build(cfg, shard)))
     check.finish()  # a writer that stopped reading early
     record = {"key": shard.key, "split": shard.split, "units": shard.units, "files": files,
-              "stats": {shard.split: stats}, "schema": check.schema()}
+              "stats": {shard.split: stats}, "schema": check.schema(), "table": table}
     shard_dir = Path(stage) / INTERNAL / "shards"
     shard_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(shard_dir / f"{shard.key}.json", json.dumps(record).encode())
@@ -173,7 +175,7 @@ class Materialiser:
         self.fingerprint = fingerprint(self.config)
         scanning = self.ds.needs_scan(self.cfg)
         if not scanning:  # planned before anything is written: bad inputs leave nothing
-            shards = self.ds.plan(self.cfg)
+            shards = self._plan()
         with self._lock():
             finished = self._finish_interrupted_commit()
             if finished is not None:  # this very run was cut short in its commit: now done
@@ -184,7 +186,7 @@ class Materialiser:
                 if scanning:
                     self.cfg = self.ds.scan(self.cfg, self._internal)
                     self.config = self.cfg.recorded()  # with what it found (a label map)
-                    shards = self.ds.plan(self.cfg)
+                    shards = self._plan()
             except NeurodataError:
                 # Refused inputs leave nothing behind. (An interrupted scan keeps its stage,
                 # and with it what it indexed.)
@@ -218,6 +220,12 @@ class Materialiser:
             manifest = self._manifest(records, existing)
             self._commit(manifest, existing)
         return self._summary(manifest, time.perf_counter() - start, len(shards) - len(todo))
+
+    def _plan(self) -> list[Shard]:
+        """The dataset's shards, once its format has checked it can store them."""
+        shards = self.ds.plan(self.cfg)
+        self.ds.formats[self.cfg.format].check(self.cfg, shards)
+        return shards
 
     @contextmanager
     def _lock(self) -> Iterator[None]:
@@ -431,10 +439,15 @@ class Materialiser:
     def _split_files(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Files made from a whole split's statistics (label tables), after all its shards."""
         out = []
+        writer = self.ds.formats[self.cfg.format]
+        tables: dict[str, list[Any]] = {}
+        for record in records:
+            tables.setdefault(record["split"], []).extend(record.get("table", []))
         for split, stats in _split_stats(records).items():
             # A label table indexes samples stored elsewhere: it stores none (records 0).
-            files = [write_text(self.stage, f.path, f.text, split, 0)
-                     for f in self.ds.split_files(self.cfg, split, stats)]
+            made = [*self.ds.split_files(self.cfg, split, stats),
+                    *writer.split_files(split, tables.get(split, []))]
+            files = [write_text(self.stage, f.path, f.text, split, 0) for f in made]
             if files:
                 out.append({"key": f"{split}-index", "split": split, "units": 0,
                             "files": files, "stats": {}})

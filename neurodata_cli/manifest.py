@@ -14,48 +14,17 @@ import queue
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import RunError
+from .files import atomic_write
 
 SUMS = "SHA256SUMS"
 MANIFEST = "manifest.json"
 METADATA = frozenset({SUMS, MANIFEST})
-
-
-@contextmanager
-def staged(root: Path, rel: str, make_parent: bool = True) -> Iterator[Path]:
-    """A temporary path to write ``root/rel`` at, renamed into place when the block ends: readers
-    see the old file or the new one, never half of one, and a failed write leaves no temporary
-    file behind.
-
-    ``make_parent=False`` when the caller made the folder (a writer of one file per sample).
-    """
-    final = root / rel
-    if make_parent:
-        final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.{os.getpid()}-{os.urandom(4).hex()}.part")
-    try:
-        yield tmp
-        os.replace(tmp, final)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        if isinstance(exc, OSError) and exc.filename is None:  # a full disk names no file
-            raise OSError(exc.errno, exc.strerror, str(final)) from None
-        raise
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through ``staged``."""
-    with staged(path.parent, path.name, make_parent=False) as tmp:
-        tmp.write_bytes(data)
 
 
 _ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r"}

@@ -15,6 +15,7 @@ from importlib import import_module
 from typing import Any
 
 from ..errors import ConfigError
+from ..features import check_features
 from .base import VERSION, Config, Dataset, plain_name
 
 GROUP = "neurodata.datasets"
@@ -111,4 +112,7 @@ def get(name: str) -> Dataset[Any]:
     if not isinstance(version, str) or not VERSION.match(version):
         raise ConfigError(f"{where} has version {version!r}, which is not a plain version "
                           "(letters, digits, '.', '+', '-' and '_')")
+    problem = check_features(getattr(ds, "features", None))
+    if problem is not None:
+        raise ConfigError(f"{where}: {problem}")
     return ds

@@ -3,9 +3,7 @@ superimposed, one of them time-reversed; the procedure is in ``procedure.py``.""
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -15,17 +13,13 @@ import numpy as np
 
 from ...config import Reader
 from ...errors import ConfigError, RunError
+from ...features import Events, Features, MultiHot, Tensor, Text
 from ...formats.hdf5 import HDF5, Codec
-from ..base import Block, Config, Dataset, InputFile, Shard, SplitFile, option
+from ..base import Block, Config, Dataset, InputFile, Shard, option
 from . import binfmt
 from .procedure import Group, make_groups, superimpose
 from .source import Reader as SourceReader
 from .source import SplitSource, download, list_recordings, listing, locate
-
-try:
-    from ._assemble import assemble as _assemble
-except ImportError:  # no compiler at install time: numpy builds the samples
-    _assemble = None
 
 SENSOR_SIZE = (34, 34, 2)
 BLOCK = 100  # samples per block
@@ -114,15 +108,20 @@ class TwoNMNIST(Dataset[TwoNMNISTConfig]):
         "column is the same. The .bin files are byte-identical.",
     }
     formats = {"hdf5": HDF5, "bin": binfmt.BIN}
+    features = Features(
+        {"label": MultiHot(np.uint8, tuple("0123456789")),
+         "index": Tensor(np.uint32, doc="the sample's number in its split"),
+         "source": Text("the recordings superimposed, in group order, joined by '+'"),
+         "reversed": Text("those of them time-reversed, joined by '+'")},
+        # Built in the authors' order (the .bin bytes); served and stored by t. Stored raw and
+        # contiguous, read through a memory map: 7 bytes an event (1.4x the .bin files), and no
+        # decoding on a read.
+        Events(np.uint8, np.uint8, np.uint32, np.uint8, SENSOR_SIZE, "us", EVENT_ORDER,
+               sort_by_t=True, codec=Codec("raw")))
     shard_size = 5000
-    event_dtypes = {"x": np.uint8, "y": np.uint8, "t": np.uint32, "p": np.uint8}
-    # Stored raw and contiguous, read through a memory map: 7 bytes an event (1.4x the .bin
-    # files), and no decoding on a read.
-    event_codec = Codec("raw")
     split_scoped = True
     split_keys = frozenset({"sources"})
     distributed = True
-    attrs = {"sensor_size": list(SENSOR_SIZE), "time_unit": "us", "event_order": EVENT_ORDER}
     options = TwoNMNISTConfig
 
     def check(self, cfg: TwoNMNISTConfig) -> None:
@@ -199,37 +198,17 @@ class TwoNMNIST(Dataset[TwoNMNISTConfig]):
                  "single": sum(len(g.recordings) == 1 for g in groups),
                  "events": sum(len(r) for recordings in inputs for r in recordings) // 5,
                  "input_recordings": digests}
-        if cfg.format != "bin":
-            return event_block(groups, inputs, stats, cfg.reverse_polarity)
-        samples = [superimpose(group, recordings, cfg.reverse_polarity)
-                   for group, recordings in zip(groups, inputs, strict=True)]
-        stats["pairs"] = [[g.index, "-".join(map(str, g.digits)), "+".join(g.source()),
-                           "+".join(g.reversed_sources())] for g in groups]
-        bins = np.empty(len(samples), dtype=object)
-        bins[:] = samples
-        return Block({"name": np.array([g.file_name() for g in groups], dtype=object),
-                      "bin": bins}, stats=stats)
-
-    def split_files(self, cfg: TwoNMNISTConfig, split: str,
-                    stats: dict[str, Any]) -> list[SplitFile]:
-        if cfg.format != "bin":
-            return []
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["sample", "labels", "sources", "reversed"])
-        writer.writerows(stats.get("pairs", []))
-        return [SplitFile(f"pairs-{split}.csv", out.getvalue())]
+        return event_block(groups, inputs, stats, cfg.reverse_polarity)
 
     def finish_stats(self, split: str, stats: dict[str, Any]) -> dict[str, Any]:
         """Replace the per-recording digests with one fingerprint of the split's inputs."""
-        stats = {k: v for k, v in stats.items() if k != "pairs"}
         lines = sorted(stats.pop("input_recordings", []))
         stats["inputs"] = {"recordings": len(lines),
                            "sha256": hashlib.sha256("\n".join(lines).encode()).hexdigest()}
         return stats
 
     def shard_attrs(self, cfg: TwoNMNISTConfig, shard: Shard) -> dict[str, Any]:
-        return {**self.attrs, "seed": cfg.seed, "k": cfg.k,
+        return {"seed": cfg.seed, "k": cfg.k,
                 "reverse_polarity": cfg.reverse_polarity}
 
     def describe(self, stats: dict[str, dict[str, Any]]) -> str:
@@ -249,46 +228,14 @@ class TwoNMNIST(Dataset[TwoNMNISTConfig]):
         return preview(data.record(index), f"{data.dataset.upper()} {split} sample {index}")
 
 
-def time_order(events: dict[str, np.ndarray], start: int, end: int) -> None:
-    """Sort one sample's events (``start:end`` of each field) by t, in place, stably.
-
-    A superimposed sample is a few runs each already in time order, which the stable sort
-    (timsort) merges in linear time.
-    """
-    t = events["t"][start:end]
-    if not (t[1:] < t[:-1]).any():  # in order already (a single recording): nothing moves
-        return
-    order = np.argsort(t, kind="stable")
-    for name in ("x", "y", "t", "p"):
-        events[name][start:end] = events[name][start:end][order]
-
-
-def sample_events(group: Group, recordings: list[bytes], swap_polarity: bool,
-                  events: dict[str, np.ndarray], start: int) -> int:
-    """The group's sample decoded into the event columns from ``start``, in time order (stable);
-    returns where it ends. The same events as decoding ``superimpose``'s bytes and sorting."""
-    if _assemble is not None:  # one pass in C
-        order, flags = group.output_order, group.reversed
-        return start + _assemble(tuple(recordings[i] for i in order),
-                                 tuple(flags[i] for i in order), swap_polarity,
-                                 events["x"], events["y"], events["t"], events["p"], start)
-    raw = binfmt.records(superimpose(group, recordings, swap_polarity))
-    binfmt.decode_into(raw, events, start)
-    end = start + raw.shape[0]
-    time_order(events, start, end)
-    return end
-
-
 def event_block(groups: tuple[Group, ...], inputs: list[list[bytes]], stats: dict[str, Any],
                 swap_polarity: bool) -> Block:
-    """The samples of ``groups`` (each group's recordings in ``inputs``) as event columns."""
-    counts = np.array([sum(len(r) for r in recordings) // 5 for recordings in inputs],
-                      dtype=np.uint64)
-    total = int(counts.sum())
-    events = {k: np.empty(total, dtype=dt) for k, dt in TwoNMNIST.event_dtypes.items()}
-    start = 0
-    for group, recordings in zip(groups, inputs, strict=True):
-        start = sample_events(group, recordings, swap_polarity, events, start)
+    """The samples of ``groups`` (each group's recordings in ``inputs``) as event columns, each
+    sample's events in the authors' order: the bytes of its ``.bin`` file, decoded."""
+    samples = [superimpose(group, recordings, swap_polarity)
+               for group, recordings in zip(groups, inputs, strict=True)]
+    counts = np.array([len(data) // 5 for data in samples], dtype=np.uint64)
+    events = binfmt.decode_columns(b"".join(samples))
     label = np.zeros((len(groups), 10), dtype=np.uint8)
     for row, g in enumerate(groups):
         label[row, list(g.digits)] = 1
