@@ -226,6 +226,8 @@ def verify(folder: Path) -> None:
             click.echo(f"{kind}: {rel!r}" if "\n" in rel or "\r" in rel else f"{kind}: {rel}")
     if report.ok:
         click.echo(f"OK: {report.checked} files match SHA256SUMS in {folder}")
+        for line in _features(folder):
+            click.echo(f"  {line}")
         return
     bad = len(report.missing) + len(report.altered) + len(report.unlisted)
     click.echo(f"FAILED: {bad} file problems, {len(report.problems)} other problems in {folder}")
@@ -253,6 +255,9 @@ def info(folder: Path) -> None:
         own = {k: v for k, v in split.get("config", {}).items() if shared.get(k) != v}
         if own:  # what this split was made from (its inputs, and where they were read from)
             click.echo(f"    {', '.join(f'{k}={_short(v)}' for k, v in own.items())}")
+    click.echo("  each sample holds:")
+    for line in _features(folder, m):
+        click.echo(f"    {line}")
     libs = ", ".join(f"{k} {v}" for k, v in m.get("libraries", {}).items())
     click.echo(f"  libraries: {libs}")
     cfg = ", ".join(f"{k}={_short(v)}" for k, v in m.get("config", {}).items())
@@ -294,6 +299,19 @@ def show_config(dataset: str) -> None:
 
     click.echo(yaml.safe_dump(defaults(get(dataset)), sort_keys=False, allow_unicode=True),
                nl=False)
+
+
+def _features(folder: Path, manifest: dict[str, Any] | None = None) -> list[str]:
+    """What each sample of the folder holds, from its dataset's declared features (nothing
+    when that dataset is not installed)."""
+    from .datasets import get
+    from .manifest import load
+
+    m = manifest or load(folder)
+    try:
+        return get(m.get("builder", m["dataset"])).features.describe()
+    except NeurodataError:
+        return []
 
 
 def _short(value: Any) -> str:

@@ -66,6 +66,17 @@ def test_hdf5_is_written_by_h5py_so_the_manifest_lists_libhdf5(run, tmp_path):
     assert m["files"][0]["records"] == 10 and m["splits"]["train"]["records"] == 10
 
 
+def test_info_and_verify_describe_the_columns(run, tmp_path):
+    """Both say what each sample holds, from the dataset's declared features."""
+    run("yinyang", "--size", "10", "--encoding", "spike-times", "--out", tmp_path, "--quiet")
+    want = ["samples: float64[4]: x, y, 1 - x, 1 - y",
+            "labels: int64: class index 0..2 (yin, yang, dot)"]
+    for command in ("info", "verify"):
+        lines = [line.strip() for line in run(command, folder(tmp_path)).output.splitlines()]
+        assert lines[lines.index(want[0]):][:3] == [*want, next(
+            line for line in lines if line.startswith("spike_times: float64[5]"))]
+
+
 def test_verify_passes_then_names_flipped_missing_and_extra_files(run, tmp_path):
     run("yinyang", "--format", "npy", "--out", tmp_path, "--quiet")
     f = folder(tmp_path)
