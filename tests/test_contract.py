@@ -136,6 +136,38 @@ def test_open_dataset_serves_exactly_the_stored_samples(run, tmp_path, name):
             assert stats["skipped"] and stats["images"] == len(ds) + len(stats["skipped"])
 
 
+def test_every_format_serves_the_declared_features(run, tmp_path, name):
+    """In each of the dataset's formats, a stored sample holds the declared columns (a native
+    layout may keep fewer), each of its declared dtype and shape, and events exactly when the
+    dataset declares them, in the declared order."""
+    spec = datasets.get(name)
+    declared = spec.features.columns
+    for fmt in spec.formats:
+        out = tmp_path / fmt
+        run(name, *inputs(name, tmp_path / "in", long=False), "--format", fmt, "--out", out,
+            "--quiet")
+        data = open_dataset(folder(out, name))
+        for split in data.splits:
+            ds = data[split]
+            for i in range(min(len(ds), 5)):
+                record = ds.record(i)
+                assert ("events" in record) == (spec.features.events is not None)
+                columns = {k: v for k, v in record.items() if k != "events"}
+                assert set(columns) <= set(declared), (fmt, sorted(columns))
+                if fmt in ("hdf5", "npy"):  # the formats that store every column
+                    assert {k for k, f in declared.items() if not f.optional} <= set(columns)
+                for key, value in columns.items():
+                    want = declared[key]
+                    if want.dtype == "str":
+                        assert isinstance(value, str), (fmt, key, value)
+                    else:
+                        got = np.asarray(value)
+                        assert (got.dtype, got.shape) == (np.dtype(want.dtype), want.shape), \
+                            (fmt, key, got.dtype, got.shape)
+                if "events" in record and spec.features.events.sort_by_t:
+                    assert (np.diff(record["events"]["t"].astype(np.int64)) >= 0).all()
+
+
 def children(pid: int) -> list[int]:
     found = []
     for task in Path(f"/proc/{pid}/task").iterdir():

@@ -112,7 +112,6 @@ class NpzStore(Store):
 
     def __init__(self, folder: Path, split: str):
         rows = label_rows(folder, split)
-        self.names = [r[0] for r in rows]
         self.paths = [folder / split / r[0] for r in rows]
         self.labels = [int(r[1]) for r in rows]
         self.sizes = [(int(r[2]), int(r[3])) for r in rows]
@@ -128,9 +127,9 @@ class NpzStore(Store):
         order = np.argsort(both[:, 2], kind="stable")
         both, p = both[order], p[order]
         h, w = self.sizes[i]
+        # The layout keeps no input path nor index: the columns it has, as the features say.
         return {"events": to_structured(both[:, 1], both[:, 0], both[:, 2], p),
-                "label": self.labels[i], "height": h, "width": w,
-                "source": self.names[i]}
+                "label": np.int16(self.labels[i]), "height": np.uint8(h), "width": np.uint8(w)}
 
 
 NPZ = NpzWriter()

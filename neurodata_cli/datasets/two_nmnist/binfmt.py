@@ -136,21 +136,29 @@ class BinWriter(Writer):
 
 
 class BinStore(Store):
-    """Samples of the authors' layout, in sample order; the label is in the file name. Each
-    sample's events are served in time order (stable), as from the HDF5 shards."""
+    """Samples of the authors' layout, in sample order: the label from the file name, the
+    sources from ``pairs-<split>.csv``. Each sample's events are served in time order (stable),
+    as from the HDF5 shards."""
 
     NAME = re.compile(r"^(\d+)_([\d-]+)\.bin$")
 
     def __init__(self, folder: Path, files: list[dict[str, Any]]):
         entries = []
+        sources: dict[int, tuple[str, str]] = {}
         for f in files:
             match = self.NAME.match(Path(f["path"]).name)
             if match:
                 digits = [int(d) for d in match.group(2).split("-")]
                 entries.append((int(match.group(1)), f["path"], digits))
+            elif Path(f["path"]).name.startswith("pairs-"):
+                with open(folder / f["path"], newline="", encoding="utf-8") as handle:
+                    rows = list(csv.reader(handle))[1:]
+                sources = {int(r[0]): (r[2], r[3]) for r in rows}
         entries.sort()
+        self.index = [i for i, _, _ in entries]
         self.paths = [folder / p for _, p, _ in entries]
         self.digits = [d for _, _, d in entries]
+        self.sources = [sources.get(i, ("", "")) for i in self.index]
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -161,8 +169,9 @@ class BinStore(Store):
         raw = raw[np.argsort(raw["t"], kind="stable")]  # served in time order, as the HDF5
         label = np.zeros(10, dtype=np.uint8)
         label[self.digits[i]] = 1
+        source, reversed_ = self.sources[i]
         return {"events": to_structured(raw["x"], raw["y"], raw["t"], raw["p"]), "label": label,
-                "index": i, "source": self.paths[i].name}
+                "index": np.uint32(self.index[i]), "source": source, "reversed": reversed_}
 
 
 BIN = BinWriter()
