@@ -189,11 +189,15 @@ def preview(folder: Path, split: str | None, index: int, output: Path | None) ->
 
     Each dataset draws its own: a split's scatter, or one sample's event frames.
     """
+    from .datasets.base import Dataset
     from .errors import ConfigError
     from .preview import save
     from .reader import open_dataset
 
     data = open_dataset(folder)
+    if type(data.spec).preview is Dataset.preview:  # a plugin may draw nothing
+        raise ConfigError(f"{data.dataset} has no preview: its dataset class "
+                          f"({type(data.spec).__module__}) defines no preview method")
     if split is None:
         split = "train" if "train" in data.splits else data.splits[0]
     if split not in data.splits:
