@@ -47,7 +47,9 @@ def _click_type(option: Any) -> Any:
     kind = option.kind
     if isinstance(kind, tuple):
         return click.Choice(kind)
-    if kind is int:
+    if kind is int:  # unbounded: a plain INT (IntRange(None, None) shows '[x<=None]')
+        if option.lo is None and option.hi is None:
+            return click.INT
         return click.IntRange(option.lo, option.hi)
     if kind is float:
         if option.lo is None and option.hi is None:
