@@ -47,12 +47,13 @@ def materialise(dataset: str, out: str | Path = "data", *, config: str | Path | 
     defaults. Errors raise ``ConfigError`` (a bad option, named by its keyword) or ``RunError``
     (bad inputs, refused output).
     """
+    from .config import did_you_mean
     from .datasets import get
 
     known = {o.name for o in get(dataset).schema()}
     unknown = sorted(set(options) - known)
     if unknown:
-        raise ConfigError(f"{dataset} has no option {unknown[0]!r}; it has "
-                          f"{', '.join(sorted(known))}")
+        raise ConfigError(f"{dataset} has no option {unknown[0]!r}"
+                          f"{did_you_mean(unknown[0], known) or '; it has ' + ', '.join(sorted(known))}")
     return run(dataset, out, options, config=config, overwrite=overwrite, quiet=quiet,
                workers=workers, scheduler=scheduler)

@@ -3,6 +3,7 @@ schema, and ``verify``, ``info``, ``preview`` and ``config`` for finished folder
 
 from __future__ import annotations
 
+import difflib
 import functools
 import os
 import sys
@@ -140,6 +141,17 @@ class Commands(click.Group):
 
         self._warn(ctx)
         return names() + sorted(self.commands)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        """Click's, with the closest command suggested for a typo (``yinyan``)."""
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as exc:
+            close = difflib.get_close_matches(args[0], self.list_commands(ctx), n=1) if (
+                args and "No such command" in exc.message) else []
+            if close:
+                exc.message = f"No such command {args[0]!r}. Did you mean {close[0]!r}?"
+            raise
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         from .datasets import names, problems

@@ -8,11 +8,12 @@ it came from, so an error names the flag, the keyword, or the key and the file.
 from __future__ import annotations
 
 import copy
+import difflib
 import math
 import numbers
 import operator
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, overload
 
@@ -265,7 +266,14 @@ class Reader:
         """Refuse keys nobody asked for: a typo must not pass silently."""
         unknown = sorted(set(map(str, self.data)) - self.used)
         if unknown:
-            raise ConfigError(f"unknown {self.where(unknown[0])}")
+            raise ConfigError(f"unknown {self.where(unknown[0])}"
+                              f"{did_you_mean(unknown[0], self.used)}")
+
+
+def did_you_mean(word: str, known: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` for the closest of ``known`` to a typo, or nothing."""
+    close = difflib.get_close_matches(word, sorted(known), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _short(value: Any, limit: int = 60) -> str:
