@@ -242,8 +242,9 @@ def verify(folder: Path) -> None:
     for kind in ("missing", "altered", "unlisted"):
         for rel in getattr(report, kind):
             click.echo(f"{kind}: {rel!r}" if "\n" in rel or "\r" in rel else f"{kind}: {rel}")
-    if report.ok:
-        click.echo(f"OK: {report.checked} files match SHA256SUMS in {folder}")
+    if report.ok:  # the manifest is among the files checked; data files are the rest
+        click.echo(f"OK: {data_files(report.checked - 1)} and manifest.json match SHA256SUMS "
+                   f"in {folder}")
         return
     bad = len(report.missing) + len(report.altered) + len(report.unlisted)
     click.echo(f"FAILED: {bad} file problems, {len(report.problems)} other problems in {folder}")
@@ -262,7 +263,7 @@ def info(folder: Path) -> None:
     click.echo(f"{m['dataset']} {m['version']}  (neurodata {m.get('tool', {}).get('version')})")
     if m.get("release_notes"):
         click.echo(f"  {m['release_notes']}")
-    click.echo(f"  {len(m['files'])} files, {total:,} bytes")
+    click.echo(f"  {data_files(len(m['files']))}, {total:,} bytes")
     shared = m.get("config", {})
     for name, split in m["splits"].items():
         stats = split.get("stats", {})
@@ -312,6 +313,12 @@ def show_config(dataset: str) -> None:
 
     click.echo(yaml.safe_dump(defaults(get(dataset)), sort_keys=False, allow_unicode=True),
                nl=False)
+
+
+def data_files(n: int) -> str:
+    """How every command counts files: the data files the manifest lists (shards and split
+    files), never manifest.json or SHA256SUMS."""
+    return f"{n} data file{'' if n == 1 else 's'}"
 
 
 def _short(value: Any) -> str:

@@ -542,7 +542,11 @@ class Materialiser:
         files = [f for f in manifest["files"] if f["split"] in self.claim]
         total = sum(f["bytes"] for f in files)
         extra = self.ds.describe({k: v["stats"] for k, v in mine.items()})
-        line = (f"{self.name} {self.ds.version}: {extra}; {len(files)} files, "
+        # Data files, as verify and info count them; a run of some splits says the folder's too.
+        count = f"{len(files)} data file{'' if len(files) == 1 else 's'}"
+        if len(files) != len(manifest["files"]):
+            count += f" ({len(manifest['files'])} in the folder)"
+        line = (f"{self.name} {self.ds.version}: {extra}; {count}, "
                 f"{_human(total)} in {self.folder} ({seconds:.2f} s"
                 + (f", {resumed} shards resumed" if resumed else "") + ")")
         return RunSummary(self.folder, len(files), total, mine, seconds, resumed, line)
