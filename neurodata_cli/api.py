@@ -53,7 +53,7 @@ def materialise(dataset: str, out: str | Path = "data", *, config: str | Path | 
     known = {o.name for o in get(dataset).schema()}
     unknown = sorted(set(options) - known)
     if unknown:
-        raise ConfigError(f"{dataset} has no option {unknown[0]!r}"
-                          f"{did_you_mean(unknown[0], known) or '; it has ' + ', '.join(sorted(known))}")
+        hint = did_you_mean(unknown[0], known) or f"; it has {', '.join(sorted(known))}"
+        raise ConfigError(f"{dataset} has no option {unknown[0]!r}{hint}")
     return run(dataset, out, options, config=config, overwrite=overwrite, quiet=quiet,
                workers=workers, scheduler=scheduler)

@@ -255,9 +255,19 @@ def verify(folder: Path) -> None:
 @click.argument("folder", type=FOLDER)
 @handle_errors
 def info(folder: Path) -> None:
-    """Print a short summary of a materialised folder, from its manifest."""
-    from .manifest import load
+    """Print a short summary of a materialised folder, from its manifest.
 
+    Given a root (such as the default data/) that holds <dataset>/<version>/ folders, list each
+    finished folder under it in one line.
+    """
+    from .manifest import MANIFEST, load
+
+    if not os.path.lexists(folder / MANIFEST):
+        found = sorted(p.parent for pattern in (f"*/{MANIFEST}", f"*/*/{MANIFEST}")
+                       for p in folder.glob(pattern) if not _hidden(p.relative_to(folder)))
+        if found:
+            _list_folders(folder, found)
+            return
     m = load(folder)
     total = sum(f.get("bytes", 0) for f in m["files"])
     click.echo(f"{m['dataset']} {m['version']}  (neurodata {m.get('tool', {}).get('version')})")
@@ -276,6 +286,31 @@ def info(folder: Path) -> None:
     click.echo(f"  libraries: {libs}")
     cfg = ", ".join(f"{k}={_short(v)}" for k, v in m.get("config", {}).items())
     click.echo(f"  config: {cfg}")
+
+
+def _hidden(rel: Path) -> bool:
+    """A run's stage or lock (``.1.0.0.train.partial``), not a finished folder."""
+    return any(part.startswith(".") for part in rel.parts)
+
+
+def _list_folders(root: Path, folders: list[Path]) -> None:
+    """One line per finished folder under ``root``; exit 1 if a manifest is unreadable."""
+    from .manifest import load
+
+    bad = 0
+    for path in folders:
+        try:
+            m = load(path)
+        except NeurodataError as exc:
+            click.echo(f"{path}: {exc}")
+            bad += 1
+            continue
+        total = sum(f.get("bytes", 0) for f in m["files"])
+        splits = ", ".join(f"{k} {v['records']}" for k, v in m["splits"].items())
+        click.echo(f"{m['dataset']} {m['version']}  {path}  ({splits} samples; "
+                   f"{data_files(len(m['files']))}, {total:,} bytes)")
+    if bad:
+        sys.exit(1)
 
 
 @cli.command()

@@ -1,0 +1,153 @@
+"""Small things a new user hit (issue 25, item 8): each is one clear line with the right exit
+code (usage and config 2, runtime 1), never a traceback."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from nmnist_synth import make_tree
+
+from neurodata_cli import datasets
+from neurodata_cli.api import materialise
+from neurodata_cli.datasets.base import Block, Config, Dataset, Shard, option
+from neurodata_cli.errors import ConfigError
+from neurodata_cli.formats.hdf5 import HDF5
+
+
+def one_line(result) -> str:
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    return lines[0]
+
+
+def test_preview_of_a_plugin_without_one_is_one_line(run, tmp_path):
+    pytest.importorskip("neurodata_ramp")
+    folder = materialise("ramp", tmp_path, size=3).folder
+    line = one_line(run("preview", folder, "-o", tmp_path / "p.png", code=2))
+    assert line == ("Error: ramp has no preview: its dataset class (neurodata_ramp) defines no "
+                    "preview method")
+    assert not (tmp_path / "p.png").exists()
+
+
+class TupleFormats(Dataset[Config]):
+    """A plugin that lists its writers in a tuple."""
+
+    name = "tupled"
+    version = "1.0.0"
+    formats = (HDF5,)  # type: ignore[assignment]
+
+    def plan(self, cfg):
+        return [Shard("train", 0, 1, 1)]
+
+    def build(self, cfg, shard):
+        yield Block({"label": np.arange(1)})
+
+
+@pytest.fixture
+def tupled(monkeypatch):
+    monkeypatch.setitem(datasets.BUILTIN, "tupled", "test_small_things:TupleFormats")
+    datasets._specs.cache_clear()
+    datasets.get.cache_clear()
+    yield
+    monkeypatch.undo()
+    datasets._specs.cache_clear()
+    datasets.get.cache_clear()
+
+
+def test_formats_given_as_a_tuple_are_refused_at_registration(run, tupled, tmp_path):
+    said = ("dataset 'tupled' (test_small_things:TupleFormats, from neurodata) declares formats "
+            "as tuple, not as a dict of format name to writer (formats = {'hdf5': HDF5})")
+    assert one_line(run("tupled", "--out", tmp_path, code=2)) == f"Error: {said}"
+    helped = run("--help").output
+    assert "object at 0x" not in helped and "unusable" in helped
+    assert not any(tmp_path.iterdir())
+
+
+@dataclass(frozen=True)
+class UnboundedConfig(Config):
+    offset: int = option(0, "Added to every label (any whole number).")
+
+
+class Unbounded(TupleFormats):
+    """A dataset with an option of no bounds."""
+
+    name = "unbounded"
+    formats = {"hdf5": HDF5}
+    options = UnboundedConfig
+
+
+def test_an_unbounded_integer_has_no_none_in_its_help(run, monkeypatch):
+    monkeypatch.setitem(datasets.BUILTIN, "unbounded", "test_small_things:Unbounded")
+    datasets._specs.cache_clear()
+    helped = " ".join(run("unbounded", "--help").output.split())
+    assert "--offset INTEGER Added to every label" in helped and "None" not in helped
+    datasets._specs.cache_clear()
+
+
+def test_es_imagenet_without_a_root_asks_for_it(run, tmp_path):
+    assert one_line(run("es-imagenet", "--out", tmp_path, code=2)) == \
+        "Error: es-imagenet needs --imagenet-root"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("threshold: 0.2\n")
+    assert one_line(run("es-imagenet", "--config", cfg, "--out", tmp_path, code=2)) == \
+        f"Error: es-imagenet needs --imagenet-root (or the key 'imagenet_root' in {cfg})"
+    assert not any(p.name != "c.yaml" for p in tmp_path.iterdir())
+
+
+def test_a_command_typo_gets_a_suggestion(run):
+    out = run("yinyan", code=2).output
+    assert out.splitlines()[-1] == "Error: No such command 'yinyan'. Did you mean 'yinyang'?"
+
+
+def test_a_key_typo_gets_a_suggestion(run, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("r_smal: 0.1\n")
+    assert one_line(run("yinyang", "--config", cfg, "--out", tmp_path, code=2)) == \
+        f"Error: unknown key 'r_smal' in {cfg}; did you mean 'r_small'?"
+    cfg.write_text("spike_times: {t_erly: 1}\n")
+    assert one_line(run("yinyang", "--config", cfg, "--out", tmp_path, code=2)).endswith(
+        "did you mean 't_early'?")
+    with pytest.raises(ConfigError, match="has no option 'r_smal'; did you mean 'r_small'"):
+        materialise("yinyang", tmp_path, r_smal=0.1)
+
+
+def test_the_summary_info_and_verify_count_data_files_alike(run, tmp_path):
+    line = run("yinyang", "--size", "10", "--split", "train", "--out", tmp_path).output
+    folder = tmp_path / "yinyang" / "1.0.0"
+    assert "; 1 data file, " in line
+    assert f"OK: 1 data file and manifest.json match SHA256SUMS in {folder}" in \
+        run("verify", folder).output
+    assert "  1 data file, " in run("info", folder).output
+
+
+def test_a_run_of_one_split_counts_its_files_and_the_folders(run, tmp_path):
+    tree = make_tree(tmp_path / "tree", {"train": 2, "test": 1}, seed=5)
+    out = tmp_path / "o"
+    run("2nmnist", "--nmnist-root", tree, "--split", "train", "--out", out, "--quiet")
+    line = run("2nmnist", "--nmnist-root", tree, "--split", "test", "--out", out).output
+    assert "; 1 data file (2 in the folder), " in line
+    assert "OK: 2 data files and manifest.json match" in \
+        run("verify", out / "2nmnist" / "2.1.0").output
+
+
+def test_info_of_a_root_lists_every_dataset_and_version(run, tmp_path):
+    run("yinyang", "--size", "10", "--out", tmp_path, "--quiet")
+    run("2nmnist", "--nmnist-root", make_tree(tmp_path / "tree", {"train": 1, "test": 1}),
+        "--split", "test", "--format", "bin", "--out", tmp_path, "--quiet")
+    lines = run("info", tmp_path).output.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(f"2nmnist 2.1.0  {tmp_path / '2nmnist' / '2.1.0'}  (test ")
+    assert lines[1] == (f"yinyang 1.0.0  {tmp_path / 'yinyang' / '1.0.0'}  (train 10 samples; "
+                        "1 data file, 8,592 bytes)")
+    assert run("info", tmp_path / "yinyang").output == lines[1] + "\n"
+    broken = tmp_path / "zz" / "9.0.0"
+    broken.mkdir(parents=True)
+    (broken / "manifest.json").write_text("{}")
+    out = run("info", tmp_path, code=1).output.splitlines()
+    assert len(out) == 3 and out[2].startswith(f"{broken}: ") and "manifest.json" in out[2]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert one_line(run("info", empty, code=1)) == \
+        f"Error: {empty} has no manifest.json: not a finished neurodata folder"
