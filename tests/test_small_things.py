@@ -151,3 +151,19 @@ def test_info_of_a_root_lists_every_dataset_and_version(run, tmp_path):
     empty.mkdir()
     assert one_line(run("info", empty, code=1)) == \
         f"Error: {empty} has no manifest.json: not a finished neurodata folder"
+
+
+def test_the_demo_plugin_is_seen_by_the_tests_only():
+    """`make test` must not leave `ramp` in the user's `neurodata --help`."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = Path(sys.executable).parent / "neurodata"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    users = subprocess.run([str(exe), "--help"], env=env, capture_output=True, text=True)
+    assert users.returncode == 0 and "yinyang" in users.stdout
+    assert "ramp" not in users.stdout
+    ours = subprocess.run([str(exe), "--help"], capture_output=True, text=True)
+    assert "ramp" in ours.stdout and "ramp" in datasets.names()
