@@ -87,6 +87,9 @@ def _params(ds: Any) -> list[click.Parameter]:
                      default=Path("data"), show_default=True,
                      help="Output root; data goes to <out>/<dataset>/<version>/."),
         click.Option(["--overwrite"], is_flag=True, help="Replace finished output."),
+        click.Option(["--dry-run"], is_flag=True,
+                     help="Print the plan (splits, shards, inputs, output folder, an estimate "
+                          "of its size) and write nothing."),
         click.Option(["--quiet"], is_flag=True, help="No progress bar and no summary."),
         click.Option(["--workers"], type=click.IntRange(min=1),
                      help="Processes building shards (default: all cores)."),
@@ -105,10 +108,18 @@ def dataset_command(name: str) -> click.Command:
     ds = get(name)
 
     @handle_errors
-    def callback(config_file: Path | None, out: Path, overwrite: bool, quiet: bool,
-                 workers: int | None, scheduler: str | None = None, **values: Any) -> None:
+    def callback(config_file: Path | None, out: Path, overwrite: bool, dry_run: bool,
+                 quiet: bool, workers: int | None, scheduler: str | None = None,
+                 **values: Any) -> None:
         from .api import run
 
+        if dry_run:
+            from .api import dry_run as plan
+
+            for line in plan(name, out, values, flags=True, config=config_file,
+                             scheduler=scheduler).lines():
+                click.echo(line)
+            return
         summary = run(name, out, values, flags=True, config=config_file, overwrite=overwrite,
                       quiet=quiet, workers=workers, scheduler=scheduler)
         if not quiet:

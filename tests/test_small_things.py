@@ -4,9 +4,12 @@ code (usage and config 2, runtime 1), never a traceback."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import power_cut_at_shard, tree_digest
+from imagenet_synth import make_tree as imagenet_tree
 from nmnist_synth import make_tree
 
 from neurodata_cli import datasets
@@ -167,3 +170,52 @@ def test_the_demo_plugin_is_seen_by_the_tests_only():
     assert "ramp" not in users.stdout
     ours = subprocess.run([str(exe), "--help"], capture_output=True, text=True)
     assert "ramp" in ours.stdout and "ramp" in datasets.names()
+
+
+def dry_inputs(name: str, root: Path) -> list[str]:
+    """Arguments for a small run of ``name`` on inputs made under ``root``."""
+    if name == "2nmnist":
+        return ["--nmnist-root", make_tree(root / "nm", {"train": 2, "test": 1}),
+                "--shard-size", "7"]
+    if name == "es-imagenet":
+        imagenet_tree(root / "im", classes=2, per_class=2)
+        return ["--imagenet-root", root / "im", "--shard-size", "3"]
+    return []
+
+
+@pytest.mark.parametrize("name", ["yinyang", "2nmnist", "es-imagenet", "ramp"])
+def test_dry_run_prints_the_plan_and_writes_nothing(run, tmp_path, name):
+    if name not in datasets.names():
+        pytest.skip("the demo plugin is not installed (make test does)")
+    args = dry_inputs(name, tmp_path)
+    before = tree_digest(tmp_path)
+    out = tmp_path / "out"
+    lines = run(name, *args, "--out", out, "--dry-run").output.splitlines()
+    version = datasets.get(name).version
+    assert lines[0].startswith(f"dry run, nothing written: {name} {version} into "
+                               f"{out / name / version} (not there yet)")
+    assert any(" shard" in line for line in lines[1:])
+    assert any(line.startswith("  estimate: about ") for line in lines)
+    assert not out.exists() and tree_digest(tmp_path) == before
+
+
+def test_dry_run_leaves_an_unfinished_stage_as_it_is(run, tmp_path, monkeypatch):
+    from neurodata_cli.datasets.yinyang import YinYang
+
+    cfg = tmp_path / "yy.yaml"
+    cfg.write_text("splits:\n  a: {size: 50, seed: 1}\n  b: {size: 50, seed: 2}\n")
+    with power_cut_at_shard(monkeypatch, YinYang, 2), pytest.raises(RuntimeError):
+        run("yinyang", "--config", cfg, "--out", tmp_path / "o", "--quiet", "--workers", "1")
+    before = tree_digest(tmp_path / "o")
+    assert any(".partial" in rel for rel in before)
+    lines = run("yinyang", "--config", cfg, "--out", tmp_path / "o", "--dry-run").output
+    assert "  a: 1 shard, 50 samples\n  b: 1 shard, 50 samples\n" in lines
+    assert tree_digest(tmp_path / "o") == before
+
+
+def test_dry_run_of_a_download_fetches_nothing(run, tmp_path):
+    lines = run("2nmnist", "--download", "--cache", tmp_path / "cache", "--split", "test",
+                "--out", tmp_path / "o", "--dry-run").output.splitlines()
+    assert lines[1].startswith(f"  a run first downloads Test.zip into {tmp_path / 'cache'} "
+                               "from https://")
+    assert not any(tmp_path.iterdir())

@@ -154,6 +154,21 @@ class TwoNMNIST(Dataset[TwoNMNISTConfig]):
         assert root is not None  # check() asks for --nmnist-root or --download
         return replace(cfg, sources=tuple(locate(root, name) for name in wanted))
 
+    def dry_locate(self, cfg: TwoNMNISTConfig) -> tuple[TwoNMNISTConfig | None, list[str]]:
+        """With --download, archives already in the cache are planned from (a run checks
+        their md5 first); otherwise, what would be fetched."""
+        if not cfg.fetch:
+            return self.locate(cfg), []
+        wanted = ["train", "test"] if cfg.split == "all" else [cfg.split]
+        entries = {"train": cfg.download_train, "test": cfg.download_test}
+        missing = [entries[n] for n in wanted
+                   if not (cfg.download_cache / entries[n]["file"]).is_file()]
+        if not missing:
+            return replace(cfg, sources=tuple(locate(cfg.download_cache, n) for n in wanted)), \
+                [f"archives in {cfg.download_cache}; a run checks their md5 first"]
+        return None, [f"a run first downloads {e['file']} into {cfg.download_cache} from "
+                      f"{' or '.join(e['urls'])}" for e in missing]
+
     def inputs(self, cfg: TwoNMNISTConfig) -> list[str]:
         return [s.path for s in cfg.sources]
 
