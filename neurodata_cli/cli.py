@@ -161,7 +161,8 @@ class Commands(click.Group):
             close = difflib.get_close_matches(args[0], self.list_commands(ctx), n=1) if (
                 args and "No such command" in exc.message) else []
             if close:
-                exc.message = f"No such command {args[0]!r}. Did you mean {close[0]!r}?"
+                raise click.UsageError(f"No such command {args[0]!r}. Did you mean "
+                                       f"{close[0]!r}?", ctx) from None
             raise
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
