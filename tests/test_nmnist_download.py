@@ -244,9 +244,15 @@ def test_download_flag_end_to_end(run, tmp_path, archives):
         listed = tmp_path / "list.yaml"
         listed.write_text(cfg.read_text().replace(
             f"url: '{server.url}/test'", f"url: ['{server.url}/gone', '{server.url}/test']"))
-        run("2nmnist", "--download", "--cache", tmp_path / "c3", "--config", listed,
-            "--split", "test", "--out", tmp_path / "o3", "--quiet")
+        # ... and a Test.zip of the user's with another md5 is moved aside, saying where.
+        (tmp_path / "c3").mkdir()
+        (tmp_path / "c3" / "Test.zip").write_bytes(b"mine")
+        out = run("2nmnist", "--download", "--cache", tmp_path / "c3", "--config", listed,
+                  "--split", "test", "--out", tmp_path / "o3", "--quiet").output
         assert (tmp_path / "c3" / "Test.zip").read_bytes() == archives["Test.zip"]
+        aside = f"Test.zip.bad-md5-{md5(b'mine')[:8]}"
+        assert (tmp_path / "c3" / aside).read_bytes() == b"mine"
+        assert f"moved it to {aside}" in out
     finally:
         server.close()
 
