@@ -49,17 +49,22 @@ class TupleFormats(Dataset[Config]):
 
 
 @pytest.fixture
-def tupled(monkeypatch):
-    monkeypatch.setitem(datasets.BUILTIN, "tupled", "test_small_things:TupleFormats")
-    datasets._specs.cache_clear()
-    datasets.get.cache_clear()
-    yield
+def register(monkeypatch):
+    """``register(name, "module:Class")`` adds a dataset for one test, as a plugin would."""
+
+    def add(name: str, spec: str) -> None:
+        monkeypatch.setitem(datasets.BUILTIN, name, spec)
+        datasets._specs.cache_clear()
+        datasets.get.cache_clear()
+
+    yield add
     monkeypatch.undo()
     datasets._specs.cache_clear()
     datasets.get.cache_clear()
 
 
-def test_formats_given_as_a_tuple_are_refused_at_registration(run, tupled, tmp_path):
+def test_formats_given_as_a_tuple_are_refused_at_registration(run, register, tmp_path):
+    register("tupled", "test_small_things:TupleFormats")
     said = ("dataset 'tupled' (test_small_things:TupleFormats, from neurodata) declares formats "
             "as tuple, not as a dict of format name to writer (formats = {'hdf5': HDF5})")
     assert one_line(run("tupled", "--out", tmp_path, code=2)) == f"Error: {said}"
@@ -81,12 +86,10 @@ class Unbounded(TupleFormats):
     options = UnboundedConfig
 
 
-def test_an_unbounded_integer_has_no_none_in_its_help(run, monkeypatch):
-    monkeypatch.setitem(datasets.BUILTIN, "unbounded", "test_small_things:Unbounded")
-    datasets._specs.cache_clear()
+def test_an_unbounded_integer_has_no_none_in_its_help(run, register):
+    register("unbounded", "test_small_things:Unbounded")
     helped = " ".join(run("unbounded", "--help").output.split())
     assert "--offset INTEGER Added to every label" in helped and "None" not in helped
-    datasets._specs.cache_clear()
 
 
 def test_es_imagenet_without_a_root_asks_for_it(run, tmp_path):
