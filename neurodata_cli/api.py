@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .engine import Materialiser, RunSummary
+from .engine import DryRun, Materialiser, RunSummary
 from .errors import ConfigError
 
 
@@ -20,6 +20,23 @@ def run(dataset: str, out: str | Path, options: Mapping[str, Any], *, flags: boo
         workers: int | None = None, scheduler: str | None = None) -> RunSummary:
     """Materialise with ``options`` by name (None: not given); ``flags``: they are the command
     line's, and errors name the flag instead of the keyword."""
+    return _materialiser(dataset, out, options, flags=flags, config=config,
+                         overwrite=overwrite, quiet=quiet, workers=workers,
+                         scheduler=scheduler).run()
+
+
+def dry_run(dataset: str, out: str | Path, options: Mapping[str, Any], *, flags: bool = False,
+            config: str | Path | None = None, scheduler: str | None = None) -> DryRun:
+    """What ``run`` would make with the same arguments, planned and written nowhere."""
+    return _materialiser(dataset, out, options, flags=flags, config=config,
+                         scheduler=scheduler, dry=True).dry_run()
+
+
+def _materialiser(dataset: str, out: str | Path, options: Mapping[str, Any], *,
+                  flags: bool = False, config: str | Path | None = None,
+                  overwrite: bool = False, quiet: bool = True, workers: int | None = None,
+                  scheduler: str | None = None, dry: bool = False) -> Materialiser:
+    """The run the arguments ask for, every value checked (``dry``: no executor is started)."""
     from .config import parse, resolve, take_executor
     from .datasets import get
     from .executors import make_executor
@@ -31,10 +48,10 @@ def run(dataset: str, out: str | Path, options: Mapping[str, Any], *, flags: boo
         kind, address = "dask", scheduler
     if kind == "dask" and not ds.distributed:
         raise ConfigError(f"{ds.name} runs locally only; it has no Dask executor")
-    executor = make_executor(kind, address, workers)
+    executor = None if dry else make_executor(kind, address, workers)
     cfg = parse(ds, values)  # every value checked before any I/O
     return Materialiser(ds, cfg, Path(out), overwrite=overwrite, quiet=quiet,
-                        executor=executor).run()
+                        executor=executor)
 
 
 def materialise(dataset: str, out: str | Path = "data", *, config: str | Path | None = None,
@@ -47,12 +64,13 @@ def materialise(dataset: str, out: str | Path = "data", *, config: str | Path | 
     defaults. Errors raise ``ConfigError`` (a bad option, named by its keyword) or ``RunError``
     (bad inputs, refused output).
     """
+    from .config import did_you_mean
     from .datasets import get
 
     known = {o.name for o in get(dataset).schema()}
     unknown = sorted(set(options) - known)
     if unknown:
-        raise ConfigError(f"{dataset} has no option {unknown[0]!r}; it has "
-                          f"{', '.join(sorted(known))}")
+        hint = did_you_mean(unknown[0], known) or f"; it has {', '.join(sorted(known))}"
+        raise ConfigError(f"{dataset} has no option {unknown[0]!r}{hint}")
     return run(dataset, out, options, config=config, overwrite=overwrite, quiet=quiet,
                workers=workers, scheduler=scheduler)

@@ -3,6 +3,7 @@ schema, and ``verify``, ``info``, ``preview`` and ``config`` for finished folder
 
 from __future__ import annotations
 
+import difflib
 import functools
 import os
 import sys
@@ -47,7 +48,9 @@ def _click_type(option: Any) -> Any:
     kind = option.kind
     if isinstance(kind, tuple):
         return click.Choice(kind)
-    if kind is int:
+    if kind is int:  # unbounded: a plain INT (IntRange(None, None) shows '[x<=None]')
+        if option.lo is None and option.hi is None:
+            return click.INT
         return click.IntRange(option.lo, option.hi)
     if kind is float:
         if option.lo is None and option.hi is None:
@@ -84,6 +87,9 @@ def _params(ds: Any) -> list[click.Parameter]:
                      default=Path("data"), show_default=True,
                      help="Output root; data goes to <out>/<dataset>/<version>/."),
         click.Option(["--overwrite"], is_flag=True, help="Replace finished output."),
+        click.Option(["--dry-run"], is_flag=True,
+                     help="Print the plan (splits, shards, inputs, output folder, an estimate "
+                          "of its size) and write nothing."),
         click.Option(["--quiet"], is_flag=True, help="No progress bar and no summary."),
         click.Option(["--workers"], type=click.IntRange(min=1),
                      help="Processes building shards (default: all cores)."),
@@ -102,10 +108,18 @@ def dataset_command(name: str) -> click.Command:
     ds = get(name)
 
     @handle_errors
-    def callback(config_file: Path | None, out: Path, overwrite: bool, quiet: bool,
-                 workers: int | None, scheduler: str | None = None, **values: Any) -> None:
+    def callback(config_file: Path | None, out: Path, overwrite: bool, dry_run: bool,
+                 quiet: bool, workers: int | None, scheduler: str | None = None,
+                 **values: Any) -> None:
         from .api import run
 
+        if dry_run:
+            from .api import dry_run as plan
+
+            for line in plan(name, out, values, flags=True, config=config_file,
+                             scheduler=scheduler).lines():
+                click.echo(line)
+            return
         summary = run(name, out, values, flags=True, config=config_file, overwrite=overwrite,
                       quiet=quiet, workers=workers, scheduler=scheduler)
         if not quiet:
@@ -138,6 +152,18 @@ class Commands(click.Group):
 
         self._warn(ctx)
         return names() + sorted(self.commands)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        """Click's, with the closest command suggested for a typo (``yinyan``)."""
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as exc:
+            close = difflib.get_close_matches(args[0], self.list_commands(ctx), n=1) if (
+                args and "No such command" in exc.message) else []
+            if close:
+                raise click.UsageError(f"No such command {args[0]!r}. Did you mean "
+                                       f"{close[0]!r}?", ctx) from None
+            raise
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         from .datasets import names, problems
@@ -189,11 +215,15 @@ def preview(folder: Path, split: str | None, index: int, output: Path | None) ->
 
     Each dataset draws its own: a split's scatter, or one sample's event frames.
     """
+    from .datasets.base import Dataset
     from .errors import ConfigError
     from .preview import save
     from .reader import open_dataset
 
     data = open_dataset(folder)
+    if type(data.spec).preview is Dataset.preview:  # a plugin may draw nothing
+        raise ConfigError(f"{data.dataset} has no preview: its dataset class "
+                          f"({type(data.spec).__module__}) defines no preview method")
     if split is None:
         split = "train" if "train" in data.splits else data.splits[0]
     if split not in data.splits:
@@ -224,8 +254,9 @@ def verify(folder: Path) -> None:
     for kind in ("missing", "altered", "unlisted"):
         for rel in getattr(report, kind):
             click.echo(f"{kind}: {rel!r}" if "\n" in rel or "\r" in rel else f"{kind}: {rel}")
-    if report.ok:
-        click.echo(f"OK: {report.checked} files match SHA256SUMS in {folder}")
+    if report.ok:  # the manifest is among the files checked; data files are the rest
+        click.echo(f"OK: {data_files(report.checked - 1)} and manifest.json match SHA256SUMS "
+                   f"in {folder}")
         for line in _features(folder):
             click.echo(f"  {line}")
         return
@@ -238,15 +269,25 @@ def verify(folder: Path) -> None:
 @click.argument("folder", type=FOLDER)
 @handle_errors
 def info(folder: Path) -> None:
-    """Print a short summary of a materialised folder, from its manifest."""
-    from .manifest import load
+    """Print a short summary of a materialised folder, from its manifest.
 
+    Given a root (such as the default data/) that holds <dataset>/<version>/ folders, list each
+    finished folder under it in one line.
+    """
+    from .manifest import MANIFEST, load
+
+    if not os.path.lexists(folder / MANIFEST):
+        found = sorted(p.parent for pattern in (f"*/{MANIFEST}", f"*/*/{MANIFEST}")
+                       for p in folder.glob(pattern) if not _hidden(p.relative_to(folder)))
+        if found:
+            _list_folders(folder, found)
+            return
     m = load(folder)
     total = sum(f.get("bytes", 0) for f in m["files"])
     click.echo(f"{m['dataset']} {m['version']}  (neurodata {m.get('tool', {}).get('version')})")
     if m.get("release_notes"):
         click.echo(f"  {m['release_notes']}")
-    click.echo(f"  {len(m['files'])} files, {total:,} bytes")
+    click.echo(f"  {data_files(len(m['files']))}, {total:,} bytes")
     shared = m.get("config", {})
     for name, split in m["splits"].items():
         stats = split.get("stats", {})
@@ -262,6 +303,31 @@ def info(folder: Path) -> None:
     click.echo(f"  libraries: {libs}")
     cfg = ", ".join(f"{k}={_short(v)}" for k, v in m.get("config", {}).items())
     click.echo(f"  config: {cfg}")
+
+
+def _hidden(rel: Path) -> bool:
+    """A run's stage or lock (``.1.0.0.train.partial``), not a finished folder."""
+    return any(part.startswith(".") for part in rel.parts)
+
+
+def _list_folders(root: Path, folders: list[Path]) -> None:
+    """One line per finished folder under ``root``; exit 1 if a manifest is unreadable."""
+    from .manifest import load
+
+    bad = 0
+    for path in folders:
+        try:
+            m = load(path)
+        except NeurodataError as exc:
+            click.echo(f"{path}: {exc}")
+            bad += 1
+            continue
+        total = sum(f.get("bytes", 0) for f in m["files"])
+        splits = ", ".join(f"{k} {v['records']}" for k, v in m["splits"].items())
+        click.echo(f"{m['dataset']} {m['version']}  {path}  ({splits} samples; "
+                   f"{data_files(len(m['files']))}, {total:,} bytes)")
+    if bad:
+        sys.exit(1)
 
 
 @cli.command()
@@ -312,6 +378,12 @@ def _features(folder: Path, manifest: dict[str, Any] | None = None) -> list[str]
         return get(m.get("builder", m["dataset"])).features.describe()
     except NeurodataError:
         return []
+
+
+def data_files(n: int) -> str:
+    """How every command counts files: the data files the manifest lists (shards and split
+    files), never manifest.json or SHA256SUMS."""
+    return f"{n} data file{'' if n == 1 else 's'}"
 
 
 def _short(value: Any) -> str:

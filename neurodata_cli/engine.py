@@ -37,7 +37,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +79,63 @@ class RunSummary:
     seconds: float
     resumed_shards: int = 0
     line: str = ""
+
+
+@dataclass
+class DryRun:
+    """What a run would make (``Materialiser.dry_run``); ``lines`` says it."""
+
+    name: str
+    version: str
+    folder: Path
+    format: str
+    unit: str
+    splits: list[str] = field(default_factory=list)
+    shards: list[Shard] | None = None
+    inputs: list[str] = field(default_factory=list)
+    estimate: tuple[int, int] | None = None  # (bytes, from how many units built in memory)
+    notes: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        state = "exists" if self.folder.exists() else "not there yet"
+        fmt = f", format {self.format}" if self.format else ""
+        out = [f"dry run, nothing written: {self.name} {self.version} into {self.folder} "
+               f"({state}){fmt}"]
+        for split in self.splits:
+            if self.shards is None:
+                out.append(f"  {split}")
+                continue
+            mine = [s for s in self.shards if s.split == split]
+            out.append(f"  {split}: {len(mine)} shard{'' if len(mine) == 1 else 's'}, "
+                       f"{sum(s.units for s in mine)} {self.unit}")
+        out += [f"  input: {path}" for path in self.inputs]
+        if self.estimate is not None:
+            size, built = self.estimate
+            out.append(f"  estimate: about {_human(size)} before compression (from the first "
+                       f"{built} {self.unit} built in memory)")
+        out += [f"  {note}" for note in self.notes]
+        return out
+
+
+def _estimate(ds: Dataset[Any], cfg: Config, shards: list[Shard]) -> tuple[int, int] | None:
+    """The output's size, scaled from the first block of the first shard, built in memory."""
+    shard = next((s for s in shards if s.units), None)
+    if shard is None:
+        return None
+    blocks = iter(ds.build(cfg, shard))
+    try:
+        block = next(blocks, None)
+    finally:
+        close = getattr(blocks, "close", None)
+        if close is not None:
+            close()
+    units = None if block is None else (len(block) if block.units is None else block.units)
+    if block is None or not units:
+        return None
+    arrays = [*block.columns.values(), *(block.events or {}).values()]
+    size = sum(sum(len(x) for x in a.ravel() if isinstance(x, (str, bytes)))
+               if a.dtype == object else a.nbytes for a in arrays)
+    return round(size / units * sum(s.units for s in shards)), units
 
 
 def merge_stats(into: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -163,6 +220,28 @@ class Materialiser:
     def run(self, on_shard: Callable[[dict[str, Any]], None] | None = None) -> RunSummary:
         with silenced(self.quiet):
             return self._run(on_shard)
+
+    def dry_run(self) -> DryRun:
+        """What ``run`` would make, stopping after the plan: it locates the inputs and plans the
+        shards, and writes nothing (no folder, lock, stage or download). Shards of inputs that
+        only a scan indexes (archives, in the run's stage) are not planned."""
+        cfg, notes = self.ds.dry_locate(self.cfg)
+        plan = DryRun(self.name, self.ds.version, self.folder, self.cfg.format, self.ds.unit,
+                      notes=notes)
+        if cfg is None:  # the inputs are not there yet (a download)
+            return plan
+        self.cfg = cfg
+        self._check_out_outside_inputs()
+        plan.splits = self.ds.splits(cfg)
+        check_split_names(plan.splits)
+        plan.inputs = [p for p in self.ds.inputs(cfg) if p]
+        if self.ds.needs_scan(cfg):
+            plan.notes.append("shards are planned once the inputs are indexed, in the run's "
+                              "stage")
+            return plan
+        plan.shards = self.ds.plan(cfg)
+        plan.estimate = _estimate(self.ds, cfg, plan.shards)
+        return plan
 
     def _run(self, on_shard: Callable[[dict[str, Any]], None] | None) -> RunSummary:
         start = time.perf_counter()
@@ -555,7 +634,11 @@ class Materialiser:
         files = [f for f in manifest["files"] if f["split"] in self.claim]
         total = sum(f["bytes"] for f in files)
         extra = self.ds.describe({k: v["stats"] for k, v in mine.items()})
-        line = (f"{self.name} {self.ds.version}: {extra}; {len(files)} files, "
+        # Data files, as verify and info count them; a run of some splits says the folder's too.
+        count = f"{len(files)} data file{'' if len(files) == 1 else 's'}"
+        if len(files) != len(manifest["files"]):
+            count += f" ({len(manifest['files'])} in the folder)"
+        line = (f"{self.name} {self.ds.version}: {extra}; {count}, "
                 f"{_human(total)} in {self.folder} ({seconds:.2f} s"
                 + (f", {resumed} shards resumed" if resumed else "") + ")")
         return RunSummary(self.folder, len(files), total, mine, seconds, resumed, line)
@@ -770,4 +853,4 @@ def _human(n: float) -> str:
     return f"{n} B"
 
 
-__all__ = ["Materialiser", "RunSummary", "run_shard", "file_entry", "merge_stats"]
+__all__ = ["DryRun", "Materialiser", "RunSummary", "run_shard", "file_entry", "merge_stats"]

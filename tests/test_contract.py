@@ -61,8 +61,8 @@ def inputs(name: str, root: Path, long: bool) -> list[str]:
 @pytest.fixture(params=NAMES)
 def name(request):
     if request.param not in datasets.names():
-        pytest.fail(f"{request.param} is not registered: install examples/plugin "
-                    "(make test does)")
+        pytest.fail(f"{request.param} is not registered: run make test, or pip install "
+                    "--no-deps --target .venv/test-plugins ./examples/plugin")
     return request.param
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..features import check_features
-from .base import VERSION, Config, Dataset, plain_name
+from .base import VERSION, Config, Dataset, Writer, plain_name
 
 GROUP = "neurodata.datasets"
 BUILTIN = {
@@ -108,6 +108,12 @@ def get(name: str) -> Dataset[Any]:
     if not (isinstance(ds.options, type) and issubclass(ds.options, Config)):
         raise ConfigError(f"{where} declares its options as {type(ds.options).__name__}, not as "
                           "a dataclass of Config (Option tuples are gone: see docs/plugins.md)")
+    formats = getattr(ds, "formats", None)
+    if not (isinstance(formats, dict) and all(isinstance(k, str) and isinstance(w, Writer)
+                                              for k, w in formats.items())):
+        # A tuple of writers once became a --format choice of object reprs, then a TypeError.
+        raise ConfigError(f"{where} declares formats as {type(formats).__name__}, not as a dict "
+                          "of format name to writer (formats = {'hdf5': HDF5})")
     version = getattr(ds, "version", None)
     if not isinstance(version, str) or not VERSION.match(version):
         raise ConfigError(f"{where} has version {version!r}, which is not a plain version "

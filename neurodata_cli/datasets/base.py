@@ -336,6 +336,11 @@ class Dataset(Generic[C]):
         """Find the inputs (raise ConfigError or RunError); runs before anything is written."""
         return cfg
 
+    def dry_locate(self, cfg: C) -> tuple[C | None, list[str]]:
+        """``locate`` for ``--dry-run``, which writes nothing: the config to plan (None when
+        the inputs are not there yet), and lines saying what a run would do first."""
+        return self.locate(cfg), []
+
     def needs_scan(self, cfg: C) -> bool:
         """Whether ``scan`` has work to do (then it runs once the run's stage exists)."""
         return False

@@ -36,16 +36,23 @@ DOWNLOADS = {
 
 
 def _archive(reader: Reader, key: str) -> dict[str, Any]:
-    """Where ``--download`` fetches one split's archive, what it must hash to, and its size if
-    known (a download past it is stopped)."""
+    """Where ``--download`` fetches one split's archive (``url``: one URL, or a list tried in
+    order), what it must hash to, and its size if known (a download past it is stopped)."""
     one = reader.mapping(key)
-    url, md5, file = one.string("url"), one.string("md5"), one.string("file")
+    if isinstance(one.data.get("url"), list):
+        one.used.add("url")
+        urls = one.data["url"]
+        if not urls or not all(isinstance(u, str) and u for u in urls):
+            raise one.fail("url", f"expected a URL or a list of URLs, got {urls!r}")
+    else:
+        urls = [one.string("url")]
+    md5, file = one.string("md5"), one.string("file")
     if len(md5) != 32 or any(c not in "0123456789abcdefABCDEF" for c in md5):
         raise one.fail("md5", f"{md5!r} is not an md5 hex digest")
     size = None if one.data.get("bytes") is None else one.integer("bytes", lo=1)
     one.used.add("bytes")
     one.finish()
-    return {"url": url, "md5": md5, "file": file, "bytes": size}
+    return {"urls": urls, "md5": md5, "file": file, "bytes": size}
 
 
 @dataclass(frozen=True)
@@ -142,9 +149,24 @@ class TwoNMNIST(Dataset[TwoNMNISTConfig]):
             root = cfg.download_cache
             entries = {"train": cfg.download_train, "test": cfg.download_test}
             for entry in (entries[name] for name in wanted):
-                download(entry["url"], entry["md5"], root / entry["file"], size=entry["bytes"])
+                download(entry["urls"], entry["md5"], root / entry["file"], size=entry["bytes"])
         assert root is not None  # check() asks for --nmnist-root or --download
         return replace(cfg, sources=tuple(locate(root, name) for name in wanted))
+
+    def dry_locate(self, cfg: TwoNMNISTConfig) -> tuple[TwoNMNISTConfig | None, list[str]]:
+        """With --download, archives already in the cache are planned from (a run checks
+        their md5 first); otherwise, what would be fetched."""
+        if not cfg.fetch:
+            return self.locate(cfg), []
+        wanted = ["train", "test"] if cfg.split == "all" else [cfg.split]
+        entries = {"train": cfg.download_train, "test": cfg.download_test}
+        missing = [entries[n] for n in wanted
+                   if not (cfg.download_cache / entries[n]["file"]).is_file()]
+        if not missing:
+            return replace(cfg, sources=tuple(locate(cfg.download_cache, n) for n in wanted)), \
+                [f"archives in {cfg.download_cache}; a run checks their md5 first"]
+        return None, [f"a run first downloads {e['file']} into {cfg.download_cache} from "
+                      f"{' or '.join(e['urls'])}" for e in missing]
 
     def inputs(self, cfg: TwoNMNISTConfig) -> list[str]:
         return [s.path for s in cfg.sources]
