@@ -25,6 +25,9 @@ from .errors import RunError
 SUMS = "SHA256SUMS"
 MANIFEST = "manifest.json"
 METADATA = frozenset({SUMS, MANIFEST})
+# Where the folder was made on this machine (input paths, host, tool path): beside the manifest
+# but never listed in SHA256SUMS, so that the checksummed files are the same on every machine.
+RUN = "run.json"
 
 
 @contextmanager
@@ -389,7 +392,7 @@ def verify(folder: Path, workers: int | None = None, stall: float = STALL) -> Ve
     for rel in sorted(tree.folders - wanted):
         report.problems.append(f"folder {rel!r} holds no listed file")
     present = tree.entries - {SUMS}
-    report.unlisted = sorted(p for p in tree.files - entries.keys() if p != SUMS)
+    report.unlisted = sorted(p for p in tree.files - entries.keys() if p not in (SUMS, RUN))
     report.missing = sorted(entries.keys() - present)
     to_hash = sorted(entries.keys() & tree.files)
     digests = _hash_all(folder, to_hash, workers or os.cpu_count() or 1, stall)

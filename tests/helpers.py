@@ -22,12 +22,16 @@ def reference(*parts: str) -> Path:
 
 
 def tree_digest(folder: Path) -> dict[str, str]:
-    """Every file below ``folder`` with its sha256: a snapshot to compare before and after."""
+    """Every file below ``folder`` with its sha256: a snapshot to compare before and after.
+    The run record (``run.json``: where and when a run read its inputs) is left out: two runs
+    of one folder record two times."""
     out = {}
     for root, _, names in os.walk(folder):
         for name in names:
             p = Path(root) / name
-            out[str(p.relative_to(folder))] = hashlib.sha256(p.read_bytes()).hexdigest()
+            rel = str(p.relative_to(folder))
+            if rel != "run.json":
+                out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out
 
 

@@ -99,6 +99,12 @@ class Config:
         dataset adds what it located (its inputs) by extending this."""
         return nested({o.key: getattr(self, o.name) for o in schema(type(self)) if o.manifest})
 
+    def origin(self) -> dict[str, Any]:
+        """Where this machine's run found its inputs (absolute paths, an archive's location):
+        the run record beside the manifest keeps it, never a checksummed file, so that the same
+        config over the same inputs gives the same folder on every machine."""
+        return {}
+
 
 def nested(flat: dict[str, Any]) -> dict[str, Any]:
     """``{"a.b": 1}`` as ``{"a": {"b": 1}}``."""

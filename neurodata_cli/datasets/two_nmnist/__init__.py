@@ -78,7 +78,10 @@ class TwoNMNISTConfig(Config):
     sources: tuple[SplitSource, ...] = ()  # found by ``locate``
 
     def recorded(self) -> dict[str, Any]:
-        return {**super().recorded(), "sources": {s.split: s.describe() for s in self.sources}}
+        return {**super().recorded(), "sources": {s.split: s.recorded() for s in self.sources}}
+
+    def origin(self) -> dict[str, Any]:
+        return {"sources": {s.split: s.describe() for s in self.sources}}
 
 
 @dataclass(frozen=True)
