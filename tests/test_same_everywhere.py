@@ -5,31 +5,21 @@ cover."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
 import subprocess
-import tarfile
 from pathlib import Path
 
 import pytest
-from imagenet_synth import jpeg_bytes, synthetic
+from helpers import another_machine
+from imagenet_synth import ilsvrc
 from nmnist_synth import make_tree, zip_tree
 
 import neurodata_cli
 from neurodata_cli.datasets import get
 
 PACKAGE = str(Path(neurodata_cli.__file__).resolve().parent)
-
-
-def another_machine(src: Path, dst: Path) -> Path:
-    """A copy of ``src`` with other modification times, as a checkout elsewhere would have."""
-    shutil.copytree(src, dst)
-    for root, _, names in os.walk(dst):
-        for name in names:
-            os.utime(Path(root) / name, ns=(10**18, 10**18))  # September 2001
-    return dst
 
 
 def checksummed(folder: Path) -> dict[str, bytes]:
@@ -73,45 +63,10 @@ def test_2nmnist_is_the_same_from_two_roots(run, tmp_path, layout, fmt):
     assert str(roots[1].absolute()) in record["splits"]["test"]["inputs"]["sources"]["test"]
 
 
-def imagenet(root: Path, tars: bool) -> Path:
-    """Two ILSVRC2012 classes and a flat val labelled by the shipped ground truth, extracted
-    into folders or packed as the official tars."""
-    files = {f"train/{wnid}/{wnid}_{i}.JPEG": jpeg_bytes(synthetic(7 * k + i))
-             for k, wnid in enumerate(("n01440764", "n01443537")) for i in range(2)}
-    files.update({f"val/ILSVRC2012_val_{i:08d}.JPEG": jpeg_bytes(synthetic(40 + i))
-                  for i in (1, 2)})
-    root.mkdir(parents=True)
-    if not tars:
-        for rel, data in files.items():
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            (root / rel).write_bytes(data)
-        return root
-    classes: dict[str, dict[str, bytes]] = {}
-    for rel, data in files.items():
-        if rel.startswith("train/"):
-            _, wnid, name = rel.split("/")
-            classes.setdefault(wnid, {})[name] = data
-    (root / "ILSVRC2012_img_train.tar").write_bytes(
-        _tar({f"{wnid}.tar": _tar(members) for wnid, members in classes.items()}))
-    (root / "ILSVRC2012_img_val.tar").write_bytes(
-        _tar({rel[4:]: data for rel, data in files.items() if rel.startswith("val/")}))
-    return root
-
-
-def _tar(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as tf:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
 @pytest.mark.parametrize("layout", ["folders", "official tars"])
 @pytest.mark.parametrize("fmt", ["hdf5", "npz"])
 def test_es_imagenet_is_the_same_from_two_roots(run, tmp_path, layout, fmt):
-    root = imagenet(tmp_path / "a", tars=layout == "official tars")
+    root = ilsvrc(tmp_path / "a", tars=layout == "official tars")
     roots = [root, another_machine(root, tmp_path / "b")]
     folders = []
     for k, where in enumerate(roots):

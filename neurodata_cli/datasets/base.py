@@ -364,6 +364,12 @@ class Dataset(Generic[C]):
         saying what changed, over others. A dataset without inputs lists none."""
         return []
 
+    def pinned_inputs(self, cfg: C) -> list[InputFile] | None:
+        """The inputs by their published digests (a download's md5), known without fetching or
+        reading them: what ``neurodata key`` digests instead of locating and listing them.
+        None: locate and list them."""
+        return None
+
     # ---- the work ---------------------------------------------------------------------------
     def plan(self, cfg: C) -> list[Shard]:
         raise NotImplementedError

@@ -150,6 +150,16 @@ class TwoNMNIST(Dataset[TwoNMNISTConfig]):
         assert root is not None  # check() asks for --nmnist-root or --download
         return replace(cfg, sources=tuple(locate(root, name) for name in wanted))
 
+    def pinned_inputs(self, cfg: TwoNMNISTConfig) -> list[InputFile] | None:
+        """With --download, the archives by their published md5 (nothing is fetched)."""
+        if not cfg.fetch:
+            return None
+        wanted = ["train", "test"] if cfg.split == "all" else [cfg.split]
+        entries = {"train": cfg.download_train, "test": cfg.download_test}
+        # The archive's name and md5 pin its bytes (a download of others is refused).
+        return [InputFile(entries[name]["file"], -1, f"md5:{entries[name]['md5']}")
+                for name in wanted]
+
     def inputs(self, cfg: TwoNMNISTConfig) -> list[str]:
         return [s.path for s in cfg.sources]
 
