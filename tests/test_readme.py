@@ -25,7 +25,7 @@ PAGES = ["yinyang.md", "2nmnist.md", "es-imagenet.md", "usage.md", "format.md", 
 # What cannot run here, and what runs instead: no network (the NMNIST download), and the
 # set-up command that made the environment these tests run in.
 INSTEAD = [
-    (re.compile(r"^make run\b.*$", re.M), "neurodata yinyang"),
+    (re.compile(r"^make run\b.*$", re.M), "neurodata yinyang --config configs/yinyang.yaml"),
     (re.compile(r"^\. \.venv/bin/activate$", re.M), "true"),
     (re.compile(r"--download( --cache \S+)?"), "--nmnist-root ~/datasets/NMNIST"),
 ]
