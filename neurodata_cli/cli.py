@@ -261,7 +261,8 @@ def verify(folder: Path) -> None:
 
     Names every missing, altered or unlisted file, and anything a finished folder never holds
     (links, FIFOs, devices, extra folders); follows no link and opens nothing that could block.
-    Exits 0 only when all is well.
+    The run record run.json (where the inputs were read on the machine that built it) is not
+    listed, and is not reported. Exits 0 only when all is well.
     """
     from .manifest import verify as run_verify
 

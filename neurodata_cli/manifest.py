@@ -364,7 +364,8 @@ def _hash_all(folder: Path, rels: list[str], workers: int,
 
 def verify(folder: Path, workers: int | None = None, stall: float = STALL) -> VerifyReport:
     """Re-hash every file against SHA256SUMS (the manifest among them), then check that the
-    manifest is well formed and lists the same files.
+    manifest is well formed and lists the same files. ``run.json``, the run record, is the one
+    file a finished folder holds unlisted.
 
     A finished folder holds regular files and the folders they are in, nothing else: links,
     FIFOs, devices and folders no listed file is in are problems, and none is followed or
