@@ -55,6 +55,7 @@ def describe(ds: Dataset[Any], cfg: Config) -> dict[str, Any]:
     else:  # known by published digests: nothing is fetched
         listed = sorted(portable(InputFile(*entry)) for entry in pinned)
     return {"dataset": ds.output_name(cfg), "builder": ds.name, "version": ds.version,
+            "release_notes": ds.release_notes.get(ds.version, ""),  # the manifest holds them
             "tool": {"name": "neurodata", "version": __version__},
             "libraries": libraries(ds, cfg), "config": cfg.recorded(), "inputs": listed}
 

@@ -59,7 +59,8 @@ def test_the_key_holds_what_the_manifest_records(run, tmp_path):
     shown = json.loads(run("key", "yinyang", "--size", "50", "--show").output)
     run("yinyang", "--size", "50", "--out", tmp_path, "--quiet")
     manifest = json.loads((tmp_path / "yinyang" / "1.0.0" / "manifest.json").read_text())
-    for field in ("dataset", "version", "tool", "libraries", "config"):
+    for field in ("dataset", "builder", "version", "release_notes", "tool", "libraries",
+                  "config"):
         assert shown[field] == manifest[field], field
     assert shown["inputs"] == []
 
