@@ -66,7 +66,8 @@ def test_the_key_holds_what_the_manifest_records(run, tmp_path):
 
 
 @pytest.mark.parametrize("layout", ["folders", "zips"])
-def test_the_2nmnist_key_is_the_same_on_another_machine(run, tmp_path, layout):
+def test_the_2nmnist_key_is_the_same_on_another_machine(run, tmp_path, layout, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where a build would write ./data
     tree = make_tree(tmp_path / "a", {"train": 2, "test": 1})
     roots = [tree, another_machine(tree, tmp_path / "b")]
     if layout == "zips":
@@ -75,6 +76,7 @@ def test_the_2nmnist_key_is_the_same_on_another_machine(run, tmp_path, layout):
     assert len(keys) == 1
     assert key("2nmnist", nmnist_root=roots[1]) in keys
     assert not list(tmp_path.glob("**/2nmnist"))  # nothing built
+    assert not (tmp_path / "data").exists()
 
 
 def test_the_2nmnist_key_sees_a_changed_input(run, tmp_path):
@@ -110,7 +112,8 @@ def test_the_2nmnist_download_key_fetches_nothing(run, tmp_path):
 
 
 @pytest.mark.parametrize("layout", ["folders", "official tars"])
-def test_the_es_imagenet_key_is_the_same_on_another_machine(run, tmp_path, layout):
+def test_the_es_imagenet_key_is_the_same_on_another_machine(run, tmp_path, layout, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where a build would write ./data
     root = ilsvrc(tmp_path / "a", tars=layout == "official tars")
     roots = [root, another_machine(root, tmp_path / "b")]
     for split in ("train", "val"):
@@ -125,6 +128,7 @@ def test_the_es_imagenet_key_is_the_same_on_another_machine(run, tmp_path, layou
     last.write_bytes(last.read_bytes() + b"\0")
     assert cli_key(run, "es-imagenet", "--imagenet-root", other, "--split", "val") not in keys
     assert not list(tmp_path.glob("**/es-imagenet"))  # nothing built, no archive indexed
+    assert not (tmp_path / "data").exists()
 
 
 def test_key_errors_are_those_of_a_run(run, tmp_path):
