@@ -54,12 +54,12 @@ def materialise(dataset: str, out: str | Path = "data", *, config: str | Path | 
 
 def describe_key(dataset: str, options: Mapping[str, Any], *, flags: bool = False,
                  config: str | Path | None = None) -> dict[str, Any]:
-    """What the cache key of ``dataset`` with ``options`` digests (see ``neurodata_cli.key``);
+    """What the cache key of ``dataset`` with ``options`` digests (``cache_key.describe``);
     ``flags`` as for ``run``. Options that do not shape the bytes (``--out``, the executor) are
     not in it."""
+    from .cache_key import describe
     from .config import parse, resolve, take_executor
     from .datasets import get
-    from .key import describe
 
     ds = get(dataset)
     values = resolve(ds, Path(config) if config is not None else None, options, flags)
@@ -73,7 +73,7 @@ def key(dataset: str, *, config: str | Path | None = None, **options: Any) -> st
     the tool's version, the config as the manifest records it, the library versions it records
     and the inputs (names, sizes, digests from their contents; no paths or times). The same on
     every machine for the same config and inputs; nothing is written or downloaded."""
-    from .key import digest
+    from .cache_key import digest
 
     _check_options(dataset, options)
     return digest(describe_key(dataset, options, config=config))

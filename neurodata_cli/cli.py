@@ -126,7 +126,7 @@ def key_command(name: str) -> click.Command:
     @handle_errors
     def callback(config_file: Path | None, show: bool, **values: Any) -> None:
         from .api import describe_key
-        from .key import digest
+        from .cache_key import digest
 
         for shared in ("out", "overwrite", "quiet", "workers", "scheduler"):
             values.pop(shared, None)  # accepted, so a build's flags can be pasted: no effect

@@ -1,4 +1,4 @@
-"""``neurodata key NAME [flags]`` and ``neurodata_cli.api.key``: a folder's cache key, known
+"""``neurodata key NAME [flags]`` and ``neurodata_cli.key``: a folder's cache key, known
 before building it, the same on every machine for the same config and inputs, and different
 whenever the bytes would be (issue 25 item 4)."""
 
@@ -14,9 +14,9 @@ from helpers import another_machine
 from imagenet_synth import ilsvrc
 from nmnist_synth import make_tree, zip_tree
 
+import neurodata_cli.cache_key
 import neurodata_cli.engine
-import neurodata_cli.key
-from neurodata_cli.api import key
+from neurodata_cli import key
 from neurodata_cli.datasets import get
 from neurodata_cli.errors import ConfigError
 
@@ -46,7 +46,7 @@ def test_the_yinyang_key_digests_the_resolved_config(run, tmp_path, monkeypatch)
     monkeypatch.setattr(neurodata_cli.engine, "_numpy", lambda: {"numpy": "0.0"})
     assert key("yinyang", size=50) != base
     monkeypatch.undo()
-    monkeypatch.setattr(neurodata_cli.key, "__version__", "0.0.0")
+    monkeypatch.setattr(neurodata_cli.cache_key, "__version__", "0.0.0")
     assert key("yinyang", size=50) != base
     monkeypatch.undo()
     monkeypatch.setattr(get("yinyang"), "version", "9.0.0")

@@ -1,5 +1,5 @@
 """The cache key of a folder, known before it is built: a digest of everything that shapes its
-bytes, for a CI cache (``neurodata key NAME [flags]``, ``neurodata_cli.api.key``).
+bytes, for a CI cache (``neurodata key NAME [flags]``, ``neurodata_cli.key``).
 
 It digests the dataset, its version, the tool's version, the config as the manifest records it,
 the library versions the manifest records, and the inputs by name, size and a digest taken from
