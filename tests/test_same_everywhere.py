@@ -102,3 +102,25 @@ def test_the_run_record_is_outside_the_checksums_and_kept_by_a_merge(run, tmp_pa
     if shutil.which("sha256sum"):
         subprocess.run(["sha256sum", "-c", "--strict", "--quiet", "SHA256SUMS"], cwd=folder,
                        check=True)
+
+
+@pytest.mark.parametrize("name", ["run.json", "manifest.json"])
+def test_a_data_file_may_not_take_the_name_of_a_folder_record(tmp_path, monkeypatch, name):
+    from toy_dataset import Toy
+
+    from neurodata_cli import datasets, materialise
+    from neurodata_cli.datasets.base import SplitFile
+    from neurodata_cli.errors import RunError
+
+    monkeypatch.setitem(datasets.BUILTIN, "toy", "toy_dataset:Toy")
+    datasets._specs.cache_clear()
+    datasets.get.cache_clear()
+    monkeypatch.setattr(Toy, "split_files", lambda self, cfg, split, stats: [
+        SplitFile(name, "mine\n")])
+    try:
+        with pytest.raises(RunError, match=f"toy writes a data file named {name}"):
+            materialise("toy", out=tmp_path, workers=1)
+    finally:
+        datasets._specs.cache_clear()
+        datasets.get.cache_clear()
+    assert not (tmp_path / "toy" / "1.0.0").exists()
