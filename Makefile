@@ -18,12 +18,12 @@ dev: $(BIN)/python
 	rm -rf build
 	$(BIN)/pip install -q '.[dev]'
 
-# Materialise the default Yin-Yang config into ./data (verified instead if already there).
+# Materialise the paper's Yin-Yang config into ./data (verified instead if already there).
 run: install
 	@if [ -f $(OUT)/yinyang/1.0.0/manifest.json ]; then \
 		$(BIN)/neurodata verify $(OUT)/yinyang/1.0.0; \
 	else \
-		$(BIN)/neurodata yinyang --out $(OUT); \
+		$(BIN)/neurodata yinyang --config configs/yinyang.yaml --out $(OUT); \
 	fi
 
 # The reader's DataLoader test runs where torch is importable. Machines of this project keep a

@@ -64,6 +64,40 @@ def materialise(dataset: str, out: str | Path = "data", *, config: str | Path | 
     defaults. Errors raise ``ConfigError`` (a bad option, named by its keyword) or ``RunError``
     (bad inputs, refused output).
     """
+    _check_options(dataset, options)
+    return run(dataset, out, options, config=config, overwrite=overwrite, quiet=quiet,
+               workers=workers, scheduler=scheduler)
+
+
+def describe_key(dataset: str, options: Mapping[str, Any], *, flags: bool = False,
+                 config: str | Path | None = None) -> dict[str, Any]:
+    """What the cache key of ``dataset`` with ``options`` digests (``cache_key.describe``);
+    ``flags`` as for ``run``. Options that do not shape the bytes (``--out``, the executor) are
+    not in it."""
+    from .cache_key import describe
+    from .config import parse, resolve, take_executor
+    from .datasets import get
+
+    ds = get(dataset)
+    values = resolve(ds, Path(config) if config is not None else None, options, flags)
+    take_executor(values)  # where shards run, never what they hold
+    return describe(ds, parse(ds, values))
+
+
+def key(dataset: str, *, config: str | Path | None = None, **options: Any) -> str:
+    """The cache key of the folder ``materialise(dataset, config=config, **options)`` makes,
+    known before building it: ``<dataset>-<version>-<sha256>`` of the dataset, its version,
+    the tool's version, the config as the manifest records it, the library versions it records
+    and the inputs (names, sizes, digests from their contents; no paths or times). The same on
+    every machine for the same config and inputs; nothing is written or downloaded."""
+    from .cache_key import digest
+
+    _check_options(dataset, options)
+    return digest(describe_key(dataset, options, config=config))
+
+
+def _check_options(dataset: str, options: Mapping[str, Any]) -> None:
+    """Refuse a keyword that is no option of the dataset's, naming the ones it has."""
     from .config import did_you_mean
     from .datasets import get
 
@@ -72,5 +106,3 @@ def materialise(dataset: str, out: str | Path = "data", *, config: str | Path | 
     if unknown:
         hint = did_you_mean(unknown[0], known) or f"; it has {', '.join(sorted(known))}"
         raise ConfigError(f"{dataset} has no option {unknown[0]!r}{hint}")
-    return run(dataset, out, options, config=config, overwrite=overwrite, quiet=quiet,
-               workers=workers, scheduler=scheduler)

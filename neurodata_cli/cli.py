@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -130,6 +131,35 @@ def dataset_command(name: str) -> click.Command:
                          short_help=doc.splitlines()[0])
 
 
+def key_command(name: str) -> click.Command:
+    """``neurodata key NAME``: the dataset's flags, and its folder's cache key printed."""
+    from .datasets import get
+
+    ds = get(name)
+
+    @handle_errors
+    def callback(config_file: Path | None, show: bool, **values: Any) -> None:
+        from .api import describe_key
+        from .cache_key import digest
+
+        for shared in ("out", "overwrite", "dry_run", "quiet", "workers", "scheduler"):
+            values.pop(shared, None)  # accepted, so a build's flags can be pasted: no effect
+        what = describe_key(name, values, flags=True, config=config_file)
+        click.echo(json.dumps(what, indent=2, ensure_ascii=False) if show else digest(what))
+
+    params = _params(ds) + [click.Option(["--show"], is_flag=True,
+                                         help="Print what the key digests, as JSON.")]
+    return click.Command(
+        name, callback=callback, params=params,
+        short_help=f"Cache key of {name} folders.",
+        help=f"Print the cache key of the {name} folder these flags make, before building it: "
+             "<dataset>-<version>-<sha256> of the dataset, version, resolved config, library "
+             "versions and inputs (names, sizes, digests from their contents; no paths or "
+             "times). The same on every machine; nothing is written or downloaded. --out, "
+             "--overwrite, --dry-run, --quiet, --workers and --scheduler are accepted and "
+             "change nothing.")
+
+
 def unusable_command(name: str, why: str) -> click.Command:
     """A stand-in for a dataset that cannot be used: whatever its flags, it says why (exit 2)."""
     from .errors import ConfigError
@@ -146,6 +176,8 @@ def unusable_command(name: str, why: str) -> click.Command:
 
 class Commands(click.Group):
     """Dataset commands are made on demand, so one command imports one dataset."""
+
+    make = staticmethod(dataset_command)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         from .datasets import names
@@ -174,7 +206,7 @@ class Commands(click.Group):
             return self.commands[name]
         if name in names():
             try:
-                return dataset_command(name)
+                return self.make(name)
             except NeurodataError as exc:  # a plugin that does not load: the rest still works
                 return unusable_command(name, str(exc))
         why = problems().get(name)
@@ -199,6 +231,22 @@ def cli() -> None:
     """Materialise neuromorphic benchmark datasets exactly, reproducibly and fast.
 
     Each dataset goes to <out>/<dataset>/<version>/ with a SHA256SUMS and a manifest.json.
+    """
+
+
+class KeyCommands(Commands):
+    """``neurodata key NAME [flags]``: one subcommand per dataset, with the dataset's flags."""
+
+    make = staticmethod(key_command)
+
+
+@cli.group(cls=KeyCommands)
+def key() -> None:
+    """Print a folder's cache key before building it: neurodata key NAME [NAME's flags].
+
+    \b
+    Example (a CI cache keyed on it: docs/ci-cache.md):
+      neurodata key yinyang --config configs/yinyang-fixture.yaml
     """
 
 
@@ -244,7 +292,8 @@ def verify(folder: Path) -> None:
 
     Names every missing, altered or unlisted file, and anything a finished folder never holds
     (links, FIFOs, devices, extra folders); follows no link and opens nothing that could block.
-    Exits 0 only when all is well.
+    The run record run.json (where the inputs were read on the machine that built it) is not
+    listed, and is not reported. Exits 0 only when all is well.
     """
     from .manifest import verify as run_verify
 

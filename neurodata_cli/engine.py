@@ -17,6 +17,9 @@ Layout while a run is in progress::
     <out>/<dataset>/.<version>.replaced/              the folder being replaced, for an instant
                                                       (where the two cannot be swapped at once)
     <out>/<dataset>/<version>/                        appears (or is updated) only when complete
+        manifest.json, SHA256SUMS                     the same on every machine for one config
+        run.json                                      where this machine's run read its inputs
+                                                      (not in SHA256SUMS)
 
 A run killed in its commit leaves the plan. The next run into the folder, of any config, first
 finishes it if the folder is still the one the plan replaces, and discards it otherwise.
@@ -50,6 +53,7 @@ from .formats import dist_versions, file_entry, sha256_file, write_text
 from .manifest import (
     MANIFEST,
     METADATA,
+    RUN,
     SUMS,
     check_shape,
     metadata,
@@ -555,19 +559,42 @@ class Materialiser:
             splits = {**keep, **splits}
             files = [f for f in existing["files"] if f["split"] in keep] + files
         files.sort(key=lambda f: f["path"])
-        libraries = {"python": _python(), **_numpy(), **writer.versions(),
-                     **dist_versions(self.ds.libraries)}
+        taken = sorted(f["path"] for f in files if f["path"] in METADATA | {RUN})
+        if taken:  # the engine writes these itself
+            raise RunError(f"{self.ds.name} writes a data file named {taken[0]}, a name "
+                           "neurodata keeps for a folder's own records")
         return {
             "dataset": self.name,
             "builder": self.ds.name,  # the registered dataset that wrote it (reads it back)
             "version": self.ds.version,
             "release_notes": self.ds.release_notes.get(self.ds.version, ""),
             "tool": {"name": "neurodata", "version": __version__},
-            "libraries": dict(sorted(libraries.items())),
+            "libraries": libraries(self.ds, self.cfg),
             "config": self._shared_config(self.config),
             "splits": dict(sorted(splits.items())),
             "files": files,
         }
+
+    def _run_record(self, merge: bool) -> dict[str, Any]:
+        """Where this run came from: its inputs on this machine, the host, the tool's path.
+        ``run.json`` keeps it beside the manifest, outside SHA256SUMS (the checksummed files
+        hold none of it). A merge keeps the record of the splits it does not make."""
+        splits: dict[str, Any] = {}
+        if merge:
+            try:
+                old = json.loads((self.folder / RUN).read_text())["splits"]
+                splits = {k: v for k, v in old.items() if k not in self.claim}
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                pass  # a folder from before run records, or one edited: nothing to keep
+        import socket
+
+        this = {"inputs": self.cfg.origin(), "folder": str(self.folder.absolute()),
+                "host": socket.gethostname(), "python": sys.executable,
+                "tool": {"version": __version__, "path": str(Path(__file__).parent)},
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        splits.update((split, this) for split in self.claim)
+        return {"dataset": self.name, "version": self.ds.version,
+                "splits": dict(sorted(splits.items()))}
 
     @property
     def _commit_dir(self) -> Path:
@@ -582,7 +609,8 @@ class Materialiser:
         """
         plan = {"manifest": manifest, "merge": existing is not None, "claim": list(self.claim),
                 "fingerprint": self.fingerprint, "replaces": _generation(self.folder),
-                "makes": hashlib.sha256(metadata(manifest)[1]).hexdigest()}
+                "makes": hashlib.sha256(metadata(manifest)[1]).hexdigest(),
+                "run": self._run_record(existing is not None)}
         self._commit_dir.mkdir(exist_ok=True)
         atomic_write(self._commit_dir / "commit.json", json.dumps(plan).encode())
         try:
@@ -642,6 +670,14 @@ class Materialiser:
                 f"{_human(total)} in {self.folder} ({seconds:.2f} s"
                 + (f", {resumed} shards resumed" if resumed else "") + ")")
         return RunSummary(self.folder, len(files), total, mine, seconds, resumed, line)
+
+
+def libraries(ds: Dataset[Any], cfg: Config) -> dict[str, str]:
+    """The versions of what shapes the bytes, as the manifest records them: Python, numpy, the
+    format's libraries and the dataset's own (a decoder)."""
+    found = {"python": _python(), **_numpy(), **ds.formats[cfg.format].versions(),
+             **dist_versions(ds.libraries)}
+    return dict(sorted(found.items()))
 
 
 def _python() -> str:
@@ -753,8 +789,10 @@ def _apply_commit(stage: Path, folder: Path, plan: dict[str, Any]) -> None:
             raise RunError(f"cannot commit {folder}: {where} is missing or cut short; the "
                            "folder is left as it was")
     write_manifest(stage, manifest)
+    if plan.get("run") is not None:  # a plan an older neurodata left has none
+        atomic_write(stage / RUN, (json.dumps(plan["run"], indent=2) + "\n").encode())
     shutil.rmtree(stage / INTERNAL, ignore_errors=True)
-    _remove_unlisted(stage, {f["path"] for f in manifest["files"]} | set(METADATA))
+    _remove_unlisted(stage, {f["path"] for f in manifest["files"]} | set(METADATA) | {RUN})
     if folder.exists() and _exchange(stage, folder):
         shutil.rmtree(stage)  # the folder it replaced
         return

@@ -25,6 +25,9 @@ from .files import atomic_write
 SUMS = "SHA256SUMS"
 MANIFEST = "manifest.json"
 METADATA = frozenset({SUMS, MANIFEST})
+# Where the folder was made on this machine (input paths, host, tool path): beside the manifest
+# but never listed in SHA256SUMS, so that the checksummed files are the same on every machine.
+RUN = "run.json"
 
 
 _ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r"}
@@ -330,7 +333,8 @@ def _hash_all(folder: Path, rels: list[str], workers: int,
 
 def verify(folder: Path, workers: int | None = None, stall: float = STALL) -> VerifyReport:
     """Re-hash every file against SHA256SUMS (the manifest among them), then check that the
-    manifest is well formed and lists the same files.
+    manifest is well formed and lists the same files. ``run.json``, the run record, is the one
+    file a finished folder holds unlisted.
 
     A finished folder holds regular files and the folders they are in, nothing else: links,
     FIFOs, devices and folders no listed file is in are problems, and none is followed or
@@ -358,7 +362,7 @@ def verify(folder: Path, workers: int | None = None, stall: float = STALL) -> Ve
     for rel in sorted(tree.folders - wanted):
         report.problems.append(f"folder {rel!r} holds no listed file")
     present = tree.entries - {SUMS}
-    report.unlisted = sorted(p for p in tree.files - entries.keys() if p != SUMS)
+    report.unlisted = sorted(p for p in tree.files - entries.keys() if p not in (SUMS, RUN))
     report.missing = sorted(entries.keys() - present)
     to_hash = sorted(entries.keys() & tree.files)
     digests = _hash_all(folder, to_hash, workers or os.cpu_count() or 1, stall)

@@ -1,5 +1,6 @@
 """The README and docs/ run as written: every block of commands and code, the README first and
-then each page of docs/ in ``PAGES`` order, top to bottom, in one empty folder, on small inputs
+then each page of docs/ in ``PAGES`` order, top to bottom, in one folder holding only a copy of
+configs/ (as a checkout does), on small inputs
 (HOME points at a folder holding a small NMNIST and ImageNet)."""
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,11 +21,11 @@ from nmnist_synth import make_tree as nmnist_tree
 SKIP = "<!-- not run by tests/test_readme.py"
 # The docs pages in the order their blocks run (later pages read what earlier ones made).
 PAGES = ["yinyang.md", "2nmnist.md", "es-imagenet.md", "usage.md", "format.md", "cluster.md",
-         "reliability.md", "exactness.md", "performance.md", "plugins.md"]
+         "reliability.md", "exactness.md", "performance.md", "plugins.md", "ci-cache.md"]
 # What cannot run here, and what runs instead: no network (the NMNIST download), and the
 # set-up command that made the environment these tests run in.
 INSTEAD = [
-    (re.compile(r"^make run\b.*$", re.M), "neurodata yinyang"),
+    (re.compile(r"^make run\b.*$", re.M), "neurodata yinyang --config configs/yinyang.yaml"),
     (re.compile(r"^\. \.venv/bin/activate$", re.M), "true"),
     (re.compile(r"--download( --cache \S+)?"), "--nmnist-root ~/datasets/NMNIST"),
 ]
@@ -73,6 +75,7 @@ def test_every_block_of_the_readme_and_docs_runs_in_order(tmp_path):
     sources = [REPO / "README.md"] + [REPO / "docs" / page for page in PAGES]
     work = tmp_path / "work"
     work.mkdir()
+    shutil.copytree(REPO / "configs", work / "configs")  # as in a checkout: the quick start's
     env = {**os.environ, "HOME": str(home(tmp_path / "home")),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     ran = {"sh": 0, "python": 0}

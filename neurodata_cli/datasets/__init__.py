@@ -25,7 +25,7 @@ BUILTIN = {
     "es-imagenet": "neurodata_cli.datasets.es_imagenet:ESImageNet",
 }
 # The CLI's own commands (cli.py; a test keeps the two in step): no dataset may take their names.
-COMMANDS = frozenset({"config", "export", "info", "preview", "verify"})
+COMMANDS = frozenset({"config", "export", "info", "key", "preview", "verify"})
 
 
 @dataclass

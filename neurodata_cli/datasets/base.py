@@ -100,6 +100,12 @@ class Config:
         dataset adds what it located (its inputs) by extending this."""
         return nested({o.key: getattr(self, o.name) for o in schema(type(self)) if o.manifest})
 
+    def origin(self) -> dict[str, Any]:
+        """Where this machine's run found its inputs (absolute paths, an archive's location):
+        the run record beside the manifest keeps it, never a checksummed file, so that the same
+        config over the same inputs gives the same folder on every machine."""
+        return {}
+
 
 def nested(flat: dict[str, Any]) -> dict[str, Any]:
     """``{"a.b": 1}`` as ``{"a": {"b": 1}}``."""
@@ -368,6 +374,12 @@ class Dataset(Generic[C]):
         in the stage: a killed run resumes only over the very same inputs, and starts again,
         saying what changed, over others. A dataset without inputs lists none."""
         return []
+
+    def pinned_inputs(self, cfg: C) -> list[InputFile] | None:
+        """The inputs by their published digests (a download's md5), known without fetching or
+        reading them: what ``neurodata key`` digests instead of locating and listing them.
+        None: locate and list them."""
+        return None
 
     # ---- the work ---------------------------------------------------------------------------
     def plan(self, cfg: C) -> list[Shard]:

@@ -78,6 +78,9 @@ class ESImageNetConfig(Config):
         return {**super().recorded(), "source": self.source.describe(),
                 "trace": [list(p) for p in odg.TRACE], "window": list(odg.WINDOW)}
 
+    def origin(self) -> dict[str, Any]:
+        return {"source": self.src.origin()}
+
 
 @dataclass(frozen=True)
 class Part:

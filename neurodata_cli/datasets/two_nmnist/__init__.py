@@ -79,7 +79,10 @@ class TwoNMNISTConfig(Config):
     sources: tuple[SplitSource, ...] = ()  # found by ``locate``
 
     def recorded(self) -> dict[str, Any]:
-        return {**super().recorded(), "sources": {s.split: s.describe() for s in self.sources}}
+        return {**super().recorded(), "sources": {s.split: s.recorded() for s in self.sources}}
+
+    def origin(self) -> dict[str, Any]:
+        return {"sources": {s.split: s.describe() for s in self.sources}}
 
 
 @dataclass(frozen=True)
@@ -167,6 +170,16 @@ class TwoNMNIST(Dataset[TwoNMNISTConfig]):
                 [f"archives in {cfg.download_cache}; a run checks their md5 first"]
         return None, [f"a run first downloads {e['file']} into {cfg.download_cache} from "
                       f"{' or '.join(e['urls'])}" for e in missing]
+
+    def pinned_inputs(self, cfg: TwoNMNISTConfig) -> list[InputFile] | None:
+        """With --download, the archives by their published md5 (nothing is fetched)."""
+        if not cfg.fetch:
+            return None
+        wanted = ["train", "test"] if cfg.split == "all" else [cfg.split]
+        entries = {"train": cfg.download_train, "test": cfg.download_test}
+        # The archive's name and md5 pin its bytes (a download of others is refused).
+        return [InputFile(entries[name]["file"], -1, f"md5:{entries[name]['md5']}")
+                for name in wanted]
 
     def inputs(self, cfg: TwoNMNISTConfig) -> list[str]:
         return [s.path for s in cfg.sources]

@@ -58,7 +58,13 @@ class SplitSource:
     prefix: str = ""  # for archives: the top-level folder as spelled in the zip
 
     def describe(self) -> str:
-        return f"{self.path}" + (f" ({self.prefix}/)" if self.archive else "")
+        """Where it is on this machine (for messages and the run record)."""
+        return str(Path(self.path).absolute()) + (f" ({self.prefix}/)" if self.archive else "")
+
+    def recorded(self) -> str:
+        """What the manifest records: the folder's or zip's name in the root, never its path
+        (the manifest is checksummed, and must be the same on every machine)."""
+        return Path(self.path).name + (f" ({self.prefix}/)" if self.archive else "")
 
 
 def locate(root: Path, split: str) -> SplitSource:
