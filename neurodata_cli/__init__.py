@@ -1,20 +1,23 @@
 """neurodata: materialise neuromorphic benchmark datasets, exactly and fast.
 
 ``materialise(name, out=..., **options)`` writes a dataset and returns its summary;
-``open_dataset(folder)`` serves a materialised folder's samples.
+``open_dataset(folder)`` serves a materialised folder's samples. ``materialise`` raises
+``FolderExists`` when the folder holds what it may not replace.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .errors import ConfigError, FolderExists, NeurodataError, RunError
 from .version import __version__
 
 if TYPE_CHECKING:
     from .api import materialise
     from .reader import open_dataset
 
-__all__ = ["materialise", "open_dataset", "__version__"]
+__all__ = ["materialise", "open_dataset", "ConfigError", "FolderExists", "NeurodataError",
+           "RunError", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

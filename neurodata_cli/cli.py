@@ -83,7 +83,16 @@ def _params(ds: Any) -> list[click.Parameter]:
         click.Option(["--out"], type=click.Path(file_okay=False, path_type=Path),
                      default=Path("data"), show_default=True,
                      help="Output root; data goes to <out>/<dataset>/<version>/."),
-        click.Option(["--overwrite"], is_flag=True, help="Replace finished output."),
+        click.Option(["--overwrite"], is_flag=True,
+                     help="Replace finished output (a folder made with the same config is "
+                          "otherwise reused as it is)."),
+        click.Option(["--verify", "verify_reused"], is_flag=True,
+                     help="Before reusing a finished folder, hash every file (default: check "
+                          "that each is there with its size)."),
+        click.Option(["--wait"], type=click.FloatRange(min=0), default=24 * 3600.0,
+                     metavar="SECONDS",
+                     help="Wait this long for another run of the same folder, then reuse what "
+                          "it made (0: give up at once).  [default: 86400, a day]"),
         click.Option(["--quiet"], is_flag=True, help="No progress bar and no summary."),
         click.Option(["--workers"], type=click.IntRange(min=1),
                      help="Processes building shards (default: all cores)."),
@@ -102,12 +111,14 @@ def dataset_command(name: str) -> click.Command:
     ds = get(name)
 
     @handle_errors
-    def callback(config_file: Path | None, out: Path, overwrite: bool, quiet: bool,
-                 workers: int | None, scheduler: str | None = None, **values: Any) -> None:
+    def callback(config_file: Path | None, out: Path, overwrite: bool, verify_reused: bool,
+                 wait: float, quiet: bool, workers: int | None, scheduler: str | None = None,
+                 **values: Any) -> None:
         from .api import run
 
         summary = run(name, out, values, flags=True, config=config_file, overwrite=overwrite,
-                      quiet=quiet, workers=workers, scheduler=scheduler)
+                      quiet=quiet, workers=workers, scheduler=scheduler, wait=wait,
+                      verify=verify_reused)
         if not quiet:
             click.echo(summary.line)
 

@@ -115,7 +115,7 @@ def test_a_second_run_into_a_locked_folder_is_refused(tmp_path):
     with open(base / ".1.0.0.lock", "a+") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
         with pytest.raises(RunError, match="another neurodata run is writing"):
-            materialise("toy", out=tmp_path, workers=1)
+            materialise("toy", out=tmp_path, workers=1, wait=0)
     assert not (base / "1.0.0").exists()
     materialise("toy", out=tmp_path, workers=1)
 
