@@ -163,9 +163,10 @@ def test_pytest_xdist_workers_share_one_folder_built_once(tmp_path):
     seen = tmp_path / "seen"
     seen.mkdir()
     env = {**os.environ, "SEEN": str(seen), "NEURODATA_CACHE": str(tmp_path / "cache")}
+    # (hypothesis, which the dev set-up installs, costs each worker a second to import)
     done = subprocess.run([sys.executable, "-m", "pytest", "-n", "4", "-q", "-p", "xdist",
-                           "test_fixtures.py"], cwd=tmp_path, env=env, capture_output=True,
-                          text=True)
+                           "-p", "no:hypothesispytest", "test_fixtures.py"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "4 passed" in done.stdout
     records = {p.read_text() for p in seen.iterdir()}
