@@ -274,15 +274,14 @@ class Materialiser:
                     fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
-                    holder = _holder(path)
                     if time.monotonic() > deadline:
                         raise RunError(
-                            f"another neurodata run{holder} is writing {self.folder}; it did not "
-                            f"finish within {self.wait:g} s ({self._flag('wait')}); run this "
-                            "command again when it is done") from None
+                            f"another neurodata run{_holder(path)} is writing {self.folder}; it "
+                            f"did not finish within {self.wait:g} s ({self._flag('wait')}); run "
+                            "this command again when it is done") from None
                     if not said and not self.quiet and self.wait > 0:
                         said = True
-                        print(f"{self.name}: waiting for the run{holder} that holds {path} "
+                        print(f"{self.name}: waiting for the run{_holder(path)} that holds {path} "
                               f"(up to {self.wait:g} s, {self._flag('wait')})", file=sys.stderr,
                               flush=True)
                     time.sleep(0.1)

@@ -5,15 +5,18 @@ in the caller's words); runs of one folder queue on its lock and then reuse what
 from __future__ import annotations
 
 import fcntl
+import io
 import os
 import socket
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
 import pytest
 from helpers import tree_digest
+from imagenet_synth import jpeg_bytes, synthetic
 from nmnist_synth import make_tree as nmnist_tree
 
 from neurodata_cli import FolderExists, RunError, materialise
@@ -174,3 +177,33 @@ def test_pytest_xdist_workers_share_one_folder_built_once(tmp_path):
     # One manifest (a second build would have replaced it) with one SHA256SUMS, seen by all.
     assert len(records) == 1 and len(workers) > 1, (records, workers)
     assert [p.name for p in (tmp_path / "cache").iterdir()][0].startswith("yinyang-")
+
+
+def tar_of(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def test_a_config_known_only_after_indexing_an_archive_is_reused_too(run, tmp_path):
+    # ES-ImageNet labels the official train tar's classes when it indexes it (in the stage):
+    # the comparison waits for that, and the stage goes again.
+    wnids = ("n01440764", "n01443537")
+    inner = {w: tar_of({f"{w}_{k}.JPEG": jpeg_bytes(synthetic(k)) for k in range(2)})
+             for w in wnids}
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "ILSVRC2012_img_train.tar").write_bytes(
+        tar_of({f"{w}.tar": data for w, data in inner.items()}))
+    args = ["es-imagenet", "--imagenet-root", tmp_path / "in", "--out", tmp_path / "o",
+            "--min-events", "10"]
+    run(*args)
+    base = tmp_path / "o" / "es-imagenet"
+    before = sorted(p.name for p in base.iterdir())
+    assert "reused" in run(*args).output
+    assert sorted(p.name for p in base.iterdir()) == before  # no stage left
+    assert "threshold" in run(*args, "--threshold", "0.3", code=1).output
+    assert sorted(p.name for p in base.iterdir()) == before
