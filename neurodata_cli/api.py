@@ -11,18 +11,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .engine import DryRun, Materialiser, RunSummary
+from .engine import WAIT, DryRun, Materialiser, RunSummary
 from .errors import ConfigError
 
 
 def run(dataset: str, out: str | Path, options: Mapping[str, Any], *, flags: bool = False,
         config: str | Path | None = None, overwrite: bool = False, quiet: bool = True,
-        workers: int | None = None, scheduler: str | None = None) -> RunSummary:
+        workers: int | None = None, scheduler: str | None = None, wait: float = WAIT,
+        verify: bool = False) -> RunSummary:
     """Materialise with ``options`` by name (None: not given); ``flags``: they are the command
     line's, and errors name the flag instead of the keyword."""
     return _materialiser(dataset, out, options, flags=flags, config=config,
                          overwrite=overwrite, quiet=quiet, workers=workers,
-                         scheduler=scheduler).run()
+                         scheduler=scheduler, wait=wait, verify=verify).run()
 
 
 def dry_run(dataset: str, out: str | Path, options: Mapping[str, Any], *, flags: bool = False,
@@ -35,7 +36,8 @@ def dry_run(dataset: str, out: str | Path, options: Mapping[str, Any], *, flags:
 def _materialiser(dataset: str, out: str | Path, options: Mapping[str, Any], *,
                   flags: bool = False, config: str | Path | None = None,
                   overwrite: bool = False, quiet: bool = True, workers: int | None = None,
-                  scheduler: str | None = None, dry: bool = False) -> Materialiser:
+                  scheduler: str | None = None, dry: bool = False, wait: float = WAIT,
+                  verify: bool = False) -> Materialiser:
     """The run the arguments ask for, every value checked (``dry``: no executor is started)."""
     from .config import parse, resolve, take_executor
     from .datasets import get
@@ -51,22 +53,29 @@ def _materialiser(dataset: str, out: str | Path, options: Mapping[str, Any], *,
     executor = None if dry else make_executor(kind, address, workers)
     cfg = parse(ds, values)  # every value checked before any I/O
     return Materialiser(ds, cfg, Path(out), overwrite=overwrite, quiet=quiet,
-                        executor=executor)
+                        executor=executor, wait=wait, verify=verify, flags=flags)
 
 
 def materialise(dataset: str, out: str | Path = "data", *, config: str | Path | None = None,
                 overwrite: bool = False, quiet: bool = True, workers: int | None = None,
-                scheduler: str | None = None, **options: Any) -> RunSummary:
+                scheduler: str | None = None, wait: float = WAIT, verify: bool = False,
+                **options: Any) -> RunSummary:
     """Materialise ``dataset`` into ``<out>/<dataset>/<version>/`` and return its summary.
 
     ``options`` are the fields of the dataset's config (``r_small=0.2``, ``nmnist_root=path``,
     ``shard_size=100``) as plain Python values, laid over ``config`` (a YAML file) and the
     defaults. Errors raise ``ConfigError`` (a bad option, named by its keyword) or ``RunError``
     (bad inputs, refused output).
+
+    A folder already made with the same config (and inputs) is reused: nothing is written, and
+    the summary says ``reused``. Its listed files are checked by size first, or all hashed
+    with ``verify=True``. A folder made otherwise raises ``FolderExists`` (a ``RunError``)
+    unless ``overwrite=True`` (which always rebuilds). Another run of the same folder (another
+    process, another pytest-xdist worker) is waited for, up to ``wait`` seconds (a day).
     """
     _check_options(dataset, options)
     return run(dataset, out, options, config=config, overwrite=overwrite, quiet=quiet,
-               workers=workers, scheduler=scheduler)
+               workers=workers, scheduler=scheduler, wait=wait, verify=verify)
 
 
 def describe_key(dataset: str, options: Mapping[str, Any], *, flags: bool = False,

@@ -87,7 +87,16 @@ def _params(ds: Any) -> list[click.Parameter]:
         click.Option(["--out"], type=click.Path(file_okay=False, path_type=Path),
                      default=Path("data"), show_default=True,
                      help="Output root; data goes to <out>/<dataset>/<version>/."),
-        click.Option(["--overwrite"], is_flag=True, help="Replace finished output."),
+        click.Option(["--overwrite"], is_flag=True,
+                     help="Replace finished output (a folder made with the same config is "
+                          "otherwise reused as it is)."),
+        click.Option(["--verify", "verify_reused"], is_flag=True,
+                     help="Before reusing a finished folder, hash every file (default: check "
+                          "that each is there with its size)."),
+        click.Option(["--wait"], type=click.FloatRange(min=0), default=24 * 3600.0,
+                     metavar="SECONDS",
+                     help="Wait this long for another run of the same folder, then reuse what "
+                          "it made (0: give up at once).  [default: 86400, a day]"),
         click.Option(["--dry-run"], is_flag=True,
                      help="Print the plan (splits, shards, inputs, output folder, an estimate "
                           "of its size) and write nothing."),
@@ -109,8 +118,9 @@ def dataset_command(name: str) -> click.Command:
     ds = get(name)
 
     @handle_errors
-    def callback(config_file: Path | None, out: Path, overwrite: bool, dry_run: bool,
-                 quiet: bool, workers: int | None, scheduler: str | None = None,
+    def callback(config_file: Path | None, out: Path, overwrite: bool, verify_reused: bool,
+                 wait: float, dry_run: bool, quiet: bool, workers: int | None,
+                 scheduler: str | None = None,
                  **values: Any) -> None:
         from .api import run
 
@@ -122,7 +132,8 @@ def dataset_command(name: str) -> click.Command:
                 click.echo(line)
             return
         summary = run(name, out, values, flags=True, config=config_file, overwrite=overwrite,
-                      quiet=quiet, workers=workers, scheduler=scheduler)
+                      quiet=quiet, workers=workers, scheduler=scheduler, wait=wait,
+                      verify=verify_reused)
         if not quiet:
             click.echo(summary.line)
 
@@ -142,7 +153,8 @@ def key_command(name: str) -> click.Command:
         from .api import describe_key
         from .cache_key import digest
 
-        for shared in ("out", "overwrite", "dry_run", "quiet", "workers", "scheduler"):
+        for shared in ("out", "overwrite", "verify_reused", "wait", "dry_run", "quiet", "workers",
+                       "scheduler"):
             values.pop(shared, None)  # accepted, so a build's flags can be pasted: no effect
         what = describe_key(name, values, flags=True, config=config_file)
         click.echo(json.dumps(what, indent=2, ensure_ascii=False) if show else digest(what))

@@ -35,6 +35,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import sys
 import time
 import zlib
@@ -46,7 +47,7 @@ from typing import Any
 
 from .blocks import ShardCheck, check_shards
 from .datasets.base import Block, Config, Dataset, InputFile, Shard, plain_name
-from .errors import ConfigError, NeurodataError, RunError
+from .errors import ConfigError, FolderExists, NeurodataError, RunError
 from .executors import InlineExecutor, hold_lock
 from .files import atomic_write
 from .formats import dist_versions, file_entry, sha256_file, write_text
@@ -61,6 +62,7 @@ from .manifest import (
     read_manifest,
     write_manifest,
 )
+from .manifest import verify as verify_folder
 from .progress import progress, silenced
 from .version import __version__
 
@@ -68,6 +70,9 @@ INTERNAL = ".neurodata"
 # A killed run's lock is free once its last process is gone; a rerun started at once waits
 # this long for its workers to die before it says another run is writing.
 LOCK_WAIT = 3.0
+# How long a run waits by default for another run of its folder (--wait): longer than any build,
+# so that parallel builders of one folder (pytest-xdist workers) queue, then reuse it.
+WAIT = 24 * 3600.0
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 RESERVED_SPLITS = frozenset({"all"})  # a selector in commands ("--split all"), never a split
 
@@ -83,6 +88,7 @@ class RunSummary:
     seconds: float
     resumed_shards: int = 0
     line: str = ""
+    reused: bool = False  # the folder was already made with this config: nothing was written
 
 
 @dataclass
@@ -210,8 +216,13 @@ class Materialiser:
     """One run of one dataset config into ``<out>/<dataset>/<version>/``."""
 
     def __init__(self, ds: Dataset[Any], cfg: Config, out: Path, *, overwrite: bool = False,
-                 quiet: bool = False, executor: Any = None):
+                 quiet: bool = False, executor: Any = None, wait: float = WAIT,
+                 verify: bool = False, flags: bool = True):
+        """``wait``: seconds to wait for another run of the folder; ``verify``: hash a finished
+        folder before reusing it (else its files' sizes are checked); ``flags``: messages name
+        the command line's flags (``--overwrite``), else the Python keywords."""
         self.ds, self.cfg, self.overwrite, self.quiet = ds, cfg, overwrite, quiet
+        self.wait, self.verify, self.flags = wait, verify, flags
         self.executor = executor or InlineExecutor()
         self.name = ds.output_name(cfg)
         if not plain_name(self.name):  # it becomes a folder: never a path out of --out
@@ -244,6 +255,7 @@ class Materialiser:
                               "stage")
             return plan
         plan.shards = self.ds.plan(cfg)
+        self.ds.formats[cfg.format].check(cfg, plan.shards)
         plan.estimate = _estimate(self.ds, cfg, plan.shards)
         return plan
 
@@ -264,12 +276,23 @@ class Materialiser:
             if finished is not None:  # this very run was cut short in its commit: now done
                 return self._summary(finished, time.perf_counter() - start, 0)
             existing = self._check_output()
+            if existing is not None and not scanning:
+                reused = self._reuse(existing, shards, start)
+                if reused is not None:
+                    return reused
+                existing = self._check_merge(existing, shards)
             self._open_stage()
             try:
                 if scanning:
                     self.cfg = self.ds.scan(self.cfg, self._internal)
                     self.config = self.cfg.recorded()  # with what it found (a label map)
                     shards = self._plan()
+                    if existing is not None:  # its config is known only now
+                        reused = self._reuse(existing, shards, start)
+                        if reused is not None:
+                            self._discard_unstarted_stage()
+                            return reused
+                        existing = self._check_merge(existing, shards)
             except NeurodataError:
                 # Refused inputs leave nothing behind. (An interrupted scan keeps its stage,
                 # and with it what it indexed.)
@@ -301,7 +324,10 @@ class Materialiser:
             check_shards(self.ds.name, records, self._internal / "shards")
             records += self._split_files(records)
             manifest = self._manifest(records, existing)
+            kept = {k: v for k, v in self._recorded_inputs().items()
+                    if existing is not None and k in manifest["splits"] and k not in self.claim}
             self._commit(manifest, existing)
+            self._record_inputs(shards, kept)
         return self._summary(manifest, time.perf_counter() - start, len(shards) - len(todo))
 
     def _plan(self) -> list[Shard]:
@@ -310,9 +336,19 @@ class Materialiser:
         self.ds.formats[self.cfg.format].check(self.cfg, shards)
         return shards
 
+    def _flag(self, name: str) -> str:
+        """How the caller names an option in a message: ``--overwrite`` or ``overwrite=True``."""
+        if self.flags:
+            return f"--{name}"
+        return {"overwrite": "overwrite=True", "out": "out", "wait": "wait="}[name]
+
+    def _hint(self, what: str = "replace it") -> str:
+        return f"pass {self._flag('overwrite')} to {what}, or choose another {self._flag('out')}"
+
     @contextmanager
     def _lock(self) -> Iterator[None]:
-        """One run at a time per output folder, from staging to commit."""
+        """One run at a time per output folder, from staging to commit. Another run waits
+        (``wait`` seconds, after saying whose lock it waits on), then finds the folder finished."""
         self.base.mkdir(parents=True, exist_ok=True)
         path = self.base / f".{self.ds.version}.lock"
         handle = open(path, "a+")
@@ -322,16 +358,30 @@ class Materialiser:
             except ImportError:  # not POSIX: no lock (runs must not overlap)
                 yield
                 return
-            deadline = time.monotonic() + LOCK_WAIT
+            # A killed run's workers may hold it a moment longer: --wait 0 still allows that.
+            deadline = time.monotonic() + max(self.wait, LOCK_WAIT)
+            said = False
             while True:
                 try:
                     fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
                     if time.monotonic() > deadline:
-                        raise RunError(f"another neurodata run is writing {self.folder}; wait "
-                                       "for it to finish, then run this command again") from None
-                    time.sleep(0.05)
+                        raise RunError(
+                            f"another neurodata run{_holder(path)} is writing {self.folder}; it "
+                            f"did not finish within {self.wait:g} s ({self._flag('wait')}); run "
+                            "this command again when it is done") from None
+                    if not said and not self.quiet and self.wait > 0:
+                        said = True
+                        print(f"{self.name}: waiting for the run{_holder(path)} that holds {path} "
+                              f"(up to {self.wait:g} s, {self._flag('wait')})", file=sys.stderr,
+                              flush=True)
+                    time.sleep(0.1)
+            # Whose lock it is, for a run that waits on it (never read as a lock).
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()} {socket.gethostname()}\n")
+            handle.flush()
             hold_lock(handle.fileno())  # forked workers close their copy
             try:
                 yield
@@ -356,7 +406,8 @@ class Materialiser:
 
     # ---- refusing to clobber -------------------------------------------------------------
     def _check_output(self) -> dict[str, Any] | None:
-        """The manifest already in place, after refusing what the run may not replace."""
+        """The finished folder's manifest (None: no folder, or one to replace), after refusing
+        a folder that is not a finished neurodata folder."""
         if not self.folder.exists():
             return None
         try:
@@ -364,22 +415,99 @@ class Materialiser:
         except (OSError, ValueError):
             existing = None
         problem = None if existing is None else check_shape(existing)
-        hint = "pass --overwrite to replace it, or choose another --out"
         if existing is None or problem:
             if self.overwrite:
                 return None
             if problem:  # valid JSON of another shape: never read further
-                raise RunError(f"{self.folder / MANIFEST} {problem}; {hint}")
-            raise RunError(f"{self.folder} exists but is not a finished neurodata folder; {hint}")
+                raise FolderExists(f"{self.folder / MANIFEST} {problem}; {self._hint()}")
+            raise FolderExists(f"{self.folder} exists but is not a finished neurodata folder; "
+                               f"{self._hint()}")
+        return existing
+
+    def _differs(self, existing: dict[str, Any], shards: list[Shard]) -> str | None:
+        """How the folder's claimed splits differ from what this run would make (None: they
+        do not): another config, other inputs, or a split it does not hold."""
+        splits = existing["splits"]
+        missing = [s for s in self.claim if s not in splits]
+        if missing:
+            return f"no {', '.join(missing)} split"
+        for split in self.claim:
+            mine, theirs = self._split_config(split), splits[split].get("config")
+            theirs = theirs if isinstance(theirs, dict) else {}
+            if mine != theirs:
+                diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+                return f"a different config ({', '.join(diff)})"
+        recorded = self._recorded_inputs()
+        for split in self.claim:
+            # A folder whose inputs were not recorded (an older neurodata) is taken by its config.
+            if split in recorded and recorded[split] != self._inputs_digest(shards, split):
+                return f"other inputs (the {split} split's listing differs)"
+        return None
+
+    def _reuse(self, existing: dict[str, Any], shards: list[Shard],
+               start: float) -> RunSummary | None:
+        """The finished folder's summary when it already holds this run, checked (sizes, or
+        every hash with ``verify``); None when it holds something else (or ``overwrite``)."""
+        if self.overwrite or self._differs(existing, shards) is not None:
+            return None
+        problem = self._check_files(existing)
+        if problem:
+            raise FolderExists(f"{self.folder} holds this config, but {problem}; "
+                               f"{self._hint('rebuild it')}")
+        summary = self._summary(existing, time.perf_counter() - start, 0)
+        checked = "every file hashed" if self.verify else "file sizes checked"
+        summary.line = (f"{self.name} {self.ds.version}: reused {self.folder}, made with the "
+                        f"same config ({summary.files} data file"
+                        f"{'' if summary.files == 1 else 's'}, {_human(summary.bytes)}; "
+                        f"{checked})")
+        summary.reused = True
+        return summary
+
+    def _check_files(self, existing: dict[str, Any]) -> str | None:
+        """What is wrong with a finished folder, cheaply: its manifest is the one SHA256SUMS
+        lists, and every listed file is there with its size. ``verify``: every hash too."""
+        if self.verify:
+            report = verify_folder(self.folder)
+            if report.ok:
+                return None
+            for kind in ("missing", "altered", "unlisted"):
+                for rel in getattr(report, kind):
+                    return f"{self.folder / rel} is {kind} (see neurodata verify)"
+            return f"{report.problems[0]} (see neurodata verify)"
+        try:
+            same = parse_sums(self.folder / SUMS)[0].get(MANIFEST) == sha256_file(
+                self.folder / MANIFEST)
+        except OSError:
+            same = False
+        if not same:
+            return f"{self.folder / MANIFEST} does not match its {SUMS} (see neurodata verify)"
+        for f in existing["files"]:
+            path = self.folder / f["path"]
+            try:
+                size = path.stat().st_size
+            except OSError:
+                return f"{path} is missing"
+            if size != f["bytes"]:
+                return f"{path} has {size} bytes where its manifest lists {f['bytes']}"
+        return None
+
+    def _check_merge(self, existing: dict[str, Any],
+                     shards: list[Shard]) -> dict[str, Any] | None:
+        """The manifest this run merges into (None: the folder is replaced), after refusing
+        what the run may not replace: a split, or a folder, made otherwise."""
         if not self.ds.split_scoped:
             if self.overwrite:
                 return None
-            raise RunError(f"{self.folder} already holds a finished {self.name} "
-                           f"{self.ds.version}; {hint}")
+            raise FolderExists(f"{self.folder} already holds a finished {self.name} "
+                               f"{self.ds.version} made with {self._differs(existing, shards)}; "
+                               f"{self._hint()}")
         present = set(existing.get("splits", {}))
         clash = sorted(present & set(self.claim))
         if clash and not self.overwrite:
-            raise RunError(f"{self.folder} already holds the {', '.join(clash)} split; {hint}")
+            why = self._differs(existing, shards) or ""
+            how = "" if why.startswith("no ") else f", made with {why}"
+            raise FolderExists(f"{self.folder} already holds the {', '.join(clash)} split{how}; "
+                               f"{self._hint()}")
         mine = self._shared_config(self.config)
         for split in sorted(present - set(self.claim)):
             theirs = self._shared_config(existing["splits"][split].get("config", {}))
@@ -387,9 +515,10 @@ class Materialiser:
                 if self.overwrite:
                     return None  # a different config: replace the whole folder
                 diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
-                raise RunError(
+                raise FolderExists(
                     f"{self.folder} holds the {split} split made with a different config "
-                    f"({', '.join(diff)}); use another --out, or --overwrite to replace the folder"
+                    f"({', '.join(diff)}); use another {self._flag('out')}, or "
+                    f"{self._flag('overwrite')} to replace the folder"
                 )
         # The merged folder's manifest is built from this one and its SHA256SUMS written anew:
         # an edited or damaged manifest (which verify reports) would come out of it passing.
@@ -401,9 +530,43 @@ class Materialiser:
         if not same:
             if self.overwrite:
                 return None
-            raise RunError(f"{self.folder / MANIFEST} does not match its {SUMS} (edited or "
-                           f"damaged; see neurodata verify); {hint}")
+            raise FolderExists(f"{self.folder / MANIFEST} does not match its {SUMS} (edited or "
+                               f"damaged; see neurodata verify); {self._hint()}")
         return existing
+
+    # ---- what a finished folder was made from ---------------------------------------------
+    @property
+    def _inputs_record(self) -> Path:
+        """Beside the folder (SHA256SUMS does not cover it): each split's input digest."""
+        return self.base / f".{self.ds.version}.inputs.json"
+
+    def _inputs_digest(self, shards: list[Shard], split: str) -> str:
+        """The split's input listing by names, sizes and content digests (a zip's CRC-32), not
+        times: a copy of the inputs (another checkout, a CI runner) is the same input."""
+        listing = self._listing([s for s in shards if s.split == split])[0]
+        kept = [(f.name, f.size, "" if f.digest.startswith("mtime_ns:") else f.digest)
+                for f in listing]
+        return hashlib.sha256(json.dumps(kept).encode()).hexdigest()
+
+    def _recorded_inputs(self) -> dict[str, str]:
+        """The input digests recorded for the folder as it is now (by its SHA256SUMS): a
+        record of an earlier folder (one a killed commit's rerun replaced) says nothing."""
+        try:
+            record = json.loads(self._inputs_record.read_text())
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(record, dict) or record.get("folder") != _generation(self.folder):
+            return {}
+        splits = record.get("splits")
+        return splits if isinstance(splits, dict) else {}
+
+    def _record_inputs(self, shards: list[Shard], kept: dict[str, str]) -> None:
+        """After a commit: the inputs each split was made from (``kept``: the other splits' of
+        a merge, read before it)."""
+        splits = {**kept, **{s: self._inputs_digest(shards, s) for s in self.claim}}
+        atomic_write(self._inputs_record, json.dumps(
+            {"folder": _generation(self.folder), "splits": dict(sorted(splits.items()))},
+            indent=1).encode())
 
     def _split_config(self, split: str) -> dict[str, Any]:
         """The config as one split records it: a split key that maps split names to values
@@ -443,7 +606,8 @@ class Materialiser:
                 differ = f" (it differs in {', '.join(diff)})" if diff else ""
                 raise RunError(
                     f"an interrupted run with a different config is staged in {self.stage}"
-                    f"{differ}; rerun its command to resume it, or pass --overwrite to discard it"
+                    f"{differ}; rerun its command to resume it, or pass {self._flag('overwrite')} "
+                    "to discard it"
                 )
             shutil.rmtree(self.stage)  # nothing finished in it: nothing to lose
         self._internal.mkdir(parents=True)
@@ -714,6 +878,15 @@ def _remove_unlisted(stage: Path, keep: set[str]) -> None:
                 os.unlink(os.path.join(root, name))
         if root != str(stage) and not os.listdir(root):
             os.rmdir(root)
+
+
+def _holder(lock: Path) -> str:
+    """`` (pid 123 on host)``: who holds a lock, as its holder wrote it; "" when unknown."""
+    try:
+        pid, host = lock.read_text().split()
+    except (OSError, ValueError):
+        return ""
+    return f" (pid {pid} on {host})"
 
 
 def _trash(folder: Path) -> Path:

@@ -77,12 +77,19 @@ def test_one_and_two_workers_give_the_same_bytes(run, tmp_path, name):
     assert tree_digest(folder(tmp_path / "1", name)) == tree_digest(folder(tmp_path / "2", name))
 
 
-def test_a_finished_folder_is_not_overwritten_without_the_flag(run, tmp_path, name):
-    args = [*inputs(name, tmp_path, long=False), "--out", tmp_path / "o", "--quiet"]
-    run(name, *args)
+# A config other than the one inputs() gives (a later flag wins).
+OTHER = {"yinyang": ["--size", "50"], "2nmnist": ["--seed", "7"],
+         "es-imagenet": ["--threshold", "0.3"], "ramp": ["--seed", "4"]}
+
+
+def test_a_finished_folder_is_reused_or_not_overwritten_without_the_flag(run, tmp_path, name):
+    args = [*inputs(name, tmp_path, long=False), "--out", tmp_path / "o"]
+    run(name, *args, "--quiet")
     before = tree_digest(folder(tmp_path / "o", name))
-    assert "--overwrite" in run(name, *args, code=1).output
+    assert "reused" in run(name, *args).output  # the same config: nothing written
+    assert "--overwrite" in run(name, *args, *OTHER[name], code=1).output
     assert tree_digest(folder(tmp_path / "o", name)) == before
+    args.append("--quiet")
     run(name, *args, "--overwrite")
     assert tree_digest(folder(tmp_path / "o", name)) == before  # the same config, the same bytes
 

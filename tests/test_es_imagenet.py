@@ -213,8 +213,9 @@ def test_train_and_val_share_one_folder_and_one_sha256sums(run, tmp_path):
     run(*args)
     folder = out / "es-imagenet" / VERSION
     before = tree_digest(folder)
-    refused = run(*args, code=1)
-    assert "already holds the train split" in refused.output
+    assert "reused" in run(*args).output  # the same config
+    refused = run(*args, "--threshold", "0.3", code=1)
+    assert "already holds the train split, made with a different config" in refused.output
     assert tree_digest(folder) == before
     wrong = run(*args, "--split", "val", "--threshold", "0.3", code=1)
     assert "different config" in wrong.output and "threshold" in wrong.output

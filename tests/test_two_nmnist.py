@@ -162,8 +162,9 @@ def test_splits_can_be_added_to_one_folder_one_at_a_time(run, tmp_path, tree):
     m = json.loads((folder / "manifest.json").read_text())
     assert list(m["splits"]) == ["test", "train"]
     assert run("verify", folder).exit_code == 0
-    assert "train split" in run("2nmnist", "--nmnist-root", tree, "--split", "train", "--out",
-                                tmp_path, code=1).output
+    again = ["2nmnist", "--nmnist-root", tree, "--split", "train", "--out", tmp_path]
+    assert "reused" in run(*again).output  # the same config: nothing to do
+    assert "train split" in run(*again, "--seed", "7", code=1).output
     together = tmp_path / "together"
     run("2nmnist", "--nmnist-root", tree, "--out", together, "--quiet")
     assert (out_folder(together) / "SHA256SUMS").read_text() == (folder / "SHA256SUMS").read_text()

@@ -102,7 +102,8 @@ def test_rerun_is_refused_and_changes_nothing_then_overwrite_replaces(run, tmp_p
     run("yinyang", "--format", "npy", "--size", "200", "--out", tmp_path, "--overwrite", "--quiet")
     assert np.load(folder(tmp_path) / "train_samples.npy").shape == (200, 4)
     assert run("verify", folder(tmp_path)).exit_code == 0
-    assert sorted(p.name for p in (tmp_path / "yinyang").iterdir()) == [".1.0.0.lock", "1.0.0"]
+    assert sorted(p.name for p in (tmp_path / "yinyang").iterdir()) == [
+        ".1.0.0.inputs.json", ".1.0.0.lock", "1.0.0"]
 
 
 @pytest.mark.parametrize("fmt, fail_at", [("npy", 1), ("npy", 2), ("hdf5", 1), ("hdf5", 3),
@@ -230,7 +231,7 @@ def test_the_console_script_keeps_exit_codes_and_output(tmp_path):
                          str(tmp_path)], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     assert "yinyang 1.0.0" in ok.stdout and str(tmp_path) in ok.stdout
-    again = subprocess.run([script, "yinyang", "--size", "500", "--format", "npy", "--out",
+    again = subprocess.run([script, "yinyang", "--size", "600", "--format", "npy", "--out",
                             str(tmp_path)], capture_output=True, text=True)
     assert again.returncode == 1 and "--overwrite" in again.stderr + again.stdout
     usage = subprocess.run([script, "yinyang", "--size", "0"], capture_output=True, text=True)
