@@ -257,7 +257,7 @@ def key() -> None:
     """Print a folder's cache key before building it: neurodata key NAME [NAME's flags].
 
     \b
-    Example (a CI cache keyed on it: docs/ci-cache.md):
+    Example (a CI cache keyed on it: docs/ci.md):
       neurodata key yinyang --config configs/yinyang-fixture.yaml
     """
 
