@@ -324,10 +324,7 @@ class Materialiser:
             check_shards(self.ds.name, records, self._internal / "shards")
             records += self._split_files(records)
             manifest = self._manifest(records, existing)
-            kept = {k: v for k, v in self._recorded_inputs().items()
-                    if existing is not None and k in manifest["splits"] and k not in self.claim}
-            self._commit(manifest, existing)
-            self._record_inputs(shards, kept)
+            self._commit(manifest, existing, shards)
         return self._summary(manifest, time.perf_counter() - start, len(shards) - len(todo))
 
     def _plan(self) -> list[Shard]:
@@ -535,11 +532,6 @@ class Materialiser:
         return existing
 
     # ---- what a finished folder was made from ---------------------------------------------
-    @property
-    def _inputs_record(self) -> Path:
-        """Beside the folder (SHA256SUMS does not cover it): each split's input digest."""
-        return self.base / f".{self.ds.version}.inputs.json"
-
     def _inputs_digest(self, shards: list[Shard], split: str) -> str:
         """The split's input listing by names, sizes and content digests (a zip's CRC-32), not
         times: a copy of the inputs (another checkout, a CI runner) is the same input."""
@@ -549,24 +541,14 @@ class Materialiser:
         return hashlib.sha256(json.dumps(kept).encode()).hexdigest()
 
     def _recorded_inputs(self) -> dict[str, str]:
-        """The input digests recorded for the folder as it is now (by its SHA256SUMS): a
-        record of an earlier folder (one a killed commit's rerun replaced) says nothing."""
+        """Each split's input digest, as the finished folder's ``run.json`` records it (a
+        folder from before run records, or with an edited one, has none: taken by its
+        config)."""
         try:
-            record = json.loads(self._inputs_record.read_text())
-        except (OSError, ValueError):
+            splits = json.loads((self.folder / RUN).read_text())["splits"]
+            return {k: v["input_digest"] for k, v in splits.items() if "input_digest" in v}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return {}
-        if not isinstance(record, dict) or record.get("folder") != _generation(self.folder):
-            return {}
-        splits = record.get("splits")
-        return splits if isinstance(splits, dict) else {}
-
-    def _record_inputs(self, shards: list[Shard], kept: dict[str, str]) -> None:
-        """After a commit: the inputs each split was made from (``kept``: the other splits' of
-        a merge, read before it)."""
-        splits = {**kept, **{s: self._inputs_digest(shards, s) for s in self.claim}}
-        atomic_write(self._inputs_record, json.dumps(
-            {"folder": _generation(self.folder), "splits": dict(sorted(splits.items()))},
-            indent=1).encode())
 
     def _split_config(self, split: str) -> dict[str, Any]:
         """The config as one split records it: a split key that maps split names to values
@@ -739,10 +721,12 @@ class Materialiser:
             "files": files,
         }
 
-    def _run_record(self, merge: bool) -> dict[str, Any]:
-        """Where this run came from: its inputs on this machine, the host, the tool's path.
-        ``run.json`` keeps it beside the manifest, outside SHA256SUMS (the checksummed files
-        hold none of it). A merge keeps the record of the splits it does not make."""
+    def _run_record(self, merge: bool, shards: list[Shard]) -> dict[str, Any]:
+        """Where this run came from: its inputs on this machine, the host, the tool's path, and
+        each split's input digest (names, sizes, content digests: what a later run of the same
+        config must match to reuse the folder). ``run.json`` keeps it beside the manifest,
+        outside SHA256SUMS (the checksummed files hold none of it), and swaps into place with
+        the folder. A merge keeps the record of the splits it does not make."""
         splits: dict[str, Any] = {}
         if merge:
             try:
@@ -756,7 +740,8 @@ class Materialiser:
                 "host": socket.gethostname(), "python": sys.executable,
                 "tool": {"version": __version__, "path": str(Path(__file__).parent)},
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        splits.update((split, this) for split in self.claim)
+        splits.update((split, {**this, "input_digest": self._inputs_digest(shards, split)})
+                      for split in self.claim)
         return {"dataset": self.name, "version": self.ds.version,
                 "splits": dict(sorted(splits.items()))}
 
@@ -764,7 +749,8 @@ class Materialiser:
     def _commit_dir(self) -> Path:
         return self.stage.with_name(self.stage.name.replace(".partial", ".commit"))
 
-    def _commit(self, manifest: dict[str, Any], existing: dict[str, Any] | None) -> None:
+    def _commit(self, manifest: dict[str, Any], existing: dict[str, Any] | None,
+                shards: list[Shard]) -> None:
         """Move the staged run into place.
 
         The plan is written first, beside the stage, and removed last. It names the folder it
@@ -774,7 +760,7 @@ class Materialiser:
         plan = {"manifest": manifest, "merge": existing is not None, "claim": list(self.claim),
                 "fingerprint": self.fingerprint, "replaces": _generation(self.folder),
                 "makes": hashlib.sha256(metadata(manifest)[1]).hexdigest(),
-                "run": self._run_record(existing is not None)}
+                "run": self._run_record(existing is not None, shards)}
         self._commit_dir.mkdir(exist_ok=True)
         atomic_write(self._commit_dir / "commit.json", json.dumps(plan).encode())
         try:

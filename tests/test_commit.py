@@ -136,9 +136,8 @@ def crash(roots: dict[str, Path], start: Path, out: Path, scenario: str, n: int)
 
 
 def beside(base: Path) -> list[str]:
-    """What a dataset's folder holds besides the record of its inputs (written after a
-    commit, so a commit killed before it leaves none)."""
-    return sorted(p.name for p in base.iterdir() if p.name != f".{VERSION}.inputs.json")
+    """What the dataset's output root holds beside its folder."""
+    return sorted(p.name for p in base.iterdir())
 
 
 def digest(folder: Path) -> dict[str, str] | None:

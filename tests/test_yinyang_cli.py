@@ -103,7 +103,7 @@ def test_rerun_is_refused_and_changes_nothing_then_overwrite_replaces(run, tmp_p
     assert np.load(folder(tmp_path) / "train_samples.npy").shape == (200, 4)
     assert run("verify", folder(tmp_path)).exit_code == 0
     assert sorted(p.name for p in (tmp_path / "yinyang").iterdir()) == [
-        ".1.0.0.inputs.json", ".1.0.0.lock", "1.0.0"]
+        ".1.0.0.lock", "1.0.0"]
 
 
 @pytest.mark.parametrize("fmt, fail_at", [("npy", 1), ("npy", 2), ("hdf5", 1), ("hdf5", 3),
