@@ -90,19 +90,21 @@ class Events:
     def served(self, events: Mapping[str, np.ndarray], counts: np.ndarray
                ) -> Mapping[str, np.ndarray]:
         """A block's events in the order they are served: each sample's stably sorted by t
-        when ``sort_by_t`` (one sort for the whole block, by sample then t)."""
+        when ``sort_by_t``. Sample by sample (a sample is a few runs already in order, which
+        the stable sort merges): faster than one sort of the block by sample and t."""
         t = events["t"]
-        if not self.sort_by_t or len(t) < 2:
+        if not self.sort_by_t:
             return events
-        sample = np.repeat(np.arange(len(counts), dtype=np.uint64), counts.astype(np.int64))
-        if t.dtype.kind == "u" and t.dtype.itemsize <= 4:  # one key: sample, then t
-            key = (sample << np.uint64(32)) | t.astype(np.uint64)
-            if not (key[1:] < key[:-1]).any():  # in order already: nothing moves
-                return events
-            order = np.argsort(key, kind="stable")
-        else:
-            order = np.lexsort((t, sample))  # stable too
-        return {k: v[order] for k, v in events.items()}
+        order = None
+        start = 0
+        for n in counts.tolist():
+            part = t[start:start + n]
+            if n > 1 and (part[1:] < part[:-1]).any():
+                if order is None:
+                    order = np.arange(len(t))
+                order[start:start + n] = np.argsort(part, kind="stable") + start
+            start += n
+        return events if order is None else {k: v[order] for k, v in events.items()}
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,11 @@ def check_sensor(raw: np.ndarray, width: int, height: int, name: str = "<bytes>"
 
 
 def timestamps(raw: np.ndarray) -> np.ndarray:
-    """The 23-bit timestamps (uint32) of (n, 5) records."""
+    """The 23-bit timestamps (uint32) of (n, 5) records: bytes 1-4 of each record read as one
+    big-endian word (a strided view, no copy), its low 23 bits."""
+    if raw.flags.c_contiguous and raw.shape[0]:
+        words = np.ndarray((raw.shape[0],), ">u4", raw.data, 1, (5,))
+        return words.astype(np.uint32) & np.uint32(0x7FFFFF)
     return ((raw[:, 2].astype(np.uint32) & 0x7F) << 16) | (raw[:, 3].astype(np.uint32) << 8) \
         | raw[:, 4]
 
@@ -109,13 +113,13 @@ class BinWriter(Writer):
         files = []
         for block in blocks:
             assert block.events is not None and block.counts is not None  # checked
-            ends = np.cumsum(block.counts).tolist()
+            data = encode(block.events, f"{ds.name} shard {shard.key}")  # the block at once
+            ends = (5 * np.cumsum(block.counts)).tolist()
             for k, (index, source) in enumerate(zip(block.columns["index"].tolist(),
                                                     block.columns["source"], strict=True)):
-                start = ends[k - 1] if k else 0
                 name = f"{index}_{_digits(source)}.bin"
-                data = encode({f: v[start:ends[k]] for f, v in block.events.items()}, name)
-                files.append(write_bytes(stage, f"{folder}/{name}", data, shard.split, 1,
+                files.append(write_bytes(stage, f"{folder}/{name}",
+                                         data[ends[k - 1] if k else 0:ends[k]], shard.split, 1,
                                          make_parent=False))
         return files
 
