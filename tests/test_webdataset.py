@@ -3,6 +3,7 @@ open_dataset, the ``webdataset`` library and Hugging Face ``datasets`` all read 
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import tarfile
@@ -155,3 +156,34 @@ def test_hugging_face_datasets_loads_every_sample(made, tmp_path, monkeypatch):
                     np.testing.assert_array_equal(np.asarray(value, dtype=object if
                                                   feature.dtype == "str" else None),
                                                   record[key])
+
+
+def test_a_dotted_split_name_still_gives_one_key_per_sample(run, tmp_path):
+    import webdataset
+
+    run("yinyang", "--size", "20", "--split", "v1.2", "--format", "webdataset", "--out",
+        tmp_path, "--quiet")
+    f = folder(tmp_path, "yinyang")
+    (tar,) = f.glob("*.tar")
+    samples = list(webdataset.WebDataset(str(tar), shardshuffle=False).decode())
+    # Readers split a member's name at its first dot: the split's dot is not in the key.
+    assert [s["__key__"] for s in samples] == [f"v1_2-00000-of-00001-{j:06d}" for j in range(20)]
+    ds = open_dataset(f)["v1.2"]
+    for i, s in enumerate(samples):
+        np.testing.assert_array_equal(ds[i][0], s["samples.npy"])
+        assert ds[i][1] == s["cls"]
+
+
+def test_a_tar_that_disagrees_with_its_manifest_is_named(run, tmp_path):
+    from neurodata_cli.errors import RunError
+
+    run("ramp", "--size", "10", "--format", "webdataset", "--out", tmp_path, "--quiet")
+    f = folder(tmp_path, "ramp")
+    (path,) = f.glob("*.tar")
+    with tarfile.open(path) as tar:
+        first = [(m, tar.extractfile(m).read()) for m in tar.getmembers()[:3]]  # json, cls, npy
+    with tarfile.open(path, "w") as tar:
+        for member, data in first:
+            tar.addfile(member, io.BytesIO(data))
+    with pytest.raises(RunError, match=rf"{path.name}: holds 1 samples, its manifest says 10"):
+        open_dataset(f)["train"][3]

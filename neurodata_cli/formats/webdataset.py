@@ -3,7 +3,8 @@
 ``datasets.load_dataset("webdataset", ...)``, and here by offset for random access.
 
 A sample is the members that share its key, ``<split>-<shard>-of-<count>-<j>`` (the shard's key
-and the sample's number in it, six digits or more), in this order:
+and the sample's number in it, six digits or more; a dot in the split's name becomes '_'), in
+this order:
 
 - ``<key>.json``: the small per-sample info, an object of every scalar column (numbers as JSON
   numbers), every text column, and every label (a class index as an int, a multi-hot label as a
@@ -40,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import RunError
 from . import EVENT_FIELDS, ShardedStore, Store, Writer, file_entry, staged, to_structured
 
 SCHEMA_VERSION = 1
@@ -48,8 +50,9 @@ EVENT_MEMBERS = tuple(f"events.{k}.npy" for k in EVENT_FIELDS)
 
 
 def sample_key(shard_key: str, j: int) -> str:
-    """Sample j of a shard: unique in the split, no dots (webdataset splits names at the first)."""
-    return f"{shard_key}-{j:06d}"
+    """Sample j of a shard, unique in the split. Readers split a member's name at its first dot
+    (key, then member), so a split name's dots become '_' here: ``a.b`` gives ``a_b-...``."""
+    return f"{shard_key.replace('.', '_')}-{j:06d}"
 
 
 def _in_json(feature: Any) -> bool:
@@ -228,7 +231,12 @@ class WebDatasetStore(ShardedStore):
             self._fds, self._pid, self._lock = {}, os.getpid(), threading.Lock()
         with self._lock:
             if k not in self._shards:
-                self._shards[k] = _Shard(self.paths[k])
+                shard = _Shard(self.paths[k])
+                listed = self.starts[k + 1] - self.starts[k]
+                if len(shard.samples) != listed:
+                    raise RunError(f"{self.paths[k]}: holds {len(shard.samples)} samples, its "
+                                   f"manifest says {listed}")
+                self._shards[k] = shard
             if k not in self._fds:
                 self._fds[k] = os.open(self.paths[k], os.O_RDONLY)
             return self._shards[k], self._fds[k]
@@ -239,6 +247,8 @@ class WebDatasetStore(ShardedStore):
         members = shard.samples[j]
 
         def member(suffix: str) -> bytes:
+            if suffix not in members:
+                raise RunError(f"{self.paths[k]}: sample {j} has no member .{suffix}")
             offset, size = members[suffix]
             return os.pread(fd, size, offset)
 
