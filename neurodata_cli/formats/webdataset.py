@@ -180,82 +180,101 @@ def events(sample: dict[str, Any]) -> np.ndarray:
 
 
 class _Shard:
-    """One tar's index: each sample's members as (offset, size), listed once with tarfile."""
+    """One tar's index, listed once with tarfile: each sample's members (the same names in
+    every sample of a shard) as the offset and size of their bytes."""
 
     def __init__(self, path: Path):
-        self.path = path
-        self.samples: list[dict[str, tuple[int, int]]] = []
+        rows: list[list[tuple[int, int]]] = []
+        names: list[str] = []
         last = None
         with tarfile.open(path, "r:") as tar:
             self.header = json.loads(tar.pax_headers.get(HEADER, "{}"))
             for member in tar:
-                if not member.isreg():
-                    continue
                 key, _, suffix = member.name.partition(".")
                 if key != last:
-                    self.samples.append({})
+                    rows.append([])
                     last = key
-                self.samples[-1][suffix] = (member.offset_data, member.size)
+                if len(rows) == 1:
+                    names.append(suffix)
+                elif len(rows[-1]) >= len(names) or names[len(rows[-1])] != suffix:
+                    raise RunError(f"{path}: sample {len(rows) - 1} holds other members than "
+                                   f"sample 0 ({', '.join(names)})")
+                rows[-1].append((member.offset_data, member.size))
+        if rows and len(rows[-1]) != len(names):
+            raise RunError(f"{path}: its last sample lacks members of {', '.join(names)}")
+        self.names = {name: m for m, name in enumerate(names)}
+        # (samples, members, 2): 16 bytes a member; every shard read keeps its index.
+        self.index = np.array(rows, dtype=np.int64).reshape(len(rows), len(names), 2)
         columns = self.header.get("columns", {})
         self.in_json = {name: c for name, c in columns.items() if c["member"] == "json"}
         self.in_npy = {c["member"]: name for name, c in columns.items() if c["member"] != "json"}
 
+    def __len__(self) -> int:
+        return len(self.index)
+
 
 class WebDatasetStore(ShardedStore):
-    """Samples of one split's tars, in order across them, each read by its members' offsets."""
+    """Samples of one split's tars, in order across them, each member read at the offset its
+    shard's index gives. Every shard read is indexed once per process; the most recently used
+    stay open."""
+
+    OPEN = 16  # files kept open at once
 
     def __init__(self, folder: Path, files: list[dict[str, Any]]):
         shards = sorted((f for f in files if f["path"].endswith(".tar")), key=lambda f: f["path"])
         super().__init__(shards)
         self.paths = [folder / f["path"] for f in shards]
         self._shards: dict[int, _Shard] = {}
-        self._fds: dict[int, int] = {}
+        self._files: dict[int, Any] = {}
         self._pid = os.getpid()
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_fds": {}, "_lock": None}  # descriptors do not pickle
+        return {**self.__dict__, "_files": {}, "_lock": None}  # open files do not pickle
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state, _lock=threading.Lock())
 
-    def __del__(self) -> None:
-        if getattr(self, "_pid", None) == os.getpid():
-            for fd in getattr(self, "_fds", {}).values():
-                os.close(fd)
-
-    def _open(self, k: int) -> tuple[_Shard, int]:
-        # A DataLoader worker forks: it opens its own descriptors (pread shares no position,
-        # but a descriptor closed in one process must not be used by another).
+    def _open(self, k: int) -> tuple[_Shard, Any]:
+        # A DataLoader worker forks: it opens its own files (and takes no lock held at the fork).
         if self._pid != os.getpid():
-            self._fds, self._pid, self._lock = {}, os.getpid(), threading.Lock()
+            self._files, self._pid, self._lock = {}, os.getpid(), threading.Lock()
         with self._lock:
             if k not in self._shards:
                 shard = _Shard(self.paths[k])
                 listed = self.starts[k + 1] - self.starts[k]
-                if len(shard.samples) != listed:
-                    raise RunError(f"{self.paths[k]}: holds {len(shard.samples)} samples, its "
+                if len(shard) != listed:
+                    raise RunError(f"{self.paths[k]}: holds {len(shard)} samples, its "
                                    f"manifest says {listed}")
                 self._shards[k] = shard
-            if k not in self._fds:
-                self._fds[k] = os.open(self.paths[k], os.O_RDONLY)
-            return self._shards[k], self._fds[k]
+            handle = self._files.pop(k, None)
+            if handle is None:
+                if len(self._files) >= self.OPEN:
+                    # The least recently used goes, not closed: a thread may be reading it, and
+                    # the file closes when the last reference to it is dropped.
+                    del self._files[next(iter(self._files))]
+                handle = open(self.paths[k], "rb", buffering=0)
+            self._files[k] = handle  # now the most recently used
+            return self._shards[k], handle
 
     def _record(self, i: int, with_events: bool) -> dict[str, Any]:
         k, j = self.where(i)
-        shard, fd = self._open(k)
-        members = shard.samples[j]
+        shard, handle = self._open(k)
+        members = shard.names
+        where = shard.index[j].tolist()
 
         def member(suffix: str) -> bytes:
             if suffix not in members:
                 raise RunError(f"{self.paths[k]}: sample {j} has no member .{suffix}")
-            offset, size = members[suffix]
-            return os.pread(fd, size, offset)
+            offset, size = where[members[suffix]]
+            return os.pread(handle.fileno(), size, offset)  # no shared file position
+
+        def array(suffix: str) -> np.ndarray:
+            return np.lib.format.read_array(io.BytesIO(member(suffix)), allow_pickle=False)
 
         out: dict[str, Any] = {}
         if with_events and shard.header.get("events"):
-            x, y, t, p = (np.lib.format.read_array(io.BytesIO(member(m)), allow_pickle=False)
-                          for m in EVENT_MEMBERS)
+            x, y, t, p = (array(m) for m in EVENT_MEMBERS)
             out["events"] = to_structured(x, y, t, p)
         info = json.loads(member("json"))
         for name, column in shard.in_json.items():
@@ -264,8 +283,7 @@ class WebDatasetStore(ShardedStore):
                              np.array(info[name], dtype=column["dtype"])[()])
         for suffix, name in shard.in_npy.items():
             if suffix in members:
-                out[name] = np.lib.format.read_array(io.BytesIO(member(suffix)),
-                                                     allow_pickle=False)
+                out[name] = array(suffix)
         # The events, then the columns by name: the order the HDF5 store gives them in.
         return {k: out[k] for k in sorted(out, key=lambda k: (k != "events", k))}
 
