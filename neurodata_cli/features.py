@@ -31,6 +31,7 @@ class Feature:
     shape: tuple[int, ...] = ()
     doc: str = ""
     optional: bool = False  # a config may leave it out (all of a run's blocks alike)
+    classes: int = 0  # a label (ClassLabel, MultiHot): how many classes; 0 for other columns
 
     def describe(self) -> str:
         shape = f"[{', '.join(map(str, self.shape))}]" if self.shape else ""
@@ -53,13 +54,14 @@ def ClassLabel(dtype: Any, names: tuple[str, ...] | int, doc: str = "") -> Featu
     count = names if isinstance(names, int) else len(names)
     shown = "" if isinstance(names, int) else f" ({', '.join(names[:10])}"
     shown += ", ...)" if shown and count > 10 else (")" if shown else "")
-    return Feature(np.dtype(dtype).name, (), doc or f"class index 0..{count - 1}{shown}")
+    return Feature(np.dtype(dtype).name, (), doc or f"class index 0..{count - 1}{shown}",
+                   classes=count)
 
 
 def MultiHot(dtype: Any, names: tuple[str, ...], doc: str = "") -> Feature:
     """A 0/1 flag per class: ``names`` are the classes in column order."""
     return Feature(np.dtype(dtype).name, (len(names),),
-                   doc or f"1 for each class present ({', '.join(names)})")
+                   doc or f"1 for each class present ({', '.join(names)})", classes=len(names))
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ def local_run(run, tree: Path, out: Path, fmt: str = "hdf5") -> dict[str, str]:
     return data_digest(out / "es-imagenet" / VERSION)
 
 
-@pytest.mark.parametrize("fmt", ["hdf5", "npz"])
+@pytest.mark.parametrize("fmt", ["hdf5", "npz", "webdataset"])
 def test_cluster_output_equals_a_local_run(run, tmp_path, tree, cluster, fmt):
     want = local_run(run, tree, tmp_path / "local", fmt)
     result = run("es-imagenet", "--imagenet-root", tree, "--out", tmp_path / "dask",

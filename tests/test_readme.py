@@ -24,7 +24,8 @@ SKIP = "<!-- not run by tests/test_readme.py"
 WRITTEN = re.compile(r"^<!-- written to (\S+) by tests/test_readme.py")
 # The docs pages in the order their blocks run (later pages read what earlier ones made).
 PAGES = ["yinyang.md", "2nmnist.md", "es-imagenet.md", "usage.md", "format.md", "cluster.md",
-         "reliability.md", "exactness.md", "performance.md", "plugins.md", "ci.md"]
+         "reliability.md", "exactness.md", "performance.md", "plugins.md", "ci.md",
+         "webdataset.md"]
 # What cannot run here, and what runs instead: no network (the NMNIST download), and the
 # set-up command that made the environment these tests run in.
 INSTEAD = [

@@ -47,7 +47,7 @@ def test_yinyang_is_the_same_from_two_outputs(run, tmp_path):
 
 
 @pytest.mark.parametrize("layout", ["folders", "zips"])
-@pytest.mark.parametrize("fmt", ["hdf5", "bin"])
+@pytest.mark.parametrize("fmt", ["hdf5", "bin", "webdataset"])
 def test_2nmnist_is_the_same_from_two_roots(run, tmp_path, layout, fmt):
     tree = make_tree(tmp_path / "a", {"train": 2, "test": 1})
     roots = [tree, another_machine(tree, tmp_path / "b")]
@@ -64,7 +64,7 @@ def test_2nmnist_is_the_same_from_two_roots(run, tmp_path, layout, fmt):
 
 
 @pytest.mark.parametrize("layout", ["folders", "official tars"])
-@pytest.mark.parametrize("fmt", ["hdf5", "npz"])
+@pytest.mark.parametrize("fmt", ["hdf5", "npz", "webdataset"])
 def test_es_imagenet_is_the_same_from_two_roots(run, tmp_path, layout, fmt):
     root = ilsvrc(tmp_path / "a", tars=layout == "official tars")
     if layout == "folders":  # and inputs skipped with a reason, which names no path either

@@ -15,6 +15,7 @@ import numpy as np
 from neurodata_cli.datasets.base import Block, Config, Dataset, Shard, option
 from neurodata_cli.features import ClassLabel, Features, Tensor
 from neurodata_cli.formats.hdf5 import HDF5
+from neurodata_cli.formats.webdataset import WEBDATASET
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class Ramp(Dataset[RampConfig]):
     name = "ramp"
     version = "1.0.0"
     release_notes = {"1.0.0": "Features [i, i * seed], label i % 3."}
-    formats = {"hdf5": HDF5}
+    formats = {"hdf5": HDF5, "webdataset": WEBDATASET}
     features = Features({"features": Tensor(np.float64, (2,), "[i, i * seed]"),
                          "label": ClassLabel(np.int64, ("zero", "one", "two"), "i % 3")})
     options = RampConfig

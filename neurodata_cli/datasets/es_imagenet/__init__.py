@@ -20,6 +20,7 @@ import numpy as np
 from ...errors import ConfigError, RunError
 from ...features import ClassLabel, Events, Features, Tensor, Text
 from ...formats.hdf5 import HDF5, Codec
+from ...formats.webdataset import WEBDATASET
 from ..base import (
     Block,
     Config,
@@ -124,7 +125,7 @@ class ESImageNet(Dataset[ESImageNetConfig]):
         "2.0.0; every decoded event, label and column is the same. Plain h5py needs `import "
         "hdf5plugin`. The npz files are byte-identical.",
     }
-    formats = {"hdf5": HDF5, "npz": NPZ}
+    formats = {"hdf5": HDF5, "npz": NPZ, "webdataset": WEBDATASET}
     unit = "images"
     # A sample holds about 25,000 events. Measured on 491 bench samples (after tool 0.6.0), a random
     # read and the bytes against the npz: zstd 5 in chunks of 32,768: 0.25 ms, 35.5%; gzip 1:

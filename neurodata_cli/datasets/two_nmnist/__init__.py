@@ -15,6 +15,7 @@ from ...config import Reader
 from ...errors import ConfigError, RunError
 from ...features import Events, Features, MultiHot, Tensor, Text
 from ...formats.hdf5 import HDF5, Codec
+from ...formats.webdataset import WEBDATASET
 from ..base import Block, Config, Dataset, InputFile, Shard, option
 from . import binfmt
 from .procedure import Group, make_groups, superimpose
@@ -117,7 +118,7 @@ class TwoNMNIST(Dataset[TwoNMNISTConfig]):
         "raw chunks: the .h5 files' bytes differ from 2.0.0; every decoded event, label and "
         "column is the same. The .bin files are byte-identical.",
     }
-    formats = {"hdf5": HDF5, "bin": binfmt.BIN}
+    formats = {"hdf5": HDF5, "bin": binfmt.BIN, "webdataset": WEBDATASET}
     features = Features(
         {"label": MultiHot(np.uint8, tuple("0123456789")),
          "index": Tensor(np.uint32, doc="the sample's number in its split"),

@@ -14,6 +14,7 @@ from ...errors import ConfigError
 from ...features import ClassLabel, Features, Tensor
 from ...formats.hdf5 import HDF5
 from ...formats.npy import NPY
+from ...formats.webdataset import WEBDATASET
 from ..base import Block, Config, Dataset, Invalid, Shard, option
 from .walk import Walker, radii_problem, spike_times
 
@@ -94,7 +95,7 @@ class YinYang(Dataset[YinYangConfig]):
         "1.0.0": "Bit-identical to the reference generator (dataset.py of yin_yang_data_set) "
         "for any size, seed, r_small and r_big; optional spike-time encoding.",
     }
-    formats = {"hdf5": HDF5, "npy": NPY}
+    formats = {"hdf5": HDF5, "npy": NPY, "webdataset": WEBDATASET}
     features = Features({
         "samples": Tensor(np.float64, (4,), "x, y, 1 - x, 1 - y"),
         "labels": ClassLabel(np.int64, CLASS_NAMES),
