@@ -97,9 +97,13 @@ def set_attrs(obj: Any, attrs: dict[str, Any]) -> None:
 
 
 class _Appender:
-    """Appends to the four event datasets. Filtered fields are written a whole chunk at a time,
+    """Appends to the four event datasets. Filtered fields are written whole chunks at a time,
     each chunk once, so the file's bytes do not depend on how the events arrive. Raw fields are
     spooled to unnamed temporary files and written contiguous once their length is known."""
+
+    # Events buffered per field before a write: several chunks per h5py write, as each write
+    # (selection, resize, H5Dwrite) cost about as much as compressing a 32 KiB chunk.
+    WRITE_BYTES = 1 << 18
 
     def __init__(self, group: Any, dtypes: dict[str, np.dtype], codec: Codec,
                  spools: contextlib.ExitStack):
@@ -117,7 +121,10 @@ class _Appender:
         self.datasets = {k: group.create_dataset(k, shape=(0,), dtype=dtypes[k], maxshape=(None,),
                                                  track_times=False, **codec.filters())
                          for k in EVENT_FIELDS}
-        self.buffers = {k: np.zeros(self.chunk, dtype=dtypes[k]) for k in EVENT_FIELDS}
+        # Whole chunks, so each chunk is still written once.
+        width = max(dtypes[k].itemsize for k in EVENT_FIELDS)
+        self.span = self.chunk * max(1, self.WRITE_BYTES // (self.chunk * width))
+        self.buffers = {k: np.zeros(self.span, dtype=dtypes[k]) for k in EVENT_FIELDS}
 
     def append(self, events: dict[str, np.ndarray]) -> None:
         n = len(events[EVENT_FIELDS[0]])
@@ -128,12 +135,12 @@ class _Appender:
             return
         done = 0
         while done < n:
-            take = min(self.chunk - self.filled, n - done)
+            take = min(self.span - self.filled, n - done)
             for k in EVENT_FIELDS:
                 self.buffers[k][self.filled:self.filled + take] = events[k][done:done + take]
             self.filled += take
             done += take
-            if self.filled == self.chunk:
+            if self.filled == self.span:
                 self._write()
 
     def _write(self) -> None:
