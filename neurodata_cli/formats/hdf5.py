@@ -97,16 +97,14 @@ def set_attrs(obj: Any, attrs: dict[str, Any]) -> None:
 
 
 class _Appender:
-    """Appends to the four event datasets. Filtered fields are written whole chunks at a time,
+    """Appends to the four event datasets. Filtered fields are written a whole chunk at a time,
     each chunk once, so the file's bytes do not depend on how the events arrive. Raw fields are
     spooled to unnamed temporary files and written contiguous once their length is known."""
 
-    # Events buffered per field before a write: several chunks per h5py write, as each write
-    # (selection, resize, H5Dwrite) cost about as much as compressing a 32 KiB chunk.
-    WRITE_BYTES = 1 << 18
-
     def __init__(self, group: Any, dtypes: dict[str, np.dtype], codec: Codec,
                  spools: contextlib.ExitStack):
+        import h5py
+
         self.group, self.dtypes, self.codec = group, dtypes, codec
         self.raw = codec.name == "raw"
         self.chunk = codec.chunk
@@ -121,10 +119,10 @@ class _Appender:
         self.datasets = {k: group.create_dataset(k, shape=(0,), dtype=dtypes[k], maxshape=(None,),
                                                  track_times=False, **codec.filters())
                          for k in EVENT_FIELDS}
-        # Whole chunks, so each chunk is still written once.
-        width = max(dtypes[k].itemsize for k in EVENT_FIELDS)
-        self.span = self.chunk * max(1, self.WRITE_BYTES // (self.chunk * width))
-        self.buffers = {k: np.zeros(self.span, dtype=dtypes[k]) for k in EVENT_FIELDS}
+        self.buffers = {k: np.zeros(self.chunk, dtype=dtypes[k]) for k in EVENT_FIELDS}
+        # What every write of a whole chunk takes, made once: its memory side, the fields' types.
+        self.whole = h5py.h5s.create_simple((self.chunk,))
+        self.types = {k: h5py.h5t.py_create(dtypes[k]) for k in EVENT_FIELDS}
 
     def append(self, events: dict[str, np.ndarray]) -> None:
         n = len(events[EVENT_FIELDS[0]])
@@ -135,19 +133,29 @@ class _Appender:
             return
         done = 0
         while done < n:
-            take = min(self.span - self.filled, n - done)
+            take = min(self.chunk - self.filled, n - done)
             for k in EVENT_FIELDS:
                 self.buffers[k][self.filled:self.filled + take] = events[k][done:done + take]
             self.filled += take
             done += take
-            if self.filled == self.span:
+            if self.filled == self.chunk:
                 self._write()
 
     def _write(self) -> None:
-        end = self.written + self.filled
+        # h5py's low-level calls: a slice assignment's selection and checks cost about as much
+        # as zstd compressing the 32 KiB chunk. The calls to libhdf5 are the same, in the same
+        # order (HDF5 places each chunk in the file as it writes it: writing several chunks a
+        # call would move the last ones past the samples group and change the bytes).
+        import h5py
+
+        start, end = self.written, self.written + self.filled
+        memory = (self.whole if self.filled == self.chunk
+                  else h5py.h5s.create_simple((self.filled,)))
         for k, ds in self.datasets.items():
-            ds.resize((end,))
-            ds[self.written:end] = self.buffers[k][:self.filled]
+            ds.id.set_extent((end,))
+            space = ds.id.get_space()
+            space.select_hyperslab((start,), (self.filled,))
+            ds.id.write(memory, space, self.buffers[k][:self.filled], self.types[k])
         self.written, self.filled = end, 0
 
     def close(self) -> None:
