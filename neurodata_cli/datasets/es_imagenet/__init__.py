@@ -127,11 +127,8 @@ class ESImageNet(Dataset[ESImageNetConfig]):
     # A sample holds about 25,000 events. Measured on 491 bench samples (after tool 0.6.0), a random
     # read and the bytes against the npz: zstd 5 in chunks of 32,768: 0.25 ms, 35.5%; gzip 1:
     # 0.53 ms, 36.9%; zstd 3: 0.25 ms, 39.1%; blosc2 (zstd 5): 0.37 ms, 36.0%; lz4: 0.16 ms,
-    # 48% (over the 40% goal); zstd 9: 0.30 ms, 35.0%; chunks of 65,536: no faster. Writing is
-    # what zstd 5 costs: its row matcher took a fifth of a 1-worker conversion. zstd 4 (dfast, as
-    # 3 is for chunks this small) writes a 1,000-image shard in 0.40 s of CPU instead of 0.63 s,
-    # reads as fast, and is 37.3% of the npz on 4,000 bench images (zstd 5: 35.8%).
-    event_codec = Codec("zstd", 4, 1 << 15)
+    # 48% (over the 40% goal); zstd 9: 0.30 ms, 35.0%; chunks of 65,536: no faster.
+    event_codec = Codec("zstd", 5, 1 << 15)
     split_scoped = True
     split_keys = frozenset({"split", "source", "limit", "shard_size"})
     distributed = True
