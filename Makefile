@@ -18,12 +18,12 @@ dev: $(BIN)/python
 	rm -rf build
 	$(BIN)/pip install -q '.[dev]'
 
-# Materialise the default Yin-Yang config into ./data (verified instead if already there).
+# Materialise the paper's Yin-Yang config into ./data (verified instead if already there).
 run: install
 	@if [ -f $(OUT)/yinyang/1.0.0/manifest.json ]; then \
 		$(BIN)/neurodata verify $(OUT)/yinyang/1.0.0; \
 	else \
-		$(BIN)/neurodata yinyang --out $(OUT); \
+		$(BIN)/neurodata yinyang --config configs/yinyang.yaml --out $(OUT); \
 	fi
 
 # The reader's DataLoader test runs where torch is importable. Machines of this project keep a
@@ -32,11 +32,16 @@ run: install
 TORCH_WHEEL := $(firstword $(wildcard /opt/wheels/torch-2.13.0+cpu-*.whl))
 
 # The contract tests run over every registered dataset, the example plugin's `ramp` included.
+# It goes into a folder of its own that only the tests put on their path (tests/conftest.py),
+# so the user's `neurodata` never lists it; an older `make test` installed it into the venv.
+TEST_PLUGINS := $(VENV)/test-plugins
 test: dev
 ifneq ($(TORCH_WHEEL),)
 	$(BIN)/pip install -q $(TORCH_WHEEL)
 endif
-	$(BIN)/pip install -q ./examples/plugin
+	-$(BIN)/pip uninstall -q -y neurodata-ramp 2>/dev/null
+	rm -rf $(TEST_PLUGINS)
+	$(BIN)/pip install -q --no-deps --target $(TEST_PLUGINS) ./examples/plugin
 	$(BIN)/pytest
 
 bench: dev

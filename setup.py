@@ -22,11 +22,5 @@ setup(
             extra_compile_args=["-O3"],
             optional=True,
         ),
-        Extension(
-            "neurodata_cli.datasets.two_nmnist._assemble",
-            ["neurodata_cli/datasets/two_nmnist/_assemble.c"],
-            extra_compile_args=["-O3"],
-            optional=True,
-        ),
     ]
 )

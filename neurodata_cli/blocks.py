@@ -1,29 +1,23 @@
-"""What a dataset's ``build`` yields, checked against the contract before a writer sees it.
+"""What a dataset's ``build`` yields, checked against its ``features`` before a writer sees it.
 
-The engine trusts no dataset (a plugin's least of all): a block that breaks the contract would
-give files that ``verify`` passes but that read back wrong. So, for every block of a shard:
+The engine trusts no dataset (a plugin's least of all): a block that breaks the declaration
+would give files that ``verify`` passes but that read back wrong. So, for every block of a shard:
 
-- every column is an array with one entry per sample, all of the same length;
-- its events have the fields x, y, t, p, of integers, all of the same length, and its
-  ``counts`` give one non-negative integer per sample, adding up to that length;
-- columns keep the names, dtypes and per-sample shapes of the shard's first block, and events
-  the dtypes the dataset declares (``event_dtypes``; else those of its first block). Strings may
-  change width (the writers store them as strings);
-- object arrays hold only what the format takes (``Writer.objects``: strings, or the .bin
-  format's bytes), never other Python objects;
+- its columns are the declared ones (an optional one in every block or in none), each an array
+  with one entry per sample, all of the same length, of exactly the declared dtype and
+  per-sample shape; a text column holds strings only (never other Python objects);
+- its events have the fields x, y, t, p of exactly the declared dtypes, all of the same length,
+  and its ``counts`` give one non-negative integer per sample, adding up to that length;
 - the shard does the work it planned: its blocks' units (``Block.units``, by default its
   samples) add up to ``Shard.units``. For a dataset whose unit is the sample (the default) this
   is the planned sample count; ES-ImageNet counts inputs, one block each, converted or skipped.
 
-A shard record keeps the schema its blocks had (``ShardCheck.schema``), and ``check_shards``
-compares those of one split before the commit, so a split's shards store the same columns.
-Each failure is a ``RunError`` naming the dataset, the shard and what is wrong.
+A shard record keeps the columns it stored, and ``check_shards`` compares those of one split
+before the commit. Each failure is a ``RunError`` naming the dataset, the shard and what is wrong.
 """
 
 from __future__ import annotations
 
-import re
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -31,23 +25,11 @@ import numpy as np
 
 from .datasets.base import Block, Dataset, Shard
 from .errors import RunError
-from .formats import EVENT_FIELDS
-
-# Column names become file names (npy) and HDF5 dataset names; the reader keeps "offsets" and
-# "events" for itself.
-COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-RESERVED_COLUMNS = frozenset({"offsets", "events"})
+from .features import EVENT_FIELDS, Feature
 
 
 def _type(value: Any) -> str:
     return type(value).__name__
-
-
-@lru_cache(maxsize=256)
-def _name(dtype: np.dtype) -> str:
-    """``str(dtype)``, remembered: numpy spells it out in Python, 15 us a call, and an
-    ES-ImageNet shard checks a block of one sample per image."""
-    return str(dtype)
 
 
 class ShardCheck:
@@ -55,19 +37,15 @@ class ShardCheck:
 
     def __init__(self, ds: Dataset[Any], cfg: Any, shard: Shard):
         self.where = f"{ds.name} shard {shard.key}"
+        self.features = ds.features
         self.writer = ds.formats[cfg.format]
         self.planned, self.unit = shard.units, ds.unit
         self.units = 0
-        # Column name -> signature (dtype and per-sample shape; None: an empty object column,
-        # whose kind of object is not known yet). None until a block has columns.
-        self.columns: dict[str, str | None] | None = None
-        declared = ds.event_dtypes
-        self.events: dict[str, str] | None = (
-            {k: _name(np.dtype(declared[k])) for k in EVENT_FIELDS} if declared else None)
-        # Whether blocks of samples carry events: declared, or known from the first block.
-        self.has_events: bool | None = True if declared else None
-        if not self.writer.stores_events:  # a format of columns, or of whole files (.bin)
-            self.has_events = False
+        self.columns: frozenset[str] | None = None  # those of the first block of samples
+        self.dtypes = ({k: np.dtype(v) for k, v in self.features.events.dtypes.items()}
+                       if self.features.events is not None else None)
+        if self.dtypes is not None and not self.writer.stores_events:
+            raise self.fail(f"the {self.writer.name} format takes no events")
 
     def fail(self, what: str) -> RunError:
         return RunError(f"{self.where}: {what}")
@@ -90,113 +68,85 @@ class ShardCheck:
                             f"{self.planned}")
 
     def schema(self) -> dict[str, Any]:
-        """What the shard stored: its columns' and events' dtypes (for ``check_shards``)."""
-        return {"columns": dict(self.columns or {}), "events": dict(self.events or {})}
+        """The columns the shard stored (for ``check_shards``)."""
+        return {"columns": sorted(self.columns or ())}
 
-    # ---- columns -----------------------------------------------------------------------------
     def _columns(self, block: Block) -> int:
         columns = block.columns
         if not isinstance(columns, dict):
             raise self.fail(f"a block's columns are a {_type(columns)}, not a dict")
-        n, first = 0, None
-        signatures: dict[str, str | None] = {}
+        if not columns:
+            return 0  # a block of no samples (an input skipped)
+        declared = self.features.columns
+        names = frozenset(columns)
+        missing = sorted(k for k, f in declared.items() if not f.optional and k not in names)
+        if names - set(declared) or missing:
+            extra = sorted(map(str, names - set(declared)))
+            raise self.fail(f"a block has columns {', '.join(sorted(map(str, names)))} where "
+                            f"{', '.join(declared) or 'none'} are declared" +
+                            (f" (not declared: {', '.join(extra)})" if extra else "") +
+                            (f" (missing: {', '.join(missing)})" if missing else ""))
+        if self.columns is None:
+            self.columns = names
+        elif names != self.columns:
+            raise self.fail(f"a block has columns {', '.join(sorted(names))} where the first "
+                            f"had {', '.join(sorted(self.columns))}")
+        n = None
         for name, column in columns.items():
-            if not isinstance(name, str) or not COLUMN.match(name) or name in RESERVED_COLUMNS:
-                raise self.fail(f"column name {name!r} is not allowed (letters, digits and '_'; "
-                                f"not {' or '.join(sorted(RESERVED_COLUMNS))})")
             if not isinstance(column, np.ndarray) or column.ndim == 0:
                 raise self.fail(f"column {name!r} is a {_type(column)}, not an array with one "
                                 "entry per sample")
-            if first is None:
+            if n is None:
                 n, first = len(column), name
             elif len(column) != n:
                 raise self.fail(f"column {name!r} has {len(column)} entries where {first!r} "
                                 f"has {n}")
-            signatures[name] = self._signature(name, column)
-        if not signatures:
-            return 0  # a block of no samples (an input skipped)
-        if self.columns is None:
-            self.columns = signatures
-            return n
-        if set(signatures) != set(self.columns):
-            raise self.fail(f"a block has columns {', '.join(sorted(signatures))} where the "
-                            f"first had {', '.join(sorted(self.columns))}")
-        differ = _differ(self.columns, signatures)
-        if differ is not None:
-            name, ref, sig = differ
-            raise self.fail(f"column {name!r} changed from {ref} to {sig} between blocks")
-        return n
+            self._column(name, column, declared[name])
+        return n or 0
 
-    def _signature(self, name: str, column: np.ndarray) -> str | None:
-        """The column's dtype as compared between blocks and shards, with its per-sample
-        shape: strings by kind only (their width may change), objects by what they hold."""
-        kind = column.dtype.kind
-        if kind in "UO" and column.ndim != 1:
-            raise self.fail(f"column {name!r} holds strings in {column.ndim} dimensions; a "
-                            "string column has one string per sample")
-        if kind == "O":
-            allowed = self.writer.objects
-            found = set()
-            for cls in set(map(type, column)):  # the types, not each value: one C loop
-                if not issubclass(cls, allowed):
-                    what = " and ".join(t.__name__ for t in allowed) or "no Python objects"
-                    raise self.fail(f"column {name!r} holds a {cls.__name__}; the "
-                                    f"{self.writer.name} format stores {what} in an object "
-                                    "column (give numbers a numeric dtype)")
-                found.add(next(t.__name__ for t in allowed if issubclass(cls, t)))
-            if len(found) > 1:
-                raise self.fail(f"column {name!r} mixes {' and '.join(sorted(found))}")
-            base = found.pop() if found else None
-            if base is None:
-                return None
-        elif column.dtype.hasobject:
-            raise self.fail(f"column {name!r} has Python objects inside its dtype "
-                            f"{column.dtype}")
-        else:
-            base = {"U": "str", "S": "bytes"}.get(kind) or _name(column.dtype)
-        tail = column.shape[1:]
-        return f"{base} {tail}" if tail else base
+    def _column(self, name: str, column: np.ndarray, feature: Feature) -> None:
+        kind, shape = column.dtype.kind, column.shape[1:]
+        if feature.dtype == "str":
+            if kind not in "UO" or column.ndim != 1:
+                raise self.fail(f"column {name!r} is {column.dtype} {shape or ''}; it is "
+                                "declared as text, one string per sample")
+            if kind == "O":
+                for cls in set(map(type, column)):  # the types, not each value: one C loop
+                    if not issubclass(cls, str):
+                        raise self.fail(f"column {name!r} holds a {cls.__name__}; it is "
+                                        "declared as text (str only)")
+        elif column.dtype != feature.dtype or shape != feature.shape:
+            got = f"{column.dtype}{list(shape) if shape else ''}"
+            raise self.fail(f"column {name!r} is {got} where it is declared as "
+                            f"{feature.describe()}")
 
-    # ---- events ------------------------------------------------------------------------------
     def _events(self, block: Block, n: int) -> None:
         events, counts = block.events, block.counts
-        if events is None and counts is None:
-            if n and self.has_events:
-                raise self.fail(f"a block of {n} samples has no events")
-            if n:
-                self.has_events = False
+        if self.dtypes is None:
+            if events is not None or counts is not None:
+                raise self.fail("a block gives events, and the dataset declares none")
             return
         if events is None or counts is None:
-            raise self.fail("a block gives " + ("counts without events" if events is None
-                                                else "events without counts"))
-        if not self.writer.stores_events:
-            raise self.fail(f"the {self.writer.name} format takes no events")
-        if self.has_events is False:
-            raise self.fail("a block gives events where the first block had none")
-        self.has_events = True
+            if n or events is not None or counts is not None:
+                raise self.fail(f"a block of {n} samples has no " +
+                                ("counts" if events is not None else "events"))
+            return
         if not isinstance(events, dict) or set(events) != set(EVENT_FIELDS):
             got = ", ".join(map(str, events)) if isinstance(events, dict) else _type(events)
             raise self.fail(f"events have fields {got}; they must be x, y, t, p")
         length = None
-        dtypes = {}
         for field in EVENT_FIELDS:
             values = events[field]
             if not isinstance(values, np.ndarray) or values.ndim != 1:
                 raise self.fail(f"event field {field!r} is not a 1-D array")
-            if values.dtype.kind not in "biu":
-                raise self.fail(f"event field {field!r} is {values.dtype}; events are integers")
+            if values.dtype != self.dtypes[field]:
+                raise self.fail(f"event field {field!r} is {values.dtype} where the dataset "
+                                f"declares {self.dtypes[field]}")
             if length is None:
                 length = len(values)
             elif len(values) != length:
                 raise self.fail(f"event field {field!r} has {len(values)} events where 'x' has "
                                 f"{length}")
-            dtypes[field] = _name(values.dtype)
-        if self.events is None:
-            self.events = dtypes
-        for field, dtype in dtypes.items():
-            if dtype != self.events[field]:
-                raise self.fail(f"event field {field!r} is {dtype} where the dataset's events "
-                                f"are {self.events[field]}")
         if not isinstance(counts, np.ndarray) or counts.ndim != 1 or \
                 counts.dtype.kind not in "iu":
             raise self.fail("counts must be a 1-D array of integers, one per sample")
@@ -209,47 +159,21 @@ class ShardCheck:
             raise self.fail(f"counts add up to {total} events but the block has {length}")
 
 
-def _differ(ref: dict[str, str | None], new: dict[str, str | None]
-            ) -> tuple[str, str, str] | None:
-    """(name, the reference's signature, the new one) for the first that differs, or None.
-    The reference takes a new signature where it knew none (an empty object column, whose
-    kind of object was not known yet). Both hold the same names (the callers check)."""
-    for name, sig in new.items():
-        known = ref[name]
-        if known is None:
-            ref[name] = sig
-        elif sig is not None and sig != known:
-            return name, known, sig
-    return None
-
-
 def check_shards(dataset: str, records: list[dict[str, Any]], shard_dir: Path) -> None:
-    """Every shard of a split stores the same columns and event dtypes (from the schemas the
-    shard records keep; a record without one, from an older run, is not compared).
+    """Every shard of a split stores the same columns (an optional one in all or in none).
 
     The two shards that disagree lose their records in ``shard_dir``, so that the next run
     builds them again (each was consistent alone, and either may be the odd one).
     """
-    first: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+    first: dict[str, tuple[str, list[str]]] = {}
     for record in records:
-        schema = record.get("schema")
-        if not schema:
+        mine = (record.get("schema") or {}).get("columns")
+        if not mine:  # a shard of no samples (every input skipped) stores no columns
             continue
-        for part in ("columns", "events"):
-            mine = schema.get(part) or {}
-            if not mine:  # a shard of no samples (every input skipped) stores no columns
-                continue
-            key, theirs = first.setdefault((record["split"], part), (record["key"], dict(mine)))
-            what = None
-            if set(mine) != set(theirs):
-                what = (f"stores {part} {', '.join(sorted(mine))} where shard {key} stores "
-                        f"{', '.join(sorted(theirs))}")
-            elif (differ := _differ(theirs, mine)) is not None:
-                name, known, sig = differ
-                noun = "column" if part == "columns" else "event field"
-                what = f"{noun} {name!r} is {sig} where shard {key} stores {known}"
-            if what is not None:
-                for stale in (key, record["key"]):
-                    (shard_dir / f"{stale}.json").unlink(missing_ok=True)
-                raise RunError(f"{dataset} shard {record['key']}: {what} (every shard of a "
-                               "split must store the same; the next run builds both again)")
+        key, theirs = first.setdefault(record["split"], (record["key"], mine))
+        if mine != theirs:
+            for stale in (key, record["key"]):
+                (shard_dir / f"{stale}.json").unlink(missing_ok=True)
+            raise RunError(f"{dataset} shard {record['key']}: stores columns {', '.join(mine)} "
+                           f"where shard {key} stores {', '.join(theirs)} (every shard of a "
+                           "split must store the same; the next run builds both again)")

@@ -3,7 +3,9 @@ schema, and ``verify``, ``info``, ``preview`` and ``config`` for finished folder
 
 from __future__ import annotations
 
+import difflib
 import functools
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -47,7 +49,9 @@ def _click_type(option: Any) -> Any:
     kind = option.kind
     if isinstance(kind, tuple):
         return click.Choice(kind)
-    if kind is int:
+    if kind is int:  # unbounded: a plain INT (IntRange(None, None) shows '[x<=None]')
+        if option.lo is None and option.hi is None:
+            return click.INT
         return click.IntRange(option.lo, option.hi)
     if kind is float:
         if option.lo is None and option.hi is None:
@@ -83,7 +87,19 @@ def _params(ds: Any) -> list[click.Parameter]:
         click.Option(["--out"], type=click.Path(file_okay=False, path_type=Path),
                      default=Path("data"), show_default=True,
                      help="Output root; data goes to <out>/<dataset>/<version>/."),
-        click.Option(["--overwrite"], is_flag=True, help="Replace finished output."),
+        click.Option(["--overwrite"], is_flag=True,
+                     help="Replace finished output (a folder made with the same config is "
+                          "otherwise reused as it is)."),
+        click.Option(["--verify", "verify_reused"], is_flag=True,
+                     help="Before reusing a finished folder, hash every file (default: check "
+                          "that each is there with its size)."),
+        click.Option(["--wait"], type=click.FloatRange(min=0), default=24 * 3600.0,
+                     metavar="SECONDS",
+                     help="Wait this long for another run of the same folder, then reuse what "
+                          "it made (0: give up at once).  [default: 86400, a day]"),
+        click.Option(["--dry-run"], is_flag=True,
+                     help="Print the plan (splits, shards, inputs, output folder, an estimate "
+                          "of its size) and write nothing."),
         click.Option(["--quiet"], is_flag=True, help="No progress bar and no summary."),
         click.Option(["--workers"], type=click.IntRange(min=1),
                      help="Processes building shards (default: all cores)."),
@@ -102,18 +118,58 @@ def dataset_command(name: str) -> click.Command:
     ds = get(name)
 
     @handle_errors
-    def callback(config_file: Path | None, out: Path, overwrite: bool, quiet: bool,
-                 workers: int | None, scheduler: str | None = None, **values: Any) -> None:
+    def callback(config_file: Path | None, out: Path, overwrite: bool, verify_reused: bool,
+                 wait: float, dry_run: bool, quiet: bool, workers: int | None,
+                 scheduler: str | None = None,
+                 **values: Any) -> None:
         from .api import run
 
+        if dry_run:
+            from .api import dry_run as plan
+
+            for line in plan(name, out, values, flags=True, config=config_file,
+                             scheduler=scheduler).lines():
+                click.echo(line)
+            return
         summary = run(name, out, values, flags=True, config=config_file, overwrite=overwrite,
-                      quiet=quiet, workers=workers, scheduler=scheduler)
+                      quiet=quiet, workers=workers, scheduler=scheduler, wait=wait,
+                      verify=verify_reused)
         if not quiet:
             click.echo(summary.line)
 
     doc = (type(ds).__doc__ or name).strip()
     return click.Command(name, callback=callback, params=_params(ds), help=doc,
                          short_help=doc.splitlines()[0])
+
+
+def key_command(name: str) -> click.Command:
+    """``neurodata key NAME``: the dataset's flags, and its folder's cache key printed."""
+    from .datasets import get
+
+    ds = get(name)
+
+    @handle_errors
+    def callback(config_file: Path | None, show: bool, **values: Any) -> None:
+        from .api import describe_key
+        from .cache_key import digest
+
+        for shared in ("out", "overwrite", "verify_reused", "wait", "dry_run", "quiet", "workers",
+                       "scheduler"):
+            values.pop(shared, None)  # accepted, so a build's flags can be pasted: no effect
+        what = describe_key(name, values, flags=True, config=config_file)
+        click.echo(json.dumps(what, indent=2, ensure_ascii=False) if show else digest(what))
+
+    params = _params(ds) + [click.Option(["--show"], is_flag=True,
+                                         help="Print what the key digests, as JSON.")]
+    return click.Command(
+        name, callback=callback, params=params,
+        short_help=f"Cache key of {name} folders.",
+        help=f"Print the cache key of the {name} folder these flags make, before building it: "
+             "<dataset>-<version>-<sha256> of the dataset, version, resolved config, library "
+             "versions and inputs (names, sizes, digests from their contents; no paths or "
+             "times). The same on every machine; nothing is written or downloaded. --out, "
+             "--overwrite, --dry-run, --quiet, --workers and --scheduler are accepted and "
+             "change nothing.")
 
 
 def unusable_command(name: str, why: str) -> click.Command:
@@ -133,11 +189,25 @@ def unusable_command(name: str, why: str) -> click.Command:
 class Commands(click.Group):
     """Dataset commands are made on demand, so one command imports one dataset."""
 
+    make = staticmethod(dataset_command)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         from .datasets import names
 
         self._warn(ctx)
         return names() + sorted(self.commands)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        """Click's, with the closest command suggested for a typo (``yinyan``)."""
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as exc:
+            close = difflib.get_close_matches(args[0], self.list_commands(ctx), n=1) if (
+                args and "No such command" in exc.message) else []
+            if close:
+                raise click.UsageError(f"No such command {args[0]!r}. Did you mean "
+                                       f"{close[0]!r}?", ctx) from None
+            raise
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         from .datasets import names, problems
@@ -148,7 +218,7 @@ class Commands(click.Group):
             return self.commands[name]
         if name in names():
             try:
-                return dataset_command(name)
+                return self.make(name)
             except NeurodataError as exc:  # a plugin that does not load: the rest still works
                 return unusable_command(name, str(exc))
         why = problems().get(name)
@@ -176,6 +246,22 @@ def cli() -> None:
     """
 
 
+class KeyCommands(Commands):
+    """``neurodata key NAME [flags]``: one subcommand per dataset, with the dataset's flags."""
+
+    make = staticmethod(key_command)
+
+
+@cli.group(cls=KeyCommands)
+def key() -> None:
+    """Print a folder's cache key before building it: neurodata key NAME [NAME's flags].
+
+    \b
+    Example (a CI cache keyed on it: docs/ci-cache.md):
+      neurodata key yinyang --config configs/yinyang-fixture.yaml
+    """
+
+
 @cli.command()
 @click.argument("folder", type=FOLDER)
 @click.option("--split", help="Split to show (default: train if present, else the first).")
@@ -189,11 +275,15 @@ def preview(folder: Path, split: str | None, index: int, output: Path | None) ->
 
     Each dataset draws its own: a split's scatter, or one sample's event frames.
     """
+    from .datasets.base import Dataset
     from .errors import ConfigError
     from .preview import save
     from .reader import open_dataset
 
     data = open_dataset(folder)
+    if type(data.spec).preview is Dataset.preview:  # a plugin may draw nothing
+        raise ConfigError(f"{data.dataset} has no preview: its dataset class "
+                          f"({type(data.spec).__module__}) defines no preview method")
     if split is None:
         split = "train" if "train" in data.splits else data.splits[0]
     if split not in data.splits:
@@ -214,7 +304,8 @@ def verify(folder: Path) -> None:
 
     Names every missing, altered or unlisted file, and anything a finished folder never holds
     (links, FIFOs, devices, extra folders); follows no link and opens nothing that could block.
-    Exits 0 only when all is well.
+    The run record run.json (where the inputs were read on the machine that built it) is not
+    listed, and is not reported. Exits 0 only when all is well.
     """
     from .manifest import verify as run_verify
 
@@ -224,8 +315,11 @@ def verify(folder: Path) -> None:
     for kind in ("missing", "altered", "unlisted"):
         for rel in getattr(report, kind):
             click.echo(f"{kind}: {rel!r}" if "\n" in rel or "\r" in rel else f"{kind}: {rel}")
-    if report.ok:
-        click.echo(f"OK: {report.checked} files match SHA256SUMS in {folder}")
+    if report.ok:  # the manifest is among the files checked; data files are the rest
+        click.echo(f"OK: {data_files(report.checked - 1)} and manifest.json match SHA256SUMS "
+                   f"in {folder}")
+        for line in _features(folder):
+            click.echo(f"  {line}")
         return
     bad = len(report.missing) + len(report.altered) + len(report.unlisted)
     click.echo(f"FAILED: {bad} file problems, {len(report.problems)} other problems in {folder}")
@@ -236,15 +330,25 @@ def verify(folder: Path) -> None:
 @click.argument("folder", type=FOLDER)
 @handle_errors
 def info(folder: Path) -> None:
-    """Print a short summary of a materialised folder, from its manifest."""
-    from .manifest import load
+    """Print a short summary of a materialised folder, from its manifest.
 
+    Given a root (such as the default data/) that holds <dataset>/<version>/ folders, list each
+    finished folder under it in one line.
+    """
+    from .manifest import MANIFEST, load
+
+    if not os.path.lexists(folder / MANIFEST):
+        found = sorted(p.parent for pattern in (f"*/{MANIFEST}", f"*/*/{MANIFEST}")
+                       for p in folder.glob(pattern) if not _hidden(p.relative_to(folder)))
+        if found:
+            _list_folders(folder, found)
+            return
     m = load(folder)
     total = sum(f.get("bytes", 0) for f in m["files"])
     click.echo(f"{m['dataset']} {m['version']}  (neurodata {m.get('tool', {}).get('version')})")
     if m.get("release_notes"):
         click.echo(f"  {m['release_notes']}")
-    click.echo(f"  {len(m['files'])} files, {total:,} bytes")
+    click.echo(f"  {data_files(len(m['files']))}, {total:,} bytes")
     shared = m.get("config", {})
     for name, split in m["splits"].items():
         stats = split.get("stats", {})
@@ -253,10 +357,38 @@ def info(folder: Path) -> None:
         own = {k: v for k, v in split.get("config", {}).items() if shared.get(k) != v}
         if own:  # what this split was made from (its inputs, and where they were read from)
             click.echo(f"    {', '.join(f'{k}={_short(v)}' for k, v in own.items())}")
+    click.echo("  each sample holds:")
+    for line in _features(folder, m):
+        click.echo(f"    {line}")
     libs = ", ".join(f"{k} {v}" for k, v in m.get("libraries", {}).items())
     click.echo(f"  libraries: {libs}")
     cfg = ", ".join(f"{k}={_short(v)}" for k, v in m.get("config", {}).items())
     click.echo(f"  config: {cfg}")
+
+
+def _hidden(rel: Path) -> bool:
+    """A run's stage or lock (``.1.0.0.train.partial``), not a finished folder."""
+    return any(part.startswith(".") for part in rel.parts)
+
+
+def _list_folders(root: Path, folders: list[Path]) -> None:
+    """One line per finished folder under ``root``; exit 1 if a manifest is unreadable."""
+    from .manifest import load
+
+    bad = 0
+    for path in folders:
+        try:
+            m = load(path)
+        except NeurodataError as exc:
+            click.echo(f"{path}: {exc}")
+            bad += 1
+            continue
+        total = sum(f.get("bytes", 0) for f in m["files"])
+        splits = ", ".join(f"{k} {v['records']}" for k, v in m["splits"].items())
+        click.echo(f"{m['dataset']} {m['version']}  {path}  ({splits} samples; "
+                   f"{data_files(len(m['files']))}, {total:,} bytes)")
+    if bad:
+        sys.exit(1)
 
 
 @cli.command()
@@ -294,6 +426,25 @@ def show_config(dataset: str) -> None:
 
     click.echo(yaml.safe_dump(defaults(get(dataset)), sort_keys=False, allow_unicode=True),
                nl=False)
+
+
+def _features(folder: Path, manifest: dict[str, Any] | None = None) -> list[str]:
+    """What each sample of the folder holds, from its dataset's declared features (nothing
+    when that dataset is not installed)."""
+    from .datasets import get
+    from .manifest import load
+
+    m = manifest or load(folder)
+    try:
+        return get(m.get("builder", m["dataset"])).features.describe()
+    except NeurodataError:
+        return []
+
+
+def data_files(n: int) -> str:
+    """How every command counts files: the data files the manifest lists (shards and split
+    files), never manifest.json or SHA256SUMS."""
+    return f"{n} data file{'' if n == 1 else 's'}"
 
 
 def _short(value: Any) -> str:

@@ -8,11 +8,12 @@ it came from, so an error names the flag, the keyword, or the key and the file.
 from __future__ import annotations
 
 import copy
+import difflib
 import math
 import numbers
 import operator
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, overload
 
@@ -139,6 +140,7 @@ class Values:
     def __init__(self) -> None:
         self.data: dict[str, Any] = {}
         self.origin: dict[str, str] = {}
+        self.config_file: Path | None = None  # the user's --config, if one was given
 
     def lay_file(self, data: Mapping[str, Any], path: Path, replace: frozenset[str]) -> None:
         """Lay a file's keys over what is there; mappings merge, except keys in ``replace``."""
@@ -264,7 +266,14 @@ class Reader:
         """Refuse keys nobody asked for: a typo must not pass silently."""
         unknown = sorted(set(map(str, self.data)) - self.used)
         if unknown:
-            raise ConfigError(f"unknown {self.where(unknown[0])}")
+            raise ConfigError(f"unknown {self.where(unknown[0])}"
+                              f"{did_you_mean(unknown[0], self.used)}")
+
+
+def did_you_mean(word: str, known: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` for the closest of ``known`` to a typo, or nothing."""
+    close = difflib.get_close_matches(word, sorted(known), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _short(value: Any, limit: int = 60) -> str:
@@ -297,6 +306,7 @@ def resolve(ds: Dataset[Any], config_file: Path | None, given: Mapping[str, Any]
                 raise ConfigError(f"unknown key '{option.key}' in {config_file}: it is the flag "
                                   f"{option.flag_name} only")
         values.lay_file(data, Path(config_file), replace)
+        values.config_file = Path(config_file)
     by_name = {o.name: o for o in ds.schema()}
     for name, value in given.items():
         if value is not None:
@@ -360,7 +370,19 @@ def parse(ds: Dataset[Any], values: Values) -> Config:
         cfg = ds.options(**out)
         return ds.check(cfg) or cfg  # a check that returns nothing leaves it as it is
     except Invalid as exc:
+        if _unset(values, exc.key):  # required and given nowhere: the message says what to give
+            hint = (f" (or the key '{exc.key}' in {values.config_file})"
+                    if values.config_file is not None else "")
+            raise ConfigError(f"{clip(exc.message, 300)}{hint}") from None
         raise ConfigError(f"invalid {values.where(exc.key)}: {clip(exc.message, 300)}") from None
+
+
+def _unset(values: Values, dotted: str) -> bool:
+    """No value for ``dotted`` came from a file or flag (its default is None)."""
+    node: Any = values.data
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node is None and values.origin.get(dotted, "").endswith(" defaults>")
 
 
 def take_executor(values: Values) -> tuple[str, str | None]:

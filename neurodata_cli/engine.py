@@ -17,6 +17,9 @@ Layout while a run is in progress::
     <out>/<dataset>/.<version>.replaced/              the folder being replaced, for an instant
                                                       (where the two cannot be swapped at once)
     <out>/<dataset>/<version>/                        appears (or is updated) only when complete
+        manifest.json, SHA256SUMS                     the same on every machine for one config
+        run.json                                      where this machine's run read its inputs
+                                                      (not in SHA256SUMS)
 
 A run killed in its commit leaves the plan. The next run into the folder, of any config, first
 finishes it if the folder is still the one the plan replaces, and discards it otherwise.
@@ -32,31 +35,34 @@ import json
 import os
 import re
 import shutil
+import socket
 import sys
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .blocks import ShardCheck, check_shards
 from .datasets.base import Block, Config, Dataset, InputFile, Shard, plain_name
-from .errors import ConfigError, NeurodataError, RunError
+from .errors import ConfigError, FolderExists, NeurodataError, RunError
 from .executors import InlineExecutor, hold_lock
+from .files import atomic_write
 from .formats import dist_versions, file_entry, sha256_file, write_text
 from .manifest import (
     MANIFEST,
     METADATA,
+    RUN,
     SUMS,
-    atomic_write,
     check_shape,
     metadata,
     parse_sums,
     read_manifest,
     write_manifest,
 )
+from .manifest import verify as verify_folder
 from .progress import progress, silenced
 from .version import __version__
 
@@ -64,6 +70,9 @@ INTERNAL = ".neurodata"
 # A killed run's lock is free once its last process is gone; a rerun started at once waits
 # this long for its workers to die before it says another run is writing.
 LOCK_WAIT = 3.0
+# How long a run waits by default for another run of its folder (--wait): longer than any build,
+# so that parallel builders of one folder (pytest-xdist workers) queue, then reuse it.
+WAIT = 24 * 3600.0
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 RESERVED_SPLITS = frozenset({"all"})  # a selector in commands ("--split all"), never a split
 
@@ -79,6 +88,64 @@ class RunSummary:
     seconds: float
     resumed_shards: int = 0
     line: str = ""
+    reused: bool = False  # the folder was already made with this config: nothing was written
+
+
+@dataclass
+class DryRun:
+    """What a run would make (``Materialiser.dry_run``); ``lines`` says it."""
+
+    name: str
+    version: str
+    folder: Path
+    format: str
+    unit: str
+    splits: list[str] = field(default_factory=list)
+    shards: list[Shard] | None = None
+    inputs: list[str] = field(default_factory=list)
+    estimate: tuple[int, int] | None = None  # (bytes, from how many units built in memory)
+    notes: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        state = "exists" if self.folder.exists() else "not there yet"
+        fmt = f", format {self.format}" if self.format else ""
+        out = [f"dry run, nothing written: {self.name} {self.version} into {self.folder} "
+               f"({state}){fmt}"]
+        for split in self.splits:
+            if self.shards is None:
+                out.append(f"  {split}")
+                continue
+            mine = [s for s in self.shards if s.split == split]
+            out.append(f"  {split}: {len(mine)} shard{'' if len(mine) == 1 else 's'}, "
+                       f"{sum(s.units for s in mine)} {self.unit}")
+        out += [f"  input: {path}" for path in self.inputs]
+        if self.estimate is not None:
+            size, built = self.estimate
+            out.append(f"  estimate: about {_human(size)} before compression (from the first "
+                       f"{built} {self.unit} built in memory)")
+        out += [f"  {note}" for note in self.notes]
+        return out
+
+
+def _estimate(ds: Dataset[Any], cfg: Config, shards: list[Shard]) -> tuple[int, int] | None:
+    """The output's size, scaled from the first block of the first shard, built in memory."""
+    shard = next((s for s in shards if s.units), None)
+    if shard is None:
+        return None
+    blocks = iter(ds.build(cfg, shard))
+    try:
+        block = next(blocks, None)
+    finally:
+        close = getattr(blocks, "close", None)
+        if close is not None:
+            close()
+    units = None if block is None else (len(block) if block.units is None else block.units)
+    if block is None or not units:
+        return None
+    arrays = [*block.columns.values(), *(block.events or {}).values()]
+    size = sum(sum(len(x) for x in a.ravel() if isinstance(x, (str, bytes)))
+               if a.dtype == object else a.nbytes for a in arrays)
+    return round(size / units * sum(s.units for s in shards)), units
 
 
 def merge_stats(into: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -122,21 +189,23 @@ def run_shard(ds: Dataset[Any], cfg: Config, shard: Shard, stage: str,
     it is built."""
     stats: dict[str, Any] = {}
     check = ShardCheck(ds, cfg, shard)
+    writer = ds.formats[cfg.format]
+    table: list[Any] = []
 
     def counted(blocks: Iterable[Block]) -> Iterator[Block]:
         for block in blocks:
             check(block)  # before the writer sees it: a bad block leaves no file behind
             merge_stats(stats, {"samples": len(block), **block.stats})
+            table.extend(writer.table(shard.split, block))
             if report is not None:
                 report(shard.key, len(block) if block.units is None else block.units)
             yield block
         check.finish()  # before the writer renames its files into place
 
-    files = ds.formats[cfg.format].write(Path(stage), ds, cfg, shard,
-                                         counted(ds.build(cfg, shard)))
+    files = writer.write(Path(stage), ds, cfg, shard, counted(ds.build(cfg, shard)))
     check.finish()  # a writer that stopped reading early
     record = {"key": shard.key, "split": shard.split, "units": shard.units, "files": files,
-              "stats": {shard.split: stats}, "schema": check.schema()}
+              "stats": {shard.split: stats}, "schema": check.schema(), "table": table}
     shard_dir = Path(stage) / INTERNAL / "shards"
     shard_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(shard_dir / f"{shard.key}.json", json.dumps(record).encode())
@@ -147,8 +216,13 @@ class Materialiser:
     """One run of one dataset config into ``<out>/<dataset>/<version>/``."""
 
     def __init__(self, ds: Dataset[Any], cfg: Config, out: Path, *, overwrite: bool = False,
-                 quiet: bool = False, executor: Any = None):
+                 quiet: bool = False, executor: Any = None, wait: float = WAIT,
+                 verify: bool = False, flags: bool = True):
+        """``wait``: seconds to wait for another run of the folder; ``verify``: hash a finished
+        folder before reusing it (else its files' sizes are checked); ``flags``: messages name
+        the command line's flags (``--overwrite``), else the Python keywords."""
         self.ds, self.cfg, self.overwrite, self.quiet = ds, cfg, overwrite, quiet
+        self.wait, self.verify, self.flags = wait, verify, flags
         self.executor = executor or InlineExecutor()
         self.name = ds.output_name(cfg)
         if not plain_name(self.name):  # it becomes a folder: never a path out of --out
@@ -162,6 +236,29 @@ class Materialiser:
         with silenced(self.quiet):
             return self._run(on_shard)
 
+    def dry_run(self) -> DryRun:
+        """What ``run`` would make, stopping after the plan: it locates the inputs and plans the
+        shards, and writes nothing (no folder, lock, stage or download). Shards of inputs that
+        only a scan indexes (archives, in the run's stage) are not planned."""
+        cfg, notes = self.ds.dry_locate(self.cfg)
+        plan = DryRun(self.name, self.ds.version, self.folder, self.cfg.format, self.ds.unit,
+                      notes=notes)
+        if cfg is None:  # the inputs are not there yet (a download)
+            return plan
+        self.cfg = cfg
+        self._check_out_outside_inputs()
+        plan.splits = self.ds.splits(cfg)
+        check_split_names(plan.splits)
+        plan.inputs = [p for p in self.ds.inputs(cfg) if p]
+        if self.ds.needs_scan(cfg):
+            plan.notes.append("shards are planned once the inputs are indexed, in the run's "
+                              "stage")
+            return plan
+        plan.shards = self.ds.plan(cfg)
+        self.ds.formats[cfg.format].check(cfg, plan.shards)
+        plan.estimate = _estimate(self.ds, cfg, plan.shards)
+        return plan
+
     def _run(self, on_shard: Callable[[dict[str, Any]], None] | None) -> RunSummary:
         start = time.perf_counter()
         self.cfg = self.ds.locate(self.cfg)  # inputs checked before anything is written
@@ -173,18 +270,29 @@ class Materialiser:
         self.fingerprint = fingerprint(self.config)
         scanning = self.ds.needs_scan(self.cfg)
         if not scanning:  # planned before anything is written: bad inputs leave nothing
-            shards = self.ds.plan(self.cfg)
+            shards = self._plan()
         with self._lock():
             finished = self._finish_interrupted_commit()
             if finished is not None:  # this very run was cut short in its commit: now done
                 return self._summary(finished, time.perf_counter() - start, 0)
             existing = self._check_output()
+            if existing is not None and not scanning:
+                reused = self._reuse(existing, shards, start)
+                if reused is not None:
+                    return reused
+                existing = self._check_merge(existing, shards)
             self._open_stage()
             try:
                 if scanning:
                     self.cfg = self.ds.scan(self.cfg, self._internal)
                     self.config = self.cfg.recorded()  # with what it found (a label map)
-                    shards = self.ds.plan(self.cfg)
+                    shards = self._plan()
+                    if existing is not None:  # its config is known only now
+                        reused = self._reuse(existing, shards, start)
+                        if reused is not None:
+                            self._discard_unstarted_stage()
+                            return reused
+                        existing = self._check_merge(existing, shards)
             except NeurodataError:
                 # Refused inputs leave nothing behind. (An interrupted scan keeps its stage,
                 # and with it what it indexed.)
@@ -216,12 +324,31 @@ class Materialiser:
             check_shards(self.ds.name, records, self._internal / "shards")
             records += self._split_files(records)
             manifest = self._manifest(records, existing)
+            kept = {k: v for k, v in self._recorded_inputs().items()
+                    if existing is not None and k in manifest["splits"] and k not in self.claim}
             self._commit(manifest, existing)
+            self._record_inputs(shards, kept)
         return self._summary(manifest, time.perf_counter() - start, len(shards) - len(todo))
+
+    def _plan(self) -> list[Shard]:
+        """The dataset's shards, once its format has checked it can store them."""
+        shards = self.ds.plan(self.cfg)
+        self.ds.formats[self.cfg.format].check(self.cfg, shards)
+        return shards
+
+    def _flag(self, name: str) -> str:
+        """How the caller names an option in a message: ``--overwrite`` or ``overwrite=True``."""
+        if self.flags:
+            return f"--{name}"
+        return {"overwrite": "overwrite=True", "out": "out", "wait": "wait="}[name]
+
+    def _hint(self, what: str = "replace it") -> str:
+        return f"pass {self._flag('overwrite')} to {what}, or choose another {self._flag('out')}"
 
     @contextmanager
     def _lock(self) -> Iterator[None]:
-        """One run at a time per output folder, from staging to commit."""
+        """One run at a time per output folder, from staging to commit. Another run waits
+        (``wait`` seconds, after saying whose lock it waits on), then finds the folder finished."""
         self.base.mkdir(parents=True, exist_ok=True)
         path = self.base / f".{self.ds.version}.lock"
         handle = open(path, "a+")
@@ -231,16 +358,30 @@ class Materialiser:
             except ImportError:  # not POSIX: no lock (runs must not overlap)
                 yield
                 return
-            deadline = time.monotonic() + LOCK_WAIT
+            # A killed run's workers may hold it a moment longer: --wait 0 still allows that.
+            deadline = time.monotonic() + max(self.wait, LOCK_WAIT)
+            said = False
             while True:
                 try:
                     fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
                     if time.monotonic() > deadline:
-                        raise RunError(f"another neurodata run is writing {self.folder}; wait "
-                                       "for it to finish, then run this command again") from None
-                    time.sleep(0.05)
+                        raise RunError(
+                            f"another neurodata run{_holder(path)} is writing {self.folder}; it "
+                            f"did not finish within {self.wait:g} s ({self._flag('wait')}); run "
+                            "this command again when it is done") from None
+                    if not said and not self.quiet and self.wait > 0:
+                        said = True
+                        print(f"{self.name}: waiting for the run{_holder(path)} that holds {path} "
+                              f"(up to {self.wait:g} s, {self._flag('wait')})", file=sys.stderr,
+                              flush=True)
+                    time.sleep(0.1)
+            # Whose lock it is, for a run that waits on it (never read as a lock).
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()} {socket.gethostname()}\n")
+            handle.flush()
             hold_lock(handle.fileno())  # forked workers close their copy
             try:
                 yield
@@ -265,7 +406,8 @@ class Materialiser:
 
     # ---- refusing to clobber -------------------------------------------------------------
     def _check_output(self) -> dict[str, Any] | None:
-        """The manifest already in place, after refusing what the run may not replace."""
+        """The finished folder's manifest (None: no folder, or one to replace), after refusing
+        a folder that is not a finished neurodata folder."""
         if not self.folder.exists():
             return None
         try:
@@ -273,22 +415,99 @@ class Materialiser:
         except (OSError, ValueError):
             existing = None
         problem = None if existing is None else check_shape(existing)
-        hint = "pass --overwrite to replace it, or choose another --out"
         if existing is None or problem:
             if self.overwrite:
                 return None
             if problem:  # valid JSON of another shape: never read further
-                raise RunError(f"{self.folder / MANIFEST} {problem}; {hint}")
-            raise RunError(f"{self.folder} exists but is not a finished neurodata folder; {hint}")
+                raise FolderExists(f"{self.folder / MANIFEST} {problem}; {self._hint()}")
+            raise FolderExists(f"{self.folder} exists but is not a finished neurodata folder; "
+                               f"{self._hint()}")
+        return existing
+
+    def _differs(self, existing: dict[str, Any], shards: list[Shard]) -> str | None:
+        """How the folder's claimed splits differ from what this run would make (None: they
+        do not): another config, other inputs, or a split it does not hold."""
+        splits = existing["splits"]
+        missing = [s for s in self.claim if s not in splits]
+        if missing:
+            return f"no {', '.join(missing)} split"
+        for split in self.claim:
+            mine, theirs = self._split_config(split), splits[split].get("config")
+            theirs = theirs if isinstance(theirs, dict) else {}
+            if mine != theirs:
+                diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+                return f"a different config ({', '.join(diff)})"
+        recorded = self._recorded_inputs()
+        for split in self.claim:
+            # A folder whose inputs were not recorded (an older neurodata) is taken by its config.
+            if split in recorded and recorded[split] != self._inputs_digest(shards, split):
+                return f"other inputs (the {split} split's listing differs)"
+        return None
+
+    def _reuse(self, existing: dict[str, Any], shards: list[Shard],
+               start: float) -> RunSummary | None:
+        """The finished folder's summary when it already holds this run, checked (sizes, or
+        every hash with ``verify``); None when it holds something else (or ``overwrite``)."""
+        if self.overwrite or self._differs(existing, shards) is not None:
+            return None
+        problem = self._check_files(existing)
+        if problem:
+            raise FolderExists(f"{self.folder} holds this config, but {problem}; "
+                               f"{self._hint('rebuild it')}")
+        summary = self._summary(existing, time.perf_counter() - start, 0)
+        checked = "every file hashed" if self.verify else "file sizes checked"
+        summary.line = (f"{self.name} {self.ds.version}: reused {self.folder}, made with the "
+                        f"same config ({summary.files} data file"
+                        f"{'' if summary.files == 1 else 's'}, {_human(summary.bytes)}; "
+                        f"{checked})")
+        summary.reused = True
+        return summary
+
+    def _check_files(self, existing: dict[str, Any]) -> str | None:
+        """What is wrong with a finished folder, cheaply: its manifest is the one SHA256SUMS
+        lists, and every listed file is there with its size. ``verify``: every hash too."""
+        if self.verify:
+            report = verify_folder(self.folder)
+            if report.ok:
+                return None
+            for kind in ("missing", "altered", "unlisted"):
+                for rel in getattr(report, kind):
+                    return f"{self.folder / rel} is {kind} (see neurodata verify)"
+            return f"{report.problems[0]} (see neurodata verify)"
+        try:
+            same = parse_sums(self.folder / SUMS)[0].get(MANIFEST) == sha256_file(
+                self.folder / MANIFEST)
+        except OSError:
+            same = False
+        if not same:
+            return f"{self.folder / MANIFEST} does not match its {SUMS} (see neurodata verify)"
+        for f in existing["files"]:
+            path = self.folder / f["path"]
+            try:
+                size = path.stat().st_size
+            except OSError:
+                return f"{path} is missing"
+            if size != f["bytes"]:
+                return f"{path} has {size} bytes where its manifest lists {f['bytes']}"
+        return None
+
+    def _check_merge(self, existing: dict[str, Any],
+                     shards: list[Shard]) -> dict[str, Any] | None:
+        """The manifest this run merges into (None: the folder is replaced), after refusing
+        what the run may not replace: a split, or a folder, made otherwise."""
         if not self.ds.split_scoped:
             if self.overwrite:
                 return None
-            raise RunError(f"{self.folder} already holds a finished {self.name} "
-                           f"{self.ds.version}; {hint}")
+            raise FolderExists(f"{self.folder} already holds a finished {self.name} "
+                               f"{self.ds.version} made with {self._differs(existing, shards)}; "
+                               f"{self._hint()}")
         present = set(existing.get("splits", {}))
         clash = sorted(present & set(self.claim))
         if clash and not self.overwrite:
-            raise RunError(f"{self.folder} already holds the {', '.join(clash)} split; {hint}")
+            why = self._differs(existing, shards) or ""
+            how = "" if why.startswith("no ") else f", made with {why}"
+            raise FolderExists(f"{self.folder} already holds the {', '.join(clash)} split{how}; "
+                               f"{self._hint()}")
         mine = self._shared_config(self.config)
         for split in sorted(present - set(self.claim)):
             theirs = self._shared_config(existing["splits"][split].get("config", {}))
@@ -296,9 +515,10 @@ class Materialiser:
                 if self.overwrite:
                     return None  # a different config: replace the whole folder
                 diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
-                raise RunError(
+                raise FolderExists(
                     f"{self.folder} holds the {split} split made with a different config "
-                    f"({', '.join(diff)}); use another --out, or --overwrite to replace the folder"
+                    f"({', '.join(diff)}); use another {self._flag('out')}, or "
+                    f"{self._flag('overwrite')} to replace the folder"
                 )
         # The merged folder's manifest is built from this one and its SHA256SUMS written anew:
         # an edited or damaged manifest (which verify reports) would come out of it passing.
@@ -310,9 +530,43 @@ class Materialiser:
         if not same:
             if self.overwrite:
                 return None
-            raise RunError(f"{self.folder / MANIFEST} does not match its {SUMS} (edited or "
-                           f"damaged; see neurodata verify); {hint}")
+            raise FolderExists(f"{self.folder / MANIFEST} does not match its {SUMS} (edited or "
+                               f"damaged; see neurodata verify); {self._hint()}")
         return existing
+
+    # ---- what a finished folder was made from ---------------------------------------------
+    @property
+    def _inputs_record(self) -> Path:
+        """Beside the folder (SHA256SUMS does not cover it): each split's input digest."""
+        return self.base / f".{self.ds.version}.inputs.json"
+
+    def _inputs_digest(self, shards: list[Shard], split: str) -> str:
+        """The split's input listing by names, sizes and content digests (a zip's CRC-32), not
+        times: a copy of the inputs (another checkout, a CI runner) is the same input."""
+        listing = self._listing([s for s in shards if s.split == split])[0]
+        kept = [(f.name, f.size, "" if f.digest.startswith("mtime_ns:") else f.digest)
+                for f in listing]
+        return hashlib.sha256(json.dumps(kept).encode()).hexdigest()
+
+    def _recorded_inputs(self) -> dict[str, str]:
+        """The input digests recorded for the folder as it is now (by its SHA256SUMS): a
+        record of an earlier folder (one a killed commit's rerun replaced) says nothing."""
+        try:
+            record = json.loads(self._inputs_record.read_text())
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(record, dict) or record.get("folder") != _generation(self.folder):
+            return {}
+        splits = record.get("splits")
+        return splits if isinstance(splits, dict) else {}
+
+    def _record_inputs(self, shards: list[Shard], kept: dict[str, str]) -> None:
+        """After a commit: the inputs each split was made from (``kept``: the other splits' of
+        a merge, read before it)."""
+        splits = {**kept, **{s: self._inputs_digest(shards, s) for s in self.claim}}
+        atomic_write(self._inputs_record, json.dumps(
+            {"folder": _generation(self.folder), "splits": dict(sorted(splits.items()))},
+            indent=1).encode())
 
     def _split_config(self, split: str) -> dict[str, Any]:
         """The config as one split records it: a split key that maps split names to values
@@ -352,7 +606,8 @@ class Materialiser:
                 differ = f" (it differs in {', '.join(diff)})" if diff else ""
                 raise RunError(
                     f"an interrupted run with a different config is staged in {self.stage}"
-                    f"{differ}; rerun its command to resume it, or pass --overwrite to discard it"
+                    f"{differ}; rerun its command to resume it, or pass {self._flag('overwrite')} "
+                    "to discard it"
                 )
             shutil.rmtree(self.stage)  # nothing finished in it: nothing to lose
         self._internal.mkdir(parents=True)
@@ -431,10 +686,15 @@ class Materialiser:
     def _split_files(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Files made from a whole split's statistics (label tables), after all its shards."""
         out = []
+        writer = self.ds.formats[self.cfg.format]
+        tables: dict[str, list[Any]] = {}
+        for record in records:
+            tables.setdefault(record["split"], []).extend(record.get("table", []))
         for split, stats in _split_stats(records).items():
             # A label table indexes samples stored elsewhere: it stores none (records 0).
-            files = [write_text(self.stage, f.path, f.text, split, 0)
-                     for f in self.ds.split_files(self.cfg, split, stats)]
+            made = [*self.ds.split_files(self.cfg, split, stats),
+                    *writer.split_files(split, tables.get(split, []))]
+            files = [write_text(self.stage, f.path, f.text, split, 0) for f in made]
             if files:
                 out.append({"key": f"{split}-index", "split": split, "units": 0,
                             "files": files, "stats": {}})
@@ -463,19 +723,42 @@ class Materialiser:
             splits = {**keep, **splits}
             files = [f for f in existing["files"] if f["split"] in keep] + files
         files.sort(key=lambda f: f["path"])
-        libraries = {"python": _python(), **_numpy(), **writer.versions(),
-                     **dist_versions(self.ds.libraries)}
+        taken = sorted(f["path"] for f in files if f["path"] in METADATA | {RUN})
+        if taken:  # the engine writes these itself
+            raise RunError(f"{self.ds.name} writes a data file named {taken[0]}, a name "
+                           "neurodata keeps for a folder's own records")
         return {
             "dataset": self.name,
             "builder": self.ds.name,  # the registered dataset that wrote it (reads it back)
             "version": self.ds.version,
             "release_notes": self.ds.release_notes.get(self.ds.version, ""),
             "tool": {"name": "neurodata", "version": __version__},
-            "libraries": dict(sorted(libraries.items())),
+            "libraries": libraries(self.ds, self.cfg),
             "config": self._shared_config(self.config),
             "splits": dict(sorted(splits.items())),
             "files": files,
         }
+
+    def _run_record(self, merge: bool) -> dict[str, Any]:
+        """Where this run came from: its inputs on this machine, the host, the tool's path.
+        ``run.json`` keeps it beside the manifest, outside SHA256SUMS (the checksummed files
+        hold none of it). A merge keeps the record of the splits it does not make."""
+        splits: dict[str, Any] = {}
+        if merge:
+            try:
+                old = json.loads((self.folder / RUN).read_text())["splits"]
+                splits = {k: v for k, v in old.items() if k not in self.claim}
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                pass  # a folder from before run records, or one edited: nothing to keep
+        import socket
+
+        this = {"inputs": self.cfg.origin(), "folder": str(self.folder.absolute()),
+                "host": socket.gethostname(), "python": sys.executable,
+                "tool": {"version": __version__, "path": str(Path(__file__).parent)},
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        splits.update((split, this) for split in self.claim)
+        return {"dataset": self.name, "version": self.ds.version,
+                "splits": dict(sorted(splits.items()))}
 
     @property
     def _commit_dir(self) -> Path:
@@ -490,7 +773,8 @@ class Materialiser:
         """
         plan = {"manifest": manifest, "merge": existing is not None, "claim": list(self.claim),
                 "fingerprint": self.fingerprint, "replaces": _generation(self.folder),
-                "makes": hashlib.sha256(metadata(manifest)[1]).hexdigest()}
+                "makes": hashlib.sha256(metadata(manifest)[1]).hexdigest(),
+                "run": self._run_record(existing is not None)}
         self._commit_dir.mkdir(exist_ok=True)
         atomic_write(self._commit_dir / "commit.json", json.dumps(plan).encode())
         try:
@@ -542,10 +826,22 @@ class Materialiser:
         files = [f for f in manifest["files"] if f["split"] in self.claim]
         total = sum(f["bytes"] for f in files)
         extra = self.ds.describe({k: v["stats"] for k, v in mine.items()})
-        line = (f"{self.name} {self.ds.version}: {extra}; {len(files)} files, "
+        # Data files, as verify and info count them; a run of some splits says the folder's too.
+        count = f"{len(files)} data file{'' if len(files) == 1 else 's'}"
+        if len(files) != len(manifest["files"]):
+            count += f" ({len(manifest['files'])} in the folder)"
+        line = (f"{self.name} {self.ds.version}: {extra}; {count}, "
                 f"{_human(total)} in {self.folder} ({seconds:.2f} s"
                 + (f", {resumed} shards resumed" if resumed else "") + ")")
         return RunSummary(self.folder, len(files), total, mine, seconds, resumed, line)
+
+
+def libraries(ds: Dataset[Any], cfg: Config) -> dict[str, str]:
+    """The versions of what shapes the bytes, as the manifest records them: Python, numpy, the
+    format's libraries and the dataset's own (a decoder)."""
+    found = {"python": _python(), **_numpy(), **ds.formats[cfg.format].versions(),
+             **dist_versions(ds.libraries)}
+    return dict(sorted(found.items()))
 
 
 def _python() -> str:
@@ -582,6 +878,15 @@ def _remove_unlisted(stage: Path, keep: set[str]) -> None:
                 os.unlink(os.path.join(root, name))
         if root != str(stage) and not os.listdir(root):
             os.rmdir(root)
+
+
+def _holder(lock: Path) -> str:
+    """`` (pid 123 on host)``: who holds a lock, as its holder wrote it; "" when unknown."""
+    try:
+        pid, host = lock.read_text().split()
+    except (OSError, ValueError):
+        return ""
+    return f" (pid {pid} on {host})"
 
 
 def _trash(folder: Path) -> Path:
@@ -657,8 +962,10 @@ def _apply_commit(stage: Path, folder: Path, plan: dict[str, Any]) -> None:
             raise RunError(f"cannot commit {folder}: {where} is missing or cut short; the "
                            "folder is left as it was")
     write_manifest(stage, manifest)
+    if plan.get("run") is not None:  # a plan an older neurodata left has none
+        atomic_write(stage / RUN, (json.dumps(plan["run"], indent=2) + "\n").encode())
     shutil.rmtree(stage / INTERNAL, ignore_errors=True)
-    _remove_unlisted(stage, {f["path"] for f in manifest["files"]} | set(METADATA))
+    _remove_unlisted(stage, {f["path"] for f in manifest["files"]} | set(METADATA) | {RUN})
     if folder.exists() and _exchange(stage, folder):
         shutil.rmtree(stage)  # the folder it replaced
         return
@@ -757,4 +1064,4 @@ def _human(n: float) -> str:
     return f"{n} B"
 
 
-__all__ = ["Materialiser", "RunSummary", "run_shard", "file_entry", "merge_stats"]
+__all__ = ["DryRun", "Materialiser", "RunSummary", "run_shard", "file_entry", "merge_stats"]

@@ -14,48 +14,20 @@ import queue
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import RunError
+from .files import atomic_write
 
 SUMS = "SHA256SUMS"
 MANIFEST = "manifest.json"
 METADATA = frozenset({SUMS, MANIFEST})
-
-
-@contextmanager
-def staged(root: Path, rel: str, make_parent: bool = True) -> Iterator[Path]:
-    """A temporary path to write ``root/rel`` at, renamed into place when the block ends: readers
-    see the old file or the new one, never half of one, and a failed write leaves no temporary
-    file behind.
-
-    ``make_parent=False`` when the caller made the folder (a writer of one file per sample).
-    """
-    final = root / rel
-    if make_parent:
-        final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.{os.getpid()}-{os.urandom(4).hex()}.part")
-    try:
-        yield tmp
-        os.replace(tmp, final)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        if isinstance(exc, OSError) and exc.filename is None:  # a full disk names no file
-            raise OSError(exc.errno, exc.strerror, str(final)) from None
-        raise
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through ``staged``."""
-    with staged(path.parent, path.name, make_parent=False) as tmp:
-        tmp.write_bytes(data)
+# Where the folder was made on this machine (input paths, host, tool path): beside the manifest
+# but never listed in SHA256SUMS, so that the checksummed files are the same on every machine.
+RUN = "run.json"
 
 
 _ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r"}
@@ -361,7 +333,8 @@ def _hash_all(folder: Path, rels: list[str], workers: int,
 
 def verify(folder: Path, workers: int | None = None, stall: float = STALL) -> VerifyReport:
     """Re-hash every file against SHA256SUMS (the manifest among them), then check that the
-    manifest is well formed and lists the same files.
+    manifest is well formed and lists the same files. ``run.json``, the run record, is the one
+    file a finished folder holds unlisted.
 
     A finished folder holds regular files and the folders they are in, nothing else: links,
     FIFOs, devices and folders no listed file is in are problems, and none is followed or
@@ -389,7 +362,7 @@ def verify(folder: Path, workers: int | None = None, stall: float = STALL) -> Ve
     for rel in sorted(tree.folders - wanted):
         report.problems.append(f"folder {rel!r} holds no listed file")
     present = tree.entries - {SUMS}
-    report.unlisted = sorted(p for p in tree.files - entries.keys() if p != SUMS)
+    report.unlisted = sorted(p for p in tree.files - entries.keys() if p not in (SUMS, RUN))
     report.missing = sorted(entries.keys() - present)
     to_hash = sorted(entries.keys() & tree.files)
     digests = _hash_all(folder, to_hash, workers or os.cpu_count() or 1, stall)

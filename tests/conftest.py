@@ -1,11 +1,23 @@
-"""Fixtures: run the CLI in-process."""
+"""Fixtures: run the CLI in-process. The demo plugin is seen by the tests only."""
 
 from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from neurodata_cli.cli import cli
+
+# `make test` installs examples/plugin here, beside the venv's packages but not among them: the
+# tests (and the processes they start) see the `ramp` dataset, the user's `neurodata` does not.
+TEST_PLUGINS = Path(sys.prefix) / "test-plugins"
+if TEST_PLUGINS.is_dir() and str(TEST_PLUGINS) not in sys.path:
+    sys.path.append(str(TEST_PLUGINS))
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (os.environ.get("PYTHONPATH"), str(TEST_PLUGINS)) if p)
 
 
 @pytest.fixture

@@ -22,12 +22,16 @@ def reference(*parts: str) -> Path:
 
 
 def tree_digest(folder: Path) -> dict[str, str]:
-    """Every file below ``folder`` with its sha256: a snapshot to compare before and after."""
+    """Every file below ``folder`` with its sha256: a snapshot to compare before and after.
+    The run record (``run.json``: where and when a run read its inputs) is left out: two runs
+    of one folder record two times."""
     out = {}
     for root, _, names in os.walk(folder):
         for name in names:
             p = Path(root) / name
-            out[str(p.relative_to(folder))] = hashlib.sha256(p.read_bytes()).hexdigest()
+            rel = str(p.relative_to(folder))
+            if rel != "run.json":
+                out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out
 
 
@@ -57,7 +61,7 @@ def read_shard(path: Path) -> Shard:
 
 def data_sums(folder: Path) -> str:
     """SHA256SUMS without the manifest's line: the data files' checksums alone (the manifest
-    also records where the inputs were read from)."""
+    also records how the inputs were kept: folders, zips or tars)."""
     lines = (Path(folder) / "SHA256SUMS").read_text().splitlines(keepends=True)
     return "".join(line for line in lines if not line.endswith("  manifest.json\n"))
 
@@ -79,3 +83,14 @@ def power_cut_at_shard(monkeypatch: pytest.MonkeyPatch, cls: type, n: int) -> It
         yield
     finally:
         monkeypatch.setattr(cls, "build", real)
+
+
+def another_machine(src: Path, dst: Path) -> Path:
+    """A copy of ``src`` with other modification times, as a checkout elsewhere would have."""
+    import shutil
+
+    shutil.copytree(src, dst)
+    for root, _, names in os.walk(dst):
+        for name in names:
+            os.utime(Path(root) / name, ns=(10**18, 10**18))  # September 2001
+    return dst

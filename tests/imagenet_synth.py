@@ -4,6 +4,7 @@ them), synthetic images, every Pillow mode the issue names, and broken files."""
 from __future__ import annotations
 
 import io
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -99,3 +100,38 @@ def png_claiming(width: int, height: int) -> bytes:
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
             + chunk(b"IDAT", zlib.compress(bytes(64))) + chunk(b"IEND", b""))
+
+
+def ilsvrc(root: Path, tars: bool = False) -> Path:
+    """Two ILSVRC2012 classes and a flat val labelled by the shipped ground truth, extracted
+    into folders or packed as the official tars."""
+    files = {f"train/{wnid}/{wnid}_{i}.JPEG": jpeg_bytes(synthetic(7 * k + i))
+             for k, wnid in enumerate(("n01440764", "n01443537")) for i in range(2)}
+    files.update({f"val/ILSVRC2012_val_{i:08d}.JPEG": jpeg_bytes(synthetic(40 + i))
+                  for i in (1, 2)})
+    root.mkdir(parents=True)
+    if not tars:
+        for rel, data in files.items():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_bytes(data)
+        return root
+    classes: dict[str, dict[str, bytes]] = {}
+    for rel, data in files.items():
+        if rel.startswith("train/"):
+            _, wnid, name = rel.split("/")
+            classes.setdefault(wnid, {})[name] = data
+    (root / "ILSVRC2012_img_train.tar").write_bytes(
+        _tar({f"{wnid}.tar": _tar(members) for wnid, members in classes.items()}))
+    (root / "ILSVRC2012_img_val.tar").write_bytes(
+        _tar({rel[4:]: data for rel, data in files.items() if rel.startswith("val/")}))
+    return root
+
+
+def _tar(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()

@@ -135,6 +135,12 @@ def crash(roots: dict[str, Path], start: Path, out: Path, scenario: str, n: int)
     return False
 
 
+def beside(base: Path) -> list[str]:
+    """What a dataset's folder holds besides the record of its inputs (written after a
+    commit, so a commit killed before it leaves none)."""
+    return sorted(p.name for p in base.iterdir() if p.name != f".{VERSION}.inputs.json")
+
+
 def digest(folder: Path) -> dict[str, str] | None:
     return data_digest(folder) if folder.exists() else None
 
@@ -173,7 +179,7 @@ def test_a_commit_killed_at_any_call_is_finished_or_undone_never_replayed_stale(
         attempt(roots, out / "a", killed)
         assert digest(folder) == new, n
         assert verify(folder).ok, n
-        assert sorted(p.name for p in base.iterdir()) == [f".{VERSION}.lock", VERSION], n
+        assert beside(base) == [f".{VERSION}.lock", VERSION], n
         # (b) runs of another config instead: the folder a clean sequence gives. The killed run
         # counts once its plan is written (the next run finishes it first), else it never ran.
         crash(roots, start, out / "b", scenario, n)
@@ -210,7 +216,7 @@ def test_a_run_killed_again_while_it_finishes_a_killed_commit_still_ends_whole(
         attempt(roots, out, rebuild)
         folder = out / "2nmnist" / VERSION
         assert digest(folder) == want, m
-        assert sorted(p.name for p in folder.parent.iterdir()) == [f".{VERSION}.lock", VERSION]
+        assert beside(folder.parent) == [f".{VERSION}.lock", VERSION]
         if not state["dead"]:
             break
     assert m > 3
@@ -253,7 +259,7 @@ def test_a_plan_whose_folder_was_replaced_since_is_discarded_and_its_run_resumes
     assert summary.resumed_shards == (1 if cut == "before the manifest" else 0)
     clean = sequence(roots, tmp_path / "clean", [{**TRAIN, "root": "b"}, TEST])
     assert data_digest(base / VERSION) == data_digest(clean)
-    assert sorted(p.name for p in base.iterdir()) == [f".{VERSION}.lock", VERSION]
+    assert beside(base) == [f".{VERSION}.lock", VERSION]
 
 
 def test_a_plan_that_cannot_be_checked_is_undone_and_the_folder_comes_back(
@@ -282,7 +288,7 @@ def test_a_plan_that_cannot_be_checked_is_undone_and_the_folder_comes_back(
     attempt(roots, out, TEST)
     clean = sequence(roots, tmp_path / "clean", [TRAIN, TEST])
     assert data_digest(base / VERSION) == data_digest(clean)
-    assert sorted(p.name for p in base.iterdir()) == [f".{VERSION}.lock", VERSION]
+    assert beside(base) == [f".{VERSION}.lock", VERSION]
 
 
 def test_a_folder_that_lost_a_file_is_not_merged_into_and_the_run_resumes_once_repaired(

@@ -47,13 +47,13 @@ PINNED = {
         '{"config": {"seed": 42, "k": 3, "max_digit": 9, "reverse_polarity": false, '
         '"format": "hdf5", "shard_size": 5000}, "test": {"seed": 42, "k": 3, "max_digit": 9, '
         '"reverse_polarity": false, "format": "hdf5", "shard_size": 5000, '
-        '"sources": {"test": "TMP/nm/Test"}}}'),
+        '"sources": {"test": "Test"}}}'),
     'es-imagenet': (
         '{"config": {"threshold": 0.18, "min_events": 0, "format": "npz", "trace": [[1, 0], '
         '[0, 2], [2, 1], [1, 0], [0, 1], [2, 2], [1, 0], [1, 1], [2, 1]], "window": [16, '
         '240]}, "train": {"split": "train", "threshold": 0.18, "min_events": 0, '
-        '"limit": null, "format": "npz", "shard_size": 5, "source": {"root": "TMP/im", '
-        '"split": "train", "read_from": "folders", "layout": "folders", '
+        '"limit": null, "format": "npz", "shard_size": 5, "source": {"split": "train", '
+        '"read_from": "folders", "layout": "folders", '
         '"labels": "sorted folders", "label_map": {"n00001000": 0, "n00001007": 1}}, '
         '"trace": [[1, 0], [0, 2], [2, 1], [1, 0], [0, 1], [2, 2], [1, 0], [1, 1], [2, 1]], '
         '"window": [16, 240]}}'),

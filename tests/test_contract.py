@@ -61,8 +61,8 @@ def inputs(name: str, root: Path, long: bool) -> list[str]:
 @pytest.fixture(params=NAMES)
 def name(request):
     if request.param not in datasets.names():
-        pytest.fail(f"{request.param} is not registered: install examples/plugin "
-                    "(make test does)")
+        pytest.fail(f"{request.param} is not registered: run make test, or pip install "
+                    "--no-deps --target .venv/test-plugins ./examples/plugin")
     return request.param
 
 
@@ -77,12 +77,19 @@ def test_one_and_two_workers_give_the_same_bytes(run, tmp_path, name):
     assert tree_digest(folder(tmp_path / "1", name)) == tree_digest(folder(tmp_path / "2", name))
 
 
-def test_a_finished_folder_is_not_overwritten_without_the_flag(run, tmp_path, name):
-    args = [*inputs(name, tmp_path, long=False), "--out", tmp_path / "o", "--quiet"]
-    run(name, *args)
+# A config other than the one inputs() gives (a later flag wins).
+OTHER = {"yinyang": ["--size", "50"], "2nmnist": ["--seed", "7"],
+         "es-imagenet": ["--threshold", "0.3"], "ramp": ["--seed", "4"]}
+
+
+def test_a_finished_folder_is_reused_or_not_overwritten_without_the_flag(run, tmp_path, name):
+    args = [*inputs(name, tmp_path, long=False), "--out", tmp_path / "o"]
+    run(name, *args, "--quiet")
     before = tree_digest(folder(tmp_path / "o", name))
-    assert "--overwrite" in run(name, *args, code=1).output
+    assert "reused" in run(name, *args).output  # the same config: nothing written
+    assert "--overwrite" in run(name, *args, *OTHER[name], code=1).output
     assert tree_digest(folder(tmp_path / "o", name)) == before
+    args.append("--quiet")
     run(name, *args, "--overwrite")
     assert tree_digest(folder(tmp_path / "o", name)) == before  # the same config, the same bytes
 
@@ -134,6 +141,38 @@ def test_open_dataset_serves_exactly_the_stored_samples(run, tmp_path, name):
         stats = entry["stats"]
         if "images" in stats:  # inputs, conversions and skips are statistics, not records
             assert stats["skipped"] and stats["images"] == len(ds) + len(stats["skipped"])
+
+
+def test_every_format_serves_the_declared_features(run, tmp_path, name):
+    """In each of the dataset's formats, a stored sample holds the declared columns (a native
+    layout may keep fewer), each of its declared dtype and shape, and events exactly when the
+    dataset declares them, in the declared order."""
+    spec = datasets.get(name)
+    declared = spec.features.columns
+    for fmt in spec.formats:
+        out = tmp_path / fmt
+        run(name, *inputs(name, tmp_path / "in", long=False), "--format", fmt, "--out", out,
+            "--quiet")
+        data = open_dataset(folder(out, name))
+        for split in data.splits:
+            ds = data[split]
+            for i in range(min(len(ds), 5)):
+                record = ds.record(i)
+                assert ("events" in record) == (spec.features.events is not None)
+                columns = {k: v for k, v in record.items() if k != "events"}
+                assert set(columns) <= set(declared), (fmt, sorted(columns))
+                if fmt in ("hdf5", "npy"):  # the formats that store every column
+                    assert {k for k, f in declared.items() if not f.optional} <= set(columns)
+                for key, value in columns.items():
+                    want = declared[key]
+                    if want.dtype == "str":
+                        assert isinstance(value, str), (fmt, key, value)
+                    else:
+                        got = np.asarray(value)
+                        assert (got.dtype, got.shape) == (np.dtype(want.dtype), want.shape), \
+                            (fmt, key, got.dtype, got.shape)
+                if "events" in record and spec.features.events.sort_by_t:
+                    assert (np.diff(record["events"]["t"].astype(np.int64)) >= 0).all()
 
 
 def children(pid: int) -> list[int]:

@@ -114,8 +114,12 @@ def test_a_second_run_into_a_locked_folder_is_refused(tmp_path):
     base.mkdir()
     with open(base / ".1.0.0.lock", "a+") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
-        with pytest.raises(RunError, match="another neurodata run is writing"):
-            materialise("toy", out=tmp_path, workers=1)
+        held.write(f"{os.getpid()} somehost\n")  # as a run says who holds it
+        held.flush()
+        # wait=0: no waiting beyond the moment a killed run's workers take to die.
+        with pytest.raises(RunError, match=rf"another neurodata run \(pid {os.getpid()} on "
+                                           r"somehost\) is writing .* within 0 s \(wait=\)"):
+            materialise("toy", out=tmp_path, workers=1, wait=0)
     assert not (base / "1.0.0").exists()
     materialise("toy", out=tmp_path, workers=1)
 

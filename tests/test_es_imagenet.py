@@ -213,8 +213,9 @@ def test_train_and_val_share_one_folder_and_one_sha256sums(run, tmp_path):
     run(*args)
     folder = out / "es-imagenet" / VERSION
     before = tree_digest(folder)
-    refused = run(*args, code=1)
-    assert "already holds the train split" in refused.output
+    assert "reused" in run(*args).output  # the same config
+    refused = run(*args, "--threshold", "0.3", code=1)
+    assert "already holds the train split, made with a different config" in refused.output
     assert tree_digest(folder) == before
     wrong = run(*args, "--split", "val", "--threshold", "0.3", code=1)
     assert "different config" in wrong.output and "threshold" in wrong.output
@@ -455,12 +456,71 @@ def test_frames_in_c_equal_the_plain_loader_and_the_numpy_route(n, h, w, seed):
     want = plain_loader_frames(pos, neg, h, w)
     assert draw._frames_c is not None
     np.testing.assert_array_equal(draw.frames(events, h, w), want)
-    # Another dtype, or a view with gaps, goes the numpy way to the same frames.
+    np.testing.assert_array_equal(draw.frames_numpy(events, (254 - h) // 2 - 16,
+                                                    (254 - w) // 2 - 16, np.zeros_like(want)), want)
+    # Another dtype, or a view with gaps, to the same frames.
     wide = np.empty(n, [("x", "i4"), ("y", "i4"), ("t", "i8"), ("p", "i4")])
     for k in "xytp":
         wide[k] = events[k]
     np.testing.assert_array_equal(draw.frames(wide, h, w), want)
     np.testing.assert_array_equal(draw.frames(np.repeat(events, 2)[::2], h, w), want)
+
+
+def exact_frames(events: np.ndarray, dr: int, dc: int) -> np.ndarray:
+    """frames of any events, one at a time in Python integers (no cast can wrap)."""
+    out = np.zeros((2, 8, 224, 224), dtype=np.uint8)
+    for x, y, t, p in zip(*(events[k].tolist() for k in "xytp"), strict=True):
+        if 0 <= y + dr < 224 and 0 <= x + dc < 224:
+            out[1 - p, t - 1, y + dr, x + dc] = 1
+    return out
+
+
+@pytest.mark.parametrize("fields", [
+    ("i2", "i2", "i8", "i1"),  # the reader's, packed
+    ("u1", "u1", "u1", "u1"),
+    ("i4", "u2", "u4", "i8"),
+    ("i8", "i8", "u8", "u8"),
+    ("u8", "u8", "i2", "u2"),  # uint64 above INT64_MAX must not wrap into the crop
+    (">i2", ">u4", ">i8", "i1"),  # another byte order: converted, then read in C
+])
+@pytest.mark.parametrize("aligned", [False, True])
+def test_frames_in_c_read_field_views_of_any_integer_dtype(fields, aligned):
+    from neurodata_cli.datasets.es_imagenet import draw
+
+    dtype = np.dtype(list(zip("xytp", fields, strict=True)), align=aligned)
+    rng = np.random.default_rng(len(fields[0]) + 7 * aligned)
+    n = 500
+    events = np.zeros(n, dtype)
+    coords = rng.integers(-20, 260, (2, n))
+    for k, v in zip("xy", coords, strict=True):
+        info = np.iinfo(dtype[k])
+        # Every extreme of the type, among coordinates in and around the canvas.
+        v = np.clip(v, max(info.min, -20), info.max).tolist()
+        extremes = [info.min, info.max, info.max - 5, info.min + 5, 0, -1 if info.min else 1]
+        for i, j in zip(rng.integers(0, n, 40), rng.integers(0, len(extremes), 40), strict=True):
+            v[i] = int(extremes[j])
+        events[k] = np.array(v, dtype[k])
+    events["t"], events["p"] = rng.integers(1, 9, n), rng.integers(0, 2, n)
+    dr, dc = 100, -16  # a small image (up and right), and a wide one
+    for view in (events, events[::-1], np.repeat(events, 3)[1::3], events[7:][::2]):
+        want = exact_frames(view, dr, dc)
+        np.testing.assert_array_equal(draw.frames_numpy(view, dr, dc, np.zeros_like(want)), want)
+        got = np.zeros_like(want)
+        # In place: strided views of the structured array, no copy (native byte order only).
+        draw._frames_c(*(draw.native(view[k]) for k in "xytp"), dr, dc, got)
+        np.testing.assert_array_equal(got, want)
+    # Each field its own array, each with its own stride.
+    got = np.zeros_like(want)
+    draw._frames_c(*(draw.native(np.ascontiguousarray(view[k])) for k in "xytp"), dr, dc, got)
+    np.testing.assert_array_equal(got, want)
+    for k, value in (("t", 0), ("t", 9), ("p", 2)):
+        bad = events.copy()
+        bad[k][n - 1 - 3 * len(k)] = value  # the last events are read apart from the rest
+        with pytest.raises(ValueError, match=f"event {n - 1 - 3 * len(k)} has t outside 1..8"):
+            draw.frames(bad, 200, 200)
+    floats = np.zeros(3, [("x", "i2"), ("y", "i2"), ("t", "f8"), ("p", "i1")])
+    with pytest.raises(ValueError, match="frames: t is not a 1-D array of native integers"):
+        draw.frames(floats, 200, 200)
 
 
 @pytest.mark.parametrize("field, value", [("t", 0), ("t", 9), ("p", 2), ("p", -1)])

@@ -21,6 +21,7 @@ from neurodata_cli import datasets, open_dataset
 from neurodata_cli.api import materialise
 from neurodata_cli.datasets.base import Block, Config, Dataset, Shard, option
 from neurodata_cli.errors import ConfigError, RunError
+from neurodata_cli.features import Events, Features, Tensor, Text
 from neurodata_cli.formats.hdf5 import HDF5
 from neurodata_cli.formats.npy import NPY
 
@@ -38,9 +39,9 @@ def good(shard: Shard) -> Block:
 
 # case -> (what build yields for shard k, a piece of the error line)
 CASES = {
-    "ragged columns": (lambda k: [Block({"label": np.arange(2), "extra": np.arange(3)},
+    "ragged columns": (lambda k: [Block({"label": np.arange(2), "more": np.arange(3)},
                                         events(3), np.array([1, 2]))],
-                       "column 'extra' has 3 entries where 'label' has 2"),
+                       "column 'more' has 3 entries where 'label' has 2"),
     "counts short of the events": (lambda k: [Block({"label": np.arange(2)}, events(5),
                                                     np.array([1, 2]))],
                                    "counts add up to 3 events but the block has 5"),
@@ -65,30 +66,36 @@ CASES = {
     "event dtypes other than declared": (
         lambda k: [Block({"label": np.arange(2)}, events(3, {**EVENTS, "x": np.int64}),
                          np.array([1, 2]))],
-        "event field 'x' is int64 where the dataset's events are uint8"),
-    "a column dtype that changes between blocks": (
+        "event field 'x' is int64 where the dataset declares uint8"),
+    "a column dtype other than declared": (
         lambda k: [Block({"label": np.arange(1, dtype=np.int64)}, events(1), np.array([1])),
                    Block({"label": np.arange(1, dtype=np.float32)}, events(1), np.array([1]))],
-        "column 'label' changed from int64 to float32 between blocks"),
-    "a column dtype that changes between shards": (
-        lambda k: [Block({"label": np.arange(2, dtype=np.int32 if k else np.int64)},
-                         events(3), np.array([1, 2]))],
-        "shard train-00001-of-00002: column 'label' is int32 where shard train-00000-of-00002 "
-        "stores int64"),
-    "a column only one shard has": (
+        "column 'label' is float32 where it is declared as int64"),
+    "a column shape other than declared": (
+        lambda k: [Block({"label": np.zeros((2, 3), np.int64)}, events(3), np.array([1, 2]))],
+        "column 'label' is int64[3] where it is declared as int64"),
+    "an optional column only one block has": (
+        lambda k: [Block({"label": np.arange(1), "more": np.arange(1)}, events(1), np.array([1])),
+                   Block({"label": np.arange(1)}, events(1), np.array([1]))],
+        "a block has columns label where the first had label, more"),
+    "an optional column only one shard has": (
         lambda k: [Block({"label": np.arange(2), **({"more": np.arange(2)} if k else {})},
                          events(3), np.array([1, 2]))],
         "shard train-00001-of-00002: stores columns label, more where shard "
         "train-00000-of-00002 stores label"),
-    "Python objects in a column": (
-        lambda k: [Block({"label": np.array([{"a": 1}, {"a": 2}], dtype=object)}, events(3),
+    "Python objects in a text column": (
+        lambda k: [Block({"label": np.arange(2), "name": np.array([{"a": 1}, {"a": 2}],
+                                                                  dtype=object)}, events(3),
                          np.array([1, 2]))],
-        "column 'label' holds a dict; the hdf5 format stores str in an object column"),
-    "a column named as a path": (lambda k: [Block({"../label": np.arange(2)}, events(3),
-                                                  np.array([1, 2]))],
-                                 "column name '../label' is not allowed"),
+        "column 'name' holds a dict; it is declared as text (str only)"),
+    "a column not declared": (lambda k: [Block({"label": np.arange(2), "../x": np.arange(2)},
+                                               events(3), np.array([1, 2]))],
+                              "(not declared: ../x)"),
+    "a declared column missing": (lambda k: [Block({"more": np.arange(2)}, events(3),
+                                                   np.array([1, 2]))],
+                                  "(missing: label)"),
     "events without counts": (lambda k: [Block({"label": np.arange(2)}, events(3))],
-                              "a block gives events without counts"),
+                              "a block of 2 samples has no counts"),
     "samples without events": (lambda k: [Block({"label": np.arange(2)})],
                                "a block of 2 samples has no events"),
 }
@@ -109,8 +116,10 @@ class Fake(Dataset):
 
     name = "fake"
     version = "1.0.0"
-    formats = {"hdf5": HDF5, "npy": NPY}
-    event_dtypes = EVENTS
+    formats = {"hdf5": HDF5}
+    features = Features({"label": Tensor(np.int64), "more": Tensor(np.int64, optional=True),
+                         "name": Text(optional=True)},
+                        Events(*EVENTS.values(), (34, 34, 2), "us", "as built"))
     options = Case
 
     def plan(self, cfg):
@@ -129,6 +138,7 @@ class Columns(Dataset):
     name = "columns"
     version = "1.0.0"
     formats = {"npy": NPY, "hdf5": HDF5}
+    features = Features({"x": Tensor(np.float64), "name": Text(optional=True)})
     options = ColumnsCase
 
     def plan(self, cfg):
@@ -138,13 +148,13 @@ class Columns(Dataset):
         if cfg.case == "objects":  # dicts: stored as pointers, a different file every run
             yield Block({"x": np.array([{"k": i} for i in range(2)], dtype=object)})
         elif cfg.case == "events":
-            yield Block({"x": np.arange(2)}, events(3), np.array([1, 2]))
+            yield Block({"x": np.arange(2.0)}, events(3), np.array([1, 2]))
         elif cfg.case == "dtype":  # a dtype per shard: one header for another's bytes
             yield Block({"x": np.arange(2, dtype=np.int16 if shard.index else np.float64)})
         else:  # names of other lengths, as str objects, one block a sample
             for i in range(2):
                 name = "s" * (1 + i + 3 * shard.index)
-                yield Block({"x": np.array([i]), "name": np.array([name], dtype=object)})
+                yield Block({"x": np.array([float(i)]), "name": np.array([name], dtype=object)})
 
 
 class OldStyle(Fake):
@@ -190,7 +200,7 @@ def test_a_block_that_breaks_the_contract_stops_the_run(run, tmp_path, case):
     # The shard at fault is not kept for a resume (nor, between shards, the one it differs
     # from): a rerun after the build is fixed builds them again.
     assert lines[0].split()[3].rstrip(":") not in recorded(tmp_path)
-    assert len(recorded(tmp_path)) == (0 if "between shards" in case or "one shard" in case
+    assert len(recorded(tmp_path)) == (0 if "one shard" in case
                                        else int("train-00001" in lines[0]))
 
 
@@ -205,22 +215,21 @@ def test_a_good_build_passes_and_a_bad_one_in_a_worker_process_says_so(run, tmp_
 
 def test_shards_that_disagree_are_built_again_once_the_build_is_fixed(run, tmp_path,
                                                                       monkeypatch):
-    case = "a column dtype that changes between shards"
+    case = "an optional column only one shard has"
     run("fake", "--case", case, "--out", tmp_path, "--quiet", "--workers", "1", code=1)
     monkeypatch.setattr(type(datasets.get("fake")), "build", lambda self, cfg, shard:
                         iter([good(shard)]))  # the plugin's bug fixed, the same config
     run("fake", "--case", case, "--out", tmp_path, "--quiet", "--workers", "1")
-    labels = open_dataset(tmp_path / "fake" / "1.0.0")["train"].columns()["label"]
-    assert labels.dtype == np.int64 and list(labels) == [0, 1, 2, 3]
+    columns = open_dataset(tmp_path / "fake" / "1.0.0")["train"].columns()
+    assert list(columns["label"]) == [0, 1, 2, 3] and "more" not in columns
 
 
 def test_the_npy_format_never_stores_python_objects(tmp_path):
-    with pytest.raises(RunError, match="column 'x' holds a dict; the npy format stores str"):
+    with pytest.raises(RunError, match="column 'x' is object where it is declared as float64"):
         materialise("columns", out=tmp_path, case="objects", workers=1)
-    with pytest.raises(RunError, match="the npy format takes no events"):
+    with pytest.raises(RunError, match="a block gives events, and the dataset declares none"):
         materialise("columns", out=tmp_path, case="events", workers=1)
-    with pytest.raises(RunError, match="column 'x' is int16 where shard train-00000-of-00002 "
-                                       "stores float64"):
+    with pytest.raises(RunError, match="column 'x' is int16 where it is declared as float64"):
         materialise("columns", out=tmp_path, case="dtype", workers=1)
     assert left_behind(tmp_path) == []
 
@@ -231,7 +240,7 @@ def test_strings_are_stored_as_strings_the_same_bytes_every_run(tmp_path):
         folder = materialise("columns", out=tmp_path / str(k), workers=1).folder
         sums.append((folder / "SHA256SUMS").read_text())
         for f in sorted(folder.glob("*.npy")):
-            assert np.load(f, allow_pickle=False).dtype.kind in "iU"  # no pointers inside
+            assert np.load(f, allow_pickle=False).dtype.kind in "fU"  # no pointers inside
     assert sums[0] == sums[1]
     names = open_dataset(folder)["train"].columns()["name"]
     assert list(names) == ["s", "ss", "ssss", "sssss"]
@@ -269,6 +278,7 @@ class Ramp2(Dataset):
     name = "plugged"
     version = "1.0.0"
     formats = {"hdf5": HDF5}
+    features = Features({"label": Tensor(np.int64)})
 
     def plan(self, cfg):
         return [Shard("train", 0, 1, 1)]
@@ -311,6 +321,30 @@ def test_a_plugin_may_not_take_a_built_in_or_a_command_name(run, tmp_path, plugi
     assert "evil-yy" in out  # the user running yinyang hears that the plugin was ignored
     assert (tmp_path / "yinyang").is_dir()
     run("plugged", "--out", tmp_path, "--quiet")  # the good plugin works beside them
+
+
+class BadColumn(Ramp2):
+    """Plugged: it declares a column named as a path."""
+
+    features = Features({"../label": Tensor(np.int64)})
+
+
+class NoFeatures(Ramp2):
+    """Plugged: it declares its columns as a plain dict."""
+
+    features = {"label": np.int64}  # type: ignore[assignment]
+
+
+@pytest.mark.parametrize(("cls", "why"), [
+    ("BadColumn", "column name '../label' is not allowed (letters, digits and '_'; not events "
+                  "or offsets)"),
+    ("NoFeatures", "declares its features as a dict, not a Features")])
+def test_a_plugin_whose_features_are_wrong_is_refused_by_name(run, tmp_path, plugins, cls, why):
+    plugins(entry("plugged", "pkg", f"test_plugin_checks:{cls}"))
+    out = run("plugged", "--out", tmp_path, code=2).output
+    assert out.splitlines() == [f"Error: dataset 'plugged' (test_plugin_checks:{cls}, from pkg "
+                                f"1.0): {why}"]
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
 
 
 def test_a_plugin_name_that_is_a_path_is_refused(run, tmp_path, plugins):

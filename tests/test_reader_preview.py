@@ -319,7 +319,7 @@ def test_event_shards_record_their_codec_and_plain_h5py_reads_them(run, tmp_path
 
     from neurodata_cli.datasets import get
 
-    codec = get("es-imagenet").event_codec
+    codec = get("es-imagenet").features.events.codec
     run("es-imagenet", "--imagenet-root", photos, "--out", tmp_path, "--quiet")
     ds = open_dataset(folder(tmp_path, "es-imagenet"))["train"]
     path = next(folder(tmp_path, "es-imagenet").glob("*.h5"))

@@ -1,5 +1,6 @@
 """The README and docs/ run as written: every block of commands and code, the README first and
-then each page of docs/ in ``PAGES`` order, top to bottom, in one empty folder, on small inputs
+then each page of docs/ in ``PAGES`` order, top to bottom, in one folder holding only a copy of
+configs/ (as a checkout does), on small inputs
 (HOME points at a folder holding a small NMNIST and ImageNet)."""
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,20 +19,25 @@ from imagenet_synth import PHOTOS, photo, save
 from nmnist_synth import make_tree as nmnist_tree
 
 SKIP = "<!-- not run by tests/test_readme.py"
+# A block after this line is a file the next blocks use (a test file for pytest): it is saved
+# under that name in the folder the blocks run in, not run itself.
+WRITTEN = re.compile(r"^<!-- written to (\S+) by tests/test_readme.py")
 # The docs pages in the order their blocks run (later pages read what earlier ones made).
 PAGES = ["yinyang.md", "2nmnist.md", "es-imagenet.md", "usage.md", "format.md", "cluster.md",
-         "reliability.md", "exactness.md", "performance.md", "plugins.md"]
+         "reliability.md", "exactness.md", "performance.md", "plugins.md", "ci.md",
+         "ci-cache.md"]
 # What cannot run here, and what runs instead: no network (the NMNIST download), and the
 # set-up command that made the environment these tests run in.
 INSTEAD = [
-    (re.compile(r"^make run\b.*$", re.M), "neurodata yinyang"),
+    (re.compile(r"^make run\b.*$", re.M), "neurodata yinyang --config configs/yinyang.yaml"),
     (re.compile(r"^\. \.venv/bin/activate$", re.M), "true"),
     (re.compile(r"--download( --cache \S+)?"), "--nmnist-root ~/datasets/NMNIST"),
 ]
 
 
 def blocks(text: str) -> list[tuple[str, str, int]]:
-    """(language, code, line) of every fenced block of sh or python not marked as not run."""
+    """(language, code, line) of every fenced block of sh or python not marked as not run;
+    the language of one marked as written to a file is ``file:<name>``."""
     out = []
     lines = text.splitlines()
     i = 0
@@ -41,7 +48,10 @@ def blocks(text: str) -> list[tuple[str, str, int]]:
             continue
         end = lines.index("```", i + 1)
         marked = i > 0 and lines[i - 1].startswith(SKIP)
-        if match.group(1) in ("sh", "python") and not marked:
+        written = WRITTEN.match(lines[i - 1]) if i > 0 else None
+        if written:
+            out.append((f"file:{written.group(1)}", "\n".join(lines[i + 1:end]) + "\n", i + 1))
+        elif match.group(1) in ("sh", "python") and not marked:
             out.append((match.group(1), "\n".join(lines[i + 1:end]), i + 1))
         i = end + 1
     return out
@@ -73,12 +83,16 @@ def test_every_block_of_the_readme_and_docs_runs_in_order(tmp_path):
     sources = [REPO / "README.md"] + [REPO / "docs" / page for page in PAGES]
     work = tmp_path / "work"
     work.mkdir()
+    shutil.copytree(REPO / "configs", work / "configs")  # as in a checkout: the quick start's
     env = {**os.environ, "HOME": str(home(tmp_path / "home")),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     ran = {"sh": 0, "python": 0}
     every = [(src, *block) for src in sources
              for block in blocks(src.read_text(encoding="utf-8"))]
     for src, language, code, line in every:
+        if language.startswith("file:"):
+            (work / language[len("file:"):]).write_text(code, encoding="utf-8")
+            continue
         if language == "python":
             needs = [m for m in ("torch", "tonic") if re.search(rf"^import {m}\b|^from {m}\b",
                                                                code, re.M)]

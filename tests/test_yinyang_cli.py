@@ -66,10 +66,21 @@ def test_hdf5_is_written_by_h5py_so_the_manifest_lists_libhdf5(run, tmp_path):
     assert m["files"][0]["records"] == 10 and m["splits"]["train"]["records"] == 10
 
 
+def test_info_and_verify_describe_the_columns(run, tmp_path):
+    """Both say what each sample holds, from the dataset's declared features."""
+    run("yinyang", "--size", "10", "--encoding", "spike-times", "--out", tmp_path, "--quiet")
+    want = ["samples: float64[4]: x, y, 1 - x, 1 - y",
+            "labels: int64: class index 0..2 (yin, yang, dot)"]
+    for command in ("info", "verify"):
+        lines = [line.strip() for line in run(command, folder(tmp_path)).output.splitlines()]
+        assert lines[lines.index(want[0]):][:3] == [*want, next(
+            line for line in lines if line.startswith("spike_times: float64[5]"))]
+
+
 def test_verify_passes_then_names_flipped_missing_and_extra_files(run, tmp_path):
     run("yinyang", "--format", "npy", "--out", tmp_path, "--quiet")
     f = folder(tmp_path)
-    assert "OK: 7 files" in run("verify", f).output
+    assert "OK: 6 data files and manifest.json match" in run("verify", f).output
 
     blob = bytearray((f / "test_samples.npy").read_bytes())
     blob[200] ^= 0x01
@@ -91,7 +102,8 @@ def test_rerun_is_refused_and_changes_nothing_then_overwrite_replaces(run, tmp_p
     run("yinyang", "--format", "npy", "--size", "200", "--out", tmp_path, "--overwrite", "--quiet")
     assert np.load(folder(tmp_path) / "train_samples.npy").shape == (200, 4)
     assert run("verify", folder(tmp_path)).exit_code == 0
-    assert sorted(p.name for p in (tmp_path / "yinyang").iterdir()) == [".1.0.0.lock", "1.0.0"]
+    assert sorted(p.name for p in (tmp_path / "yinyang").iterdir()) == [
+        ".1.0.0.inputs.json", ".1.0.0.lock", "1.0.0"]
 
 
 @pytest.mark.parametrize("fmt, fail_at", [("npy", 1), ("npy", 2), ("hdf5", 1), ("hdf5", 3),
@@ -219,7 +231,7 @@ def test_the_console_script_keeps_exit_codes_and_output(tmp_path):
                          str(tmp_path)], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     assert "yinyang 1.0.0" in ok.stdout and str(tmp_path) in ok.stdout
-    again = subprocess.run([script, "yinyang", "--size", "500", "--format", "npy", "--out",
+    again = subprocess.run([script, "yinyang", "--size", "600", "--format", "npy", "--out",
                             str(tmp_path)], capture_output=True, text=True)
     assert again.returncode == 1 and "--overwrite" in again.stderr + again.stdout
     usage = subprocess.run([script, "yinyang", "--size", "0"], capture_output=True, text=True)

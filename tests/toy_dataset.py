@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from neurodata_cli.datasets.base import Block, Config, Dataset, Shard, option
+from neurodata_cli.features import Features, Tensor
 from neurodata_cli.formats.npy import NPY
 
 
@@ -24,6 +25,7 @@ class Toy(Dataset):
     name = "toy"
     version = "1.0.0"
     formats = {"npy": NPY}
+    features = Features({"features": Tensor(np.int64, (2,)), "label": Tensor(np.int64)})
     split_scoped = True
     split_keys = frozenset({"split"})
     options = ToyConfig

@@ -15,7 +15,8 @@ from importlib import import_module
 from typing import Any
 
 from ..errors import ConfigError
-from .base import VERSION, Config, Dataset, plain_name
+from ..features import check_features
+from .base import VERSION, Config, Dataset, Writer, plain_name
 
 GROUP = "neurodata.datasets"
 BUILTIN = {
@@ -24,7 +25,7 @@ BUILTIN = {
     "es-imagenet": "neurodata_cli.datasets.es_imagenet:ESImageNet",
 }
 # The CLI's own commands (cli.py; a test keeps the two in step): no dataset may take their names.
-COMMANDS = frozenset({"config", "export", "info", "preview", "verify"})
+COMMANDS = frozenset({"config", "export", "info", "key", "preview", "verify"})
 
 
 @dataclass
@@ -107,8 +108,17 @@ def get(name: str) -> Dataset[Any]:
     if not (isinstance(ds.options, type) and issubclass(ds.options, Config)):
         raise ConfigError(f"{where} declares its options as {type(ds.options).__name__}, not as "
                           "a dataclass of Config (Option tuples are gone: see docs/plugins.md)")
+    formats = getattr(ds, "formats", None)
+    if not (isinstance(formats, dict) and all(isinstance(k, str) and isinstance(w, Writer)
+                                              for k, w in formats.items())):
+        # A tuple of writers once became a --format choice of object reprs, then a TypeError.
+        raise ConfigError(f"{where} declares formats as {type(formats).__name__}, not as a dict "
+                          "of format name to writer (formats = {'hdf5': HDF5})")
     version = getattr(ds, "version", None)
     if not isinstance(version, str) or not VERSION.match(version):
         raise ConfigError(f"{where} has version {version!r}, which is not a plain version "
                           "(letters, digits, '.', '+', '-' and '_')")
+    problem = check_features(getattr(ds, "features", None))
+    if problem is not None:
+        raise ConfigError(f"{where}: {problem}")
     return ds

@@ -21,6 +21,7 @@ from types import UnionType
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, NamedTuple, TypeVar, Union
 
 from ..errors import ConfigError
+from ..features import Features
 
 if TYPE_CHECKING:
     import numpy as np
@@ -98,6 +99,12 @@ class Config:
         """What the manifest records: every option that shapes the data, nested by key. A
         dataset adds what it located (its inputs) by extending this."""
         return nested({o.key: getattr(self, o.name) for o in schema(type(self)) if o.manifest})
+
+    def origin(self) -> dict[str, Any]:
+        """Where this machine's run found its inputs (absolute paths, an archive's location):
+        the run record beside the manifest keeps it, never a checksummed file, so that the same
+        config over the same inputs gives the same folder on every machine."""
+        return {}
 
 
 def nested(flat: dict[str, Any]) -> dict[str, Any]:
@@ -256,24 +263,32 @@ class Store:
 
 
 class Writer:
-    """Writes a shard's blocks into files below the stage; opens them again for reading."""
+    """Encodes a shard's blocks (as ``features`` declare them) into files below the stage, and
+    opens those files again for reading. Every writer takes the same blocks."""
 
     name: str = ""
     libraries: tuple[str, ...] = ()  # distributions whose versions shape the bytes
-    # What a column of dtype object may hold: the writer stores these as strings (or, for a
-    # format of whole files such as the 2NMNIST .bin, as given). Any other object is refused
-    # before it reaches the writer: its bytes would be a pointer, or its repr.
-    objects: tuple[type, ...] = (str,)
-    # False: the format takes no ``Block.events`` (columns only, or whole files a column
-    # gives); events given to it are refused, not dropped.
+    # False: the format takes no ``Block.events`` (columns only); events given to it are
+    # refused, not dropped.
     stores_events: bool = True
 
     def versions(self) -> dict[str, str]:
         return dist_versions(self.libraries)
 
+    def check(self, cfg: Config, shards: list[Shard]) -> None:
+        """Refuse, before any work, a plan this format cannot store (raise ConfigError)."""
+
     def write(self, stage: Path, ds: Dataset[Any], cfg: Config, shard: Shard,
               blocks: Iterable[Block]) -> list[dict[str, Any]]:
         raise NotImplementedError
+
+    def table(self, split: str, block: Block) -> list[Any]:
+        """Rows a block adds to its split's table (a layout's label file), in sample order."""
+        return []
+
+    def split_files(self, split: str, rows: list[Any]) -> list[SplitFile]:
+        """Files made from a whole split's ``table`` rows, once its shards are all done."""
+        return []
 
     def open(self, folder: Path, split: str, files: list[dict[str, Any]]) -> Store:
         raise NotImplementedError
@@ -303,11 +318,8 @@ class Dataset(Generic[C]):
     distributed: ClassVar[bool] = False  # may run on a Dask cluster (--scheduler)
     preload: ClassVar[tuple[str, ...]] = ()  # modules a worker imports before its first shard
     libraries: ClassVar[tuple[str, ...]] = ()  # distributions that shape the data (a decoder)
-    attrs: ClassVar[dict[str, Any]] = {}  # stored with every shard (sensor size, time unit)
-    # Event datasets: the dtypes of x, y, t, p as stored (a shard of no samples still has them).
-    event_dtypes: ClassVar[dict[str, Any] | None] = None
-    # How HDF5 shards store the events (``formats.hdf5.Codec``); None: gzip level 1.
-    event_codec: ClassVar[Any] = None
+    # What each sample holds (``features.Features``): columns, events, sensor size, time unit.
+    features: ClassVar[Features] = Features()
 
     # ---- config and inputs ------------------------------------------------------------------
     def schema(self) -> tuple[Option, ...]:
@@ -329,6 +341,11 @@ class Dataset(Generic[C]):
     def locate(self, cfg: C) -> C:
         """Find the inputs (raise ConfigError or RunError); runs before anything is written."""
         return cfg
+
+    def dry_locate(self, cfg: C) -> tuple[C | None, list[str]]:
+        """``locate`` for ``--dry-run``, which writes nothing: the config to plan (None when
+        the inputs are not there yet), and lines saying what a run would do first."""
+        return self.locate(cfg), []
 
     def needs_scan(self, cfg: C) -> bool:
         """Whether ``scan`` has work to do (then it runs once the run's stage exists)."""
@@ -358,6 +375,12 @@ class Dataset(Generic[C]):
         saying what changed, over others. A dataset without inputs lists none."""
         return []
 
+    def pinned_inputs(self, cfg: C) -> list[InputFile] | None:
+        """The inputs by their published digests (a download's md5), known without fetching or
+        reading them: what ``neurodata key`` digests instead of locating and listing them.
+        None: locate and list them."""
+        return None
+
     # ---- the work ---------------------------------------------------------------------------
     def plan(self, cfg: C) -> list[Shard]:
         raise NotImplementedError
@@ -370,8 +393,8 @@ class Dataset(Generic[C]):
         return []
 
     def shard_attrs(self, cfg: C, shard: Shard) -> dict[str, Any]:
-        """Attributes stored in every shard file (HDF5): sensor size, time unit, parameters."""
-        return dict(self.attrs)
+        """Parameters stored in every shard file (HDF5), beside the features' attributes."""
+        return {}
 
     def finish_stats(self, split: str, stats: dict[str, Any]) -> dict[str, Any]:
         """The split's statistics as the manifest records them (merged from its blocks)."""

@@ -20,14 +20,15 @@ import numpy as np
 # Store and Writer are declared with the dataset contract (a dataset names its writers), and
 # re-exported here, where formats and plugins look for them.
 from ..datasets.base import Shard, Store, Writer, dist_versions
-from ..manifest import staged
+from ..files import staged
 
 # Re-exported (see above, and ``staged`` for the format modules); the rest by name.
-__all__ = ["Store", "Writer", "dist_versions", "staged"]
+__all__ = ["EVENT_FIELDS", "Store", "Writer", "dist_versions", "staged"]
+
+from ..features import EVENT_FIELDS
 
 # Events as the reader serves them: tonic's fields, wide enough for any of our datasets.
 EVENT_DTYPE = np.dtype([("x", np.int16), ("y", np.int16), ("t", np.int64), ("p", np.int8)])
-EVENT_FIELDS = ("x", "y", "t", "p")
 
 
 def to_structured(x: Any, y: Any, t: Any, p: Any) -> np.ndarray:

@@ -228,29 +228,21 @@ class HDF5Writer(Writer):
         import h5py
 
         n = 0
-        codec = getattr(ds, "event_codec", None) or DEFAULT_CODEC
+        declared = ds.features.events
+        codec = (declared.codec if declared is not None else None) or DEFAULT_CODEC
         with staged(stage, rel) as tmp, contextlib.ExitStack() as spools:
             with h5py.File(tmp, "w", libver="earliest") as f:
                 attrs = {"schema_version": SCHEMA_VERSION, "dataset": output,
                          "version": ds.version, "split": shard.split}
-                declared = ds.event_dtypes
                 set_attrs(f, {**attrs, **(codec.attrs() if declared else {}),
-                              **ds.shard_attrs(cfg, shard)})
-
-                def events(dtypes: dict[str, Any]) -> _Appender:
-                    if not declared:  # a dataset that declares no dtypes: its first block's
-                        set_attrs(f, codec.attrs())
-                    return _Appender(f.create_group("events"),
-                                     {k: np.dtype(dtypes[k]) for k in EVENT_FIELDS}, codec, spools)
-
-                appender = events(declared) if declared else None
+                              **ds.features.attrs(), **ds.shard_attrs(cfg, shard)})
+                appender = None if declared is None else _Appender(
+                    f.create_group("events"), declared.dtypes, codec, spools)
                 counts: list[np.ndarray] = []
                 columns: dict[str, list[np.ndarray]] = {}
                 for block in blocks:
-                    if block.events is not None:
-                        appender = appender or events({k: v.dtype for k, v in
-                                                       block.events.items()})
-                        appender.append(block.events)
+                    if appender is not None and block.events is not None:
+                        appender.append(declared.served(block.events, block.counts))
                         counts.append(np.asarray(block.counts, dtype=np.uint64))
                     for name, column in block.columns.items():
                         columns.setdefault(name, []).append(np.asarray(column))

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from neurodata_cli.datasets.base import Block, Config, Dataset, Shard, option
+from neurodata_cli.features import ClassLabel, Features, Tensor
 from neurodata_cli.formats.hdf5 import HDF5
 
 
@@ -37,6 +38,8 @@ class Ramp(Dataset[RampConfig]):
     version = "1.0.0"
     release_notes = {"1.0.0": "Features [i, i * seed], label i % 3."}
     formats = {"hdf5": HDF5}
+    features = Features({"features": Tensor(np.float64, (2,), "[i, i * seed]"),
+                         "label": ClassLabel(np.int64, ("zero", "one", "two"), "i % 3")})
     options = RampConfig
 
     def plan(self, cfg: RampConfig) -> list[Shard]:
@@ -48,7 +51,7 @@ class Ramp(Dataset[RampConfig]):
     def build(self, cfg: RampConfig, shard: Shard) -> Iterator[Block]:
         i = np.arange(shard.payload, shard.payload + shard.units)
         features = np.stack([i, i * cfg.seed], axis=1).astype(np.float64)
-        yield Block({"features": features, "label": i % 3})
+        yield Block({"features": features, "label": (i % 3).astype(np.int64)})
 
     def sample(self, record: dict[str, Any]) -> tuple[np.ndarray, int]:
         return record["features"], int(record["label"])

@@ -18,6 +18,7 @@ from typing import Any, Literal, cast
 import numpy as np
 
 from ...errors import ConfigError, RunError
+from ...features import ClassLabel, Events, Features, Tensor, Text
 from ...formats.hdf5 import HDF5, Codec
 from ..base import (
     Block,
@@ -26,12 +27,11 @@ from ..base import (
     InputFile,
     Invalid,
     Shard,
-    SplitFile,
     file_listing,
     option,
 )
 from . import archives, odg
-from .npz import NPZ, npz_name
+from .npz import NPZ
 from .source import (
     IN_SUBFOLDER,
     MAX_INPUT_BYTES,
@@ -78,6 +78,9 @@ class ESImageNetConfig(Config):
         return {**super().recorded(), "source": self.source.describe(),
                 "trace": [list(p) for p in odg.TRACE], "window": list(odg.WINDOW)}
 
+    def origin(self) -> dict[str, Any]:
+        return {"source": self.src.origin()}
+
 
 @dataclass(frozen=True)
 class Part:
@@ -123,12 +126,20 @@ class ESImageNet(Dataset[ESImageNetConfig]):
     }
     formats = {"hdf5": HDF5, "npz": NPZ}
     unit = "images"
-    event_dtypes = {"x": np.uint8, "y": np.uint8, "t": np.uint8, "p": np.uint8}
     # A sample holds about 25,000 events. Measured on 491 bench samples (after tool 0.6.0), a random
     # read and the bytes against the npz: zstd 5 in chunks of 32,768: 0.25 ms, 35.5%; gzip 1:
     # 0.53 ms, 36.9%; zstd 3: 0.25 ms, 39.1%; blosc2 (zstd 5): 0.37 ms, 36.0%; lz4: 0.16 ms,
     # 48% (over the 40% goal); zstd 9: 0.30 ms, 35.0%; chunks of 65,536: no faster.
-    event_codec = Codec("zstd", 5, 1 << 15)
+    features = Features(
+        {"label": ClassLabel(np.int16, 1000, "ILSVRC2012 class index in the released class map "
+                                             "(sorted WordNet ids)"),
+         "height": Tensor(np.uint8, doc="the resized image's height (ODG's canvas less 4)"),
+         "width": Tensor(np.uint8, doc="the resized image's width"),
+         "index": Tensor(np.uint32, doc="the input's number among the split's sorted inputs"),
+         "source": Text("the input's path as extracted, relative to the ImageNet root")},
+        Events(np.uint8, np.uint8, np.uint8, np.uint8, SENSOR_SIZE, "step",
+               "by t; within a t positive (p=1) then negative, each by y then x",
+               codec=Codec("zstd", 5, 1 << 15)))
     split_scoped = True
     split_keys = frozenset({"split", "source", "limit", "shard_size"})
     distributed = True
@@ -182,8 +193,6 @@ class ESImageNet(Dataset[ESImageNetConfig]):
         if not items:
             raise RunError(f"{Path(cfg.src.root) / cfg.split} holds no input files")
         _check_utf8(items)
-        if cfg.format == "npz":
-            _check_npz_names(cfg.split, [(rel, label) for rel, label, *_ in items])
         count = -(-len(items) // cfg.shard_size)
         shards = []
         for i in range(count):
@@ -256,9 +265,6 @@ class ESImageNet(Dataset[ESImageNetConfig]):
                 yield Block({}, stats=stats, units=1)
                 continue
             stats["converted"], stats["events"] = 1, len(ev)
-            if cfg.format == "npz":
-                stats["label_lines"] = [f"{npz_name(cfg.split, rel, label)} {label} "
-                                        f"{ev.height} {ev.width}"]
             columns: dict[str, np.ndarray] = {"label": np.array([label], np.int16),
                        "height": np.array([ev.height], np.uint8),
                        "width": np.array([ev.width], np.uint8),
@@ -267,27 +273,13 @@ class ESImageNet(Dataset[ESImageNetConfig]):
             events = {"x": ev.col, "y": ev.row, "t": ev.t, "p": ev.p}
             yield Block(columns, events, np.array([len(ev)], np.uint64), stats, units=1)
 
-    def split_files(self, cfg: ESImageNetConfig, split: str,
-                    stats: dict[str, Any]) -> list[SplitFile]:
-        """The released label table beside the split folder (npz layout only)."""
-        if cfg.format != "npz":
-            return []
-        lines = stats.get("label_lines", [])
-        return [SplitFile(f"{split}label.txt", "".join(f"{line}\n" for line in lines))]
-
     def finish_stats(self, split: str, stats: dict[str, Any]) -> dict[str, Any]:
-        stats = {k: v for k, v in stats.items() if k != "label_lines"}
-        stats["skipped"] = stats.get("skipped", [])
-        return stats
+        return {**stats, "skipped": stats.get("skipped", [])}
 
     def shard_attrs(self, cfg: ESImageNetConfig, shard: Shard) -> dict[str, Any]:
-        return {
-            "sensor_size": list(SENSOR_SIZE), "time_unit": "step",
-            "threshold": cfg.threshold, "min_events": cfg.min_events,
-            "trace": np.array(odg.TRACE, dtype=np.uint8), "window": list(odg.WINDOW),
-            "coordinates": "canvas (H+4) x (W+4); x = col, y = row",
-            "event_order": "by t; within a t positive (p=1) then negative, each by y then x",
-        }
+        return {"threshold": cfg.threshold, "min_events": cfg.min_events,
+                "trace": np.array(odg.TRACE, dtype=np.uint8), "window": list(odg.WINDOW),
+                "coordinates": "canvas (H+4) x (W+4); x = col, y = row"}
 
     exports = {"spikingjelly": "ROOT for spikingjelly.datasets.ESImageNet(root=ROOT): links to "
                                 "the npz files, so nothing is downloaded or written here"}
@@ -333,22 +325,6 @@ def _check_utf8(items: list[tuple[str, int, int, int]]) -> None:
         shown = rel.encode("utf-8", "surrogateescape")
         raise ConfigError(f"input {shown!r} has a name that is not UTF-8, and the output "
                           "stores each input's name as UTF-8; rename it") from None
-
-
-def _check_npz_names(split: str, items: list[tuple[str, int]]) -> None:
-    """Names the npz layout cannot carry are refused before any work (exit 2): its label table
-    separates fields by white space, one line per file."""
-    seen: dict[str, str] = {}
-    for rel, label in items:
-        name = npz_name(split, rel, label)
-        if any(c.isspace() for c in name):
-            raise ConfigError(f"input {rel!r} would be written as {name!r}, and the npz layout's "
-                              f"{split}label.txt cannot hold a name with white space; rename "
-                              "it, or use --format hdf5")
-        if name in seen:
-            raise RunError(f"{seen[name]} and {rel} would both be written as {name} in the npz "
-                           "layout; rename one, or use --format hdf5")
-        seen[name] = rel
 
 
 __all__ = ["ESImageNet", "ConfigError"]

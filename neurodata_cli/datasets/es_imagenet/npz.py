@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from ...errors import ConfigError, RunError
 from ...formats import Store, Writer, to_structured, write_bytes
+from ..base import SplitFile
 
 KEYS = ("pos", "neg")
 _EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -49,9 +51,25 @@ def read(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 class NpzWriter(Writer):
     """The released layout: one ``<split>/[class<L>/]<stem>.npz`` per image, and the label
-    table ``<split>label.txt`` (written by the dataset once the split is done)."""
+    table ``<split>label.txt``: ``<name> <label> <H> <W>`` a line, in sample order."""
 
     name = "npz"
+
+    def check(self, cfg: Any, shards: list[Any]) -> None:
+        """Names the layout cannot carry are refused before any work (exit 2): its label table
+        separates fields by white space, one line per file."""
+        seen: dict[str, str] = {}
+        for shard in shards:
+            for rel, label in zip(shard.payload.sources, shard.payload.labels, strict=True):
+                name = npz_name(shard.split, rel, label)
+                if any(c.isspace() for c in name):
+                    raise ConfigError(f"input {rel!r} would be written as {name!r}, and the npz "
+                                      f"layout's {shard.split}label.txt cannot hold a name with "
+                                      "white space; rename it, or use --format hdf5")
+                if name in seen:
+                    raise RunError(f"{seen[name]} and {rel} would both be written as {name} in "
+                                   "the npz layout; rename one, or use --format hdf5")
+                seen[name] = rel
 
     def write(self, stage: Path, ds: Any, cfg: Any, shard: Any,
               blocks: Iterable[Any]) -> list[dict[str, Any]]:
@@ -69,6 +87,15 @@ class NpzWriter(Writer):
                                      shard.split, 1))
         return files
 
+    def table(self, split: str, block: Any) -> list[Any]:
+        c = block.columns
+        return [f"{npz_name(split, str(rel), int(label))} {label} {h} {w}"
+                for rel, label, h, w in zip(c.get("source", ()), c.get("label", ()),
+                                            c.get("height", ()), c.get("width", ()), strict=True)]
+
+    def split_files(self, split: str, rows: list[Any]) -> list[SplitFile]:
+        return [SplitFile(f"{split}label.txt", "".join(f"{line}\n" for line in rows))]
+
     def open(self, folder: Path, split: str, files: list[dict[str, Any]]) -> Store:
         return NpzStore(folder, split)
 
@@ -85,7 +112,6 @@ class NpzStore(Store):
 
     def __init__(self, folder: Path, split: str):
         rows = label_rows(folder, split)
-        self.names = [r[0] for r in rows]
         self.paths = [folder / split / r[0] for r in rows]
         self.labels = [int(r[1]) for r in rows]
         self.sizes = [(int(r[2]), int(r[3])) for r in rows]
@@ -101,9 +127,9 @@ class NpzStore(Store):
         order = np.argsort(both[:, 2], kind="stable")
         both, p = both[order], p[order]
         h, w = self.sizes[i]
+        # The layout keeps no input path nor index: the columns it has, as the features say.
         return {"events": to_structured(both[:, 1], both[:, 0], both[:, 2], p),
-                "label": self.labels[i], "height": h, "width": w,
-                "source": self.names[i]}
+                "label": np.int16(self.labels[i]), "height": np.uint8(h), "width": np.uint8(w)}
 
 
 NPZ = NpzWriter()
@@ -114,8 +140,6 @@ def spikingjelly_root(folder: Path, manifest: dict[str, Any], root: Path) -> str
     the raw layout SpikingJelly's ``ESImageNet`` builds from the release. With it in place,
     ``ESImageNet(root=root)`` neither downloads nor writes into the finished folder (its frames
     go under ``root``). Val becomes SpikingJelly's ``test``, by the label table."""
-    from ...errors import ConfigError, RunError
-
     folder, root = folder.absolute(), root.absolute()
     if root == folder or folder in root.parents:
         raise ConfigError(f"--to {root} is inside {folder}: anything written there would fail "

@@ -73,14 +73,26 @@ class Source:
     archive: str = ""  # the official tar read in place
 
     def describe(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"root": self.root, "split": self.split, "read_from": self.found,
+        """What the manifest records: how the split was read and labelled, by names and
+        digests only. The manifest is checksummed, and must be the same on every machine:
+        where the files are (``origin``) goes into the run record."""
+        out: dict[str, Any] = {"split": self.split, "read_from": self.found,
                                "layout": self.layout}
         if self.archive:
-            out["archive"] = self.archive
+            out["archive"] = Path(self.archive).name
         if self.layout == "table":
-            out.update(labels=self.table, labels_sha256=self.table_sha256)
+            out.update(labels=Path(self.table).name, labels_sha256=self.table_sha256)
         else:
             out.update(labels=self.scheme, label_map=dict(self.classes))
+        return out
+
+    def origin(self) -> dict[str, Any]:
+        """Where the split was read from on this machine: absolute paths."""
+        out = {"root": self.root}
+        if self.archive:
+            out["archive"] = self.archive
+        if self.table:
+            out["labels"] = self.table
         return out
 
 

@@ -3,9 +3,7 @@ superimposed, one of them time-reversed; the procedure is in ``procedure.py``.""
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -15,17 +13,13 @@ import numpy as np
 
 from ...config import Reader
 from ...errors import ConfigError, RunError
+from ...features import Events, Features, MultiHot, Tensor, Text
 from ...formats.hdf5 import HDF5, Codec
-from ..base import Block, Config, Dataset, InputFile, Shard, SplitFile, option
+from ..base import Block, Config, Dataset, InputFile, Shard, option
 from . import binfmt
 from .procedure import Group, make_groups, superimpose
 from .source import Reader as SourceReader
 from .source import SplitSource, download, list_recordings, listing, locate
-
-try:
-    from ._assemble import assemble as _assemble
-except ImportError:  # no compiler at install time: numpy builds the samples
-    _assemble = None
 
 SENSOR_SIZE = (34, 34, 2)
 BLOCK = 100  # samples per block
@@ -42,16 +36,23 @@ DOWNLOADS = {
 
 
 def _archive(reader: Reader, key: str) -> dict[str, Any]:
-    """Where ``--download`` fetches one split's archive, what it must hash to, and its size if
-    known (a download past it is stopped)."""
+    """Where ``--download`` fetches one split's archive (``url``: one URL, or a list tried in
+    order), what it must hash to, and its size if known (a download past it is stopped)."""
     one = reader.mapping(key)
-    url, md5, file = one.string("url"), one.string("md5"), one.string("file")
+    if isinstance(one.data.get("url"), list):
+        one.used.add("url")
+        urls = one.data["url"]
+        if not urls or not all(isinstance(u, str) and u for u in urls):
+            raise one.fail("url", f"expected a URL or a list of URLs, got {urls!r}")
+    else:
+        urls = [one.string("url")]
+    md5, file = one.string("md5"), one.string("file")
     if len(md5) != 32 or any(c not in "0123456789abcdefABCDEF" for c in md5):
         raise one.fail("md5", f"{md5!r} is not an md5 hex digest")
     size = None if one.data.get("bytes") is None else one.integer("bytes", lo=1)
     one.used.add("bytes")
     one.finish()
-    return {"url": url, "md5": md5, "file": file, "bytes": size}
+    return {"urls": urls, "md5": md5, "file": file, "bytes": size}
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,10 @@ class TwoNMNISTConfig(Config):
     sources: tuple[SplitSource, ...] = ()  # found by ``locate``
 
     def recorded(self) -> dict[str, Any]:
-        return {**super().recorded(), "sources": {s.split: s.describe() for s in self.sources}}
+        return {**super().recorded(), "sources": {s.split: s.recorded() for s in self.sources}}
+
+    def origin(self) -> dict[str, Any]:
+        return {"sources": {s.split: s.describe() for s in self.sources}}
 
 
 @dataclass(frozen=True)
@@ -114,15 +118,20 @@ class TwoNMNIST(Dataset[TwoNMNISTConfig]):
         "column is the same. The .bin files are byte-identical.",
     }
     formats = {"hdf5": HDF5, "bin": binfmt.BIN}
+    features = Features(
+        {"label": MultiHot(np.uint8, tuple("0123456789")),
+         "index": Tensor(np.uint32, doc="the sample's number in its split"),
+         "source": Text("the recordings superimposed, in group order, joined by '+'"),
+         "reversed": Text("those of them time-reversed, joined by '+'")},
+        # Built in the authors' order (the .bin bytes); served and stored by t. Stored raw and
+        # contiguous, read through a memory map: 7 bytes an event (1.4x the .bin files), and no
+        # decoding on a read.
+        Events(np.uint8, np.uint8, np.uint32, np.uint8, SENSOR_SIZE, "us", EVENT_ORDER,
+               sort_by_t=True, codec=Codec("raw")))
     shard_size = 5000
-    event_dtypes = {"x": np.uint8, "y": np.uint8, "t": np.uint32, "p": np.uint8}
-    # Stored raw and contiguous, read through a memory map: 7 bytes an event (1.4x the .bin
-    # files), and no decoding on a read.
-    event_codec = Codec("raw")
     split_scoped = True
     split_keys = frozenset({"sources"})
     distributed = True
-    attrs = {"sensor_size": list(SENSOR_SIZE), "time_unit": "us", "event_order": EVENT_ORDER}
     options = TwoNMNISTConfig
 
     def check(self, cfg: TwoNMNISTConfig) -> None:
@@ -143,9 +152,34 @@ class TwoNMNIST(Dataset[TwoNMNISTConfig]):
             root = cfg.download_cache
             entries = {"train": cfg.download_train, "test": cfg.download_test}
             for entry in (entries[name] for name in wanted):
-                download(entry["url"], entry["md5"], root / entry["file"], size=entry["bytes"])
+                download(entry["urls"], entry["md5"], root / entry["file"], size=entry["bytes"])
         assert root is not None  # check() asks for --nmnist-root or --download
         return replace(cfg, sources=tuple(locate(root, name) for name in wanted))
+
+    def dry_locate(self, cfg: TwoNMNISTConfig) -> tuple[TwoNMNISTConfig | None, list[str]]:
+        """With --download, archives already in the cache are planned from (a run checks
+        their md5 first); otherwise, what would be fetched."""
+        if not cfg.fetch:
+            return self.locate(cfg), []
+        wanted = ["train", "test"] if cfg.split == "all" else [cfg.split]
+        entries = {"train": cfg.download_train, "test": cfg.download_test}
+        missing = [entries[n] for n in wanted
+                   if not (cfg.download_cache / entries[n]["file"]).is_file()]
+        if not missing:
+            return replace(cfg, sources=tuple(locate(cfg.download_cache, n) for n in wanted)), \
+                [f"archives in {cfg.download_cache}; a run checks their md5 first"]
+        return None, [f"a run first downloads {e['file']} into {cfg.download_cache} from "
+                      f"{' or '.join(e['urls'])}" for e in missing]
+
+    def pinned_inputs(self, cfg: TwoNMNISTConfig) -> list[InputFile] | None:
+        """With --download, the archives by their published md5 (nothing is fetched)."""
+        if not cfg.fetch:
+            return None
+        wanted = ["train", "test"] if cfg.split == "all" else [cfg.split]
+        entries = {"train": cfg.download_train, "test": cfg.download_test}
+        # The archive's name and md5 pin its bytes (a download of others is refused).
+        return [InputFile(entries[name]["file"], -1, f"md5:{entries[name]['md5']}")
+                for name in wanted]
 
     def inputs(self, cfg: TwoNMNISTConfig) -> list[str]:
         return [s.path for s in cfg.sources]
@@ -199,37 +233,17 @@ class TwoNMNIST(Dataset[TwoNMNISTConfig]):
                  "single": sum(len(g.recordings) == 1 for g in groups),
                  "events": sum(len(r) for recordings in inputs for r in recordings) // 5,
                  "input_recordings": digests}
-        if cfg.format != "bin":
-            return event_block(groups, inputs, stats, cfg.reverse_polarity)
-        samples = [superimpose(group, recordings, cfg.reverse_polarity)
-                   for group, recordings in zip(groups, inputs, strict=True)]
-        stats["pairs"] = [[g.index, "-".join(map(str, g.digits)), "+".join(g.source()),
-                           "+".join(g.reversed_sources())] for g in groups]
-        bins = np.empty(len(samples), dtype=object)
-        bins[:] = samples
-        return Block({"name": np.array([g.file_name() for g in groups], dtype=object),
-                      "bin": bins}, stats=stats)
-
-    def split_files(self, cfg: TwoNMNISTConfig, split: str,
-                    stats: dict[str, Any]) -> list[SplitFile]:
-        if cfg.format != "bin":
-            return []
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["sample", "labels", "sources", "reversed"])
-        writer.writerows(stats.get("pairs", []))
-        return [SplitFile(f"pairs-{split}.csv", out.getvalue())]
+        return event_block(groups, inputs, stats, cfg.reverse_polarity)
 
     def finish_stats(self, split: str, stats: dict[str, Any]) -> dict[str, Any]:
         """Replace the per-recording digests with one fingerprint of the split's inputs."""
-        stats = {k: v for k, v in stats.items() if k != "pairs"}
         lines = sorted(stats.pop("input_recordings", []))
         stats["inputs"] = {"recordings": len(lines),
                            "sha256": hashlib.sha256("\n".join(lines).encode()).hexdigest()}
         return stats
 
     def shard_attrs(self, cfg: TwoNMNISTConfig, shard: Shard) -> dict[str, Any]:
-        return {**self.attrs, "seed": cfg.seed, "k": cfg.k,
+        return {"seed": cfg.seed, "k": cfg.k,
                 "reverse_polarity": cfg.reverse_polarity}
 
     def describe(self, stats: dict[str, dict[str, Any]]) -> str:
@@ -249,46 +263,14 @@ class TwoNMNIST(Dataset[TwoNMNISTConfig]):
         return preview(data.record(index), f"{data.dataset.upper()} {split} sample {index}")
 
 
-def time_order(events: dict[str, np.ndarray], start: int, end: int) -> None:
-    """Sort one sample's events (``start:end`` of each field) by t, in place, stably.
-
-    A superimposed sample is a few runs each already in time order, which the stable sort
-    (timsort) merges in linear time.
-    """
-    t = events["t"][start:end]
-    if not (t[1:] < t[:-1]).any():  # in order already (a single recording): nothing moves
-        return
-    order = np.argsort(t, kind="stable")
-    for name in ("x", "y", "t", "p"):
-        events[name][start:end] = events[name][start:end][order]
-
-
-def sample_events(group: Group, recordings: list[bytes], swap_polarity: bool,
-                  events: dict[str, np.ndarray], start: int) -> int:
-    """The group's sample decoded into the event columns from ``start``, in time order (stable);
-    returns where it ends. The same events as decoding ``superimpose``'s bytes and sorting."""
-    if _assemble is not None:  # one pass in C
-        order, flags = group.output_order, group.reversed
-        return start + _assemble(tuple(recordings[i] for i in order),
-                                 tuple(flags[i] for i in order), swap_polarity,
-                                 events["x"], events["y"], events["t"], events["p"], start)
-    raw = binfmt.records(superimpose(group, recordings, swap_polarity))
-    binfmt.decode_into(raw, events, start)
-    end = start + raw.shape[0]
-    time_order(events, start, end)
-    return end
-
-
 def event_block(groups: tuple[Group, ...], inputs: list[list[bytes]], stats: dict[str, Any],
                 swap_polarity: bool) -> Block:
-    """The samples of ``groups`` (each group's recordings in ``inputs``) as event columns."""
-    counts = np.array([sum(len(r) for r in recordings) // 5 for recordings in inputs],
-                      dtype=np.uint64)
-    total = int(counts.sum())
-    events = {k: np.empty(total, dtype=dt) for k, dt in TwoNMNIST.event_dtypes.items()}
-    start = 0
-    for group, recordings in zip(groups, inputs, strict=True):
-        start = sample_events(group, recordings, swap_polarity, events, start)
+    """The samples of ``groups`` (each group's recordings in ``inputs``) as event columns, each
+    sample's events in the authors' order: the bytes of its ``.bin`` file, decoded."""
+    samples = [superimpose(group, recordings, swap_polarity)
+               for group, recordings in zip(groups, inputs, strict=True)]
+    counts = np.array([len(data) // 5 for data in samples], dtype=np.uint64)
+    events = binfmt.decode_columns(b"".join(samples))
     label = np.zeros((len(groups), 10), dtype=np.uint8)
     for row, g in enumerate(groups):
         label[row, list(g.digits)] = 1

@@ -7,6 +7,8 @@ and a 23-bit timestamp in microseconds (the low 7 bits of byte 2, then bytes 3 a
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -16,7 +18,7 @@ import numpy as np
 
 from ...errors import RunError
 from ...formats import Store, Writer, to_structured, write_bytes
-from ..base import Block
+from ..base import Block, SplitFile
 from .source import SPLIT_DIRS
 
 EVENT = np.dtype([("x", np.uint8), ("y", np.uint8), ("t", np.uint32), ("p", np.uint8)])
@@ -56,16 +58,14 @@ def decode(data: bytes, name: str = "<bytes>") -> np.ndarray:
     return out
 
 
-def decode_into(raw: np.ndarray, columns: dict[str, np.ndarray], start: int) -> None:
-    """Decode (n, 5) records into the x, y, t, p arrays of ``columns`` from index ``start``."""
-    end = start + raw.shape[0]
-    columns["x"][start:end] = raw[:, 0]
-    columns["y"][start:end] = raw[:, 1]
-    np.right_shift(raw[:, 2], 7, out=columns["p"][start:end])
-    columns["t"][start:end] = timestamps(raw)
+def decode_columns(data: bytes) -> dict[str, np.ndarray]:
+    """The x, y, t, p columns (as the dataset declares them) of ``.bin`` bytes."""
+    raw = records(data)
+    return {"x": raw[:, 0].copy(), "y": raw[:, 1].copy(), "t": timestamps(raw),
+            "p": raw[:, 2] >> 7}
 
 
-def encode(events: np.ndarray, name: str = "<events>") -> bytes:
+def encode(events: Any, name: str = "<events>") -> bytes:
     """The ``.bin`` bytes of events; refuses values the format cannot hold (never wraps them)."""
     x, y, t, p = (np.asarray(events[k]) for k in ("x", "y", "t", "p"))
     for field, values, limit in (("x", x, 255), ("y", y, 255), ("t", t, MAX_T), ("p", p, 1)):
@@ -87,41 +87,78 @@ def read(path: Path) -> np.ndarray:
     return decode(Path(path).read_bytes(), str(path))
 
 
+# A sample's file is named by its number and its digits in group order, which its ``source``
+# gives: each recording is ``<digit>/<name>``, and only a digit folder precedes a '/'.
+_DIGIT = re.compile(r"(?:^|\+)(\d+)/")
+
+
+def _digits(source: str) -> str:
+    return "-".join(str(int(d)) for d in _DIGIT.findall(source))
+
+
 class BinWriter(Writer):
-    """The authors' layout: one ``<Split>/<g>_<d1>[-<d2>].bin`` per sample, the exact bytes."""
+    """The authors' layout: one ``<Split>/<g>_<d1>[-<d2>].bin`` per sample, its events in the
+    order built (the authors' bytes), and ``pairs-<split>.csv`` listing each sample's sources."""
 
     name = "bin"
-    objects = (str, bytes)  # file names, and each file's bytes
-    stores_events = False  # the events are in those bytes
 
     def write(self, stage: Path, ds: Any, cfg: Any, shard: Any,
               blocks: Iterable[Block]) -> list[dict[str, Any]]:
         folder = SPLIT_DIRS[shard.split]
         (stage / folder).mkdir(parents=True, exist_ok=True)
-        return [write_bytes(stage, f"{folder}/{name}", data, shard.split, 1, make_parent=False)
-                for block in blocks
-                for name, data in zip(block.columns["name"], block.columns["bin"], strict=True)]
+        files = []
+        for block in blocks:
+            assert block.events is not None and block.counts is not None  # checked
+            ends = np.cumsum(block.counts).tolist()
+            for k, (index, source) in enumerate(zip(block.columns["index"].tolist(),
+                                                    block.columns["source"], strict=True)):
+                start = ends[k - 1] if k else 0
+                name = f"{index}_{_digits(source)}.bin"
+                data = encode({f: v[start:ends[k]] for f, v in block.events.items()}, name)
+                files.append(write_bytes(stage, f"{folder}/{name}", data, shard.split, 1,
+                                         make_parent=False))
+        return files
+
+    def table(self, split: str, block: Block) -> list[Any]:
+        c = block.columns
+        return [[int(i), _digits(s), str(s), str(r)]
+                for i, s, r in zip(c["index"].tolist(), c["source"], c["reversed"], strict=True)]
+
+    def split_files(self, split: str, rows: list[Any]) -> list[SplitFile]:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["sample", "labels", "sources", "reversed"])
+        writer.writerows(rows)
+        return [SplitFile(f"pairs-{split}.csv", out.getvalue())]
 
     def open(self, folder: Path, split: str, files: list[dict[str, Any]]) -> Store:
         return BinStore(folder, files)
 
 
 class BinStore(Store):
-    """Samples of the authors' layout, in sample order; the label is in the file name. Each
-    sample's events are served in time order (stable), as from the HDF5 shards."""
+    """Samples of the authors' layout, in sample order: the label from the file name, the
+    sources from ``pairs-<split>.csv``. Each sample's events are served in time order (stable),
+    as from the HDF5 shards."""
 
     NAME = re.compile(r"^(\d+)_([\d-]+)\.bin$")
 
     def __init__(self, folder: Path, files: list[dict[str, Any]]):
         entries = []
+        sources: dict[int, tuple[str, str]] = {}
         for f in files:
             match = self.NAME.match(Path(f["path"]).name)
             if match:
                 digits = [int(d) for d in match.group(2).split("-")]
                 entries.append((int(match.group(1)), f["path"], digits))
+            elif Path(f["path"]).name.startswith("pairs-"):
+                with open(folder / f["path"], newline="", encoding="utf-8") as handle:
+                    rows = list(csv.reader(handle))[1:]
+                sources = {int(r[0]): (r[2], r[3]) for r in rows}
         entries.sort()
+        self.index = [i for i, _, _ in entries]
         self.paths = [folder / p for _, p, _ in entries]
         self.digits = [d for _, _, d in entries]
+        self.sources = [sources.get(i, ("", "")) for i in self.index]
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -132,8 +169,9 @@ class BinStore(Store):
         raw = raw[np.argsort(raw["t"], kind="stable")]  # served in time order, as the HDF5
         label = np.zeros(10, dtype=np.uint8)
         label[self.digits[i]] = 1
+        source, reversed_ = self.sources[i]
         return {"events": to_structured(raw["x"], raw["y"], raw["t"], raw["p"]), "label": label,
-                "index": i, "source": self.paths[i].name}
+                "index": np.uint32(self.index[i]), "source": source, "reversed": reversed_}
 
 
 BIN = BinWriter()

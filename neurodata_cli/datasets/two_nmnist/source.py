@@ -8,11 +8,12 @@ import http.client
 import os
 import re
 import stat
+import sys
 import urllib.error
 import urllib.request
 import zipfile
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -57,7 +58,13 @@ class SplitSource:
     prefix: str = ""  # for archives: the top-level folder as spelled in the zip
 
     def describe(self) -> str:
-        return f"{self.path}" + (f" ({self.prefix}/)" if self.archive else "")
+        """Where it is on this machine (for messages and the run record)."""
+        return str(Path(self.path).absolute()) + (f" ({self.prefix}/)" if self.archive else "")
+
+    def recorded(self) -> str:
+        """What the manifest records: the folder's or zip's name in the root, never its path
+        (the manifest is checksummed, and must be the same on every machine)."""
+        return Path(self.path).name + (f" ({self.prefix}/)" if self.archive else "")
 
 
 def locate(root: Path, split: str) -> SplitSource:
@@ -247,24 +254,91 @@ class Reader:
 MAX_DOWNLOAD_BYTES = 4 * 2**30
 
 
-def download(url: str, md5: str, target: Path, quiet: bool = False, timeout: float = 60,
-             size: int | None = None) -> Path:
-    """Fetch ``url`` to ``target``, resuming a partial ``.part`` file, and check its md5.
+class NotTheArchive(Exception):
+    """One URL's answer was not the archive (an error status, a page, an empty or short body);
+    the next URL is tried. The text names what came instead."""
 
-    A finished file whose md5 matches is used as it is. A mismatch is refused and the bad file
-    removed, so the next attempt starts clean. ``size`` is the archive's size if the config
+
+def download(urls: str | list[str], md5: str, target: Path, quiet: bool = False,
+             timeout: float = 60, size: int | None = None,
+             note: Callable[[str], None] | None = None) -> Path:
+    """Fetch the archive to ``target`` from the first of ``urls`` that serves it, and check its
+    md5; each URL resumes a partial ``.part`` file by HTTP Range.
+
+    A file already at ``target`` whose md5 matches is used as it is. One that does not match is
+    the user's: it is moved aside to ``<name>.bad-md5-<digest>`` (never deleted) and ``note``
+    says where. An answer that is not the archive (an error status, an HTML page, an empty
+    ``202``, a body too short or not a zip) is named and the next URL tried; a whole download
+    with the wrong md5 is moved aside the same way. ``size`` is the archive's size if the config
     knows it; a download past it (or past ``MAX_DOWNLOAD_BYTES``) is stopped and removed.
     """
+    urls = [urls] if isinstance(urls, str) else list(urls)
+    note = note or _stderr
+    md5 = md5.lower()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    moved: list[str] = []
+    if target.is_file():
+        got = file_digest(target, "md5")
+        if got == md5:
+            return target
+        aside = _move_aside(target, got)
+        moved.append(f"the earlier {target.name} (md5 {got}) is now {aside}")
+        note(f"{target} has md5 {got}, not the config's {md5}: moved it to {aside.name} "
+             "and downloading again")
+    part = target.with_name(target.name + ".part")
+    failures = []
+    for url in urls:
+        try:
+            _fetch_resuming(url, part, target.name, quiet, timeout, size)
+            _check_whole(part, target, size)
+        except NotTheArchive as exc:
+            failures.append(f"{url}: {exc}")
+            continue
+        got = file_digest(part, "md5")
+        if got != md5:
+            aside = _move_aside(part, got, target)
+            failures.append(f"{url}: md5 {got}, expected {md5} (kept as {aside})")
+            continue
+        part.replace(target)
+        return target
+    kept = f" ({'; '.join(moved)})" if moved else ""
+    resume = ("; run the command again to resume it" if part.exists()
+              else "; check download.<split> in the config (neurodata config 2nmnist)")
+    raise RunError(f"download of {target.name} failed from every URL: {'; '.join(failures)}"
+                   f"{kept}{resume}")
+
+
+# A cut connection is retried on the same URL (by Range) while each attempt brings more bytes,
+# at most this many times in a row.
+MAX_RESUMES = 5
+
+
+def _fetch_resuming(url: str, part: Path, name: str, quiet: bool, timeout: float,
+                    size: int | None) -> None:
+    """Bring ``part`` to the whole answer of ``url``, resuming by Range after a cut."""
+    for _ in range(MAX_RESUMES):
+        before = part.stat().st_size if part.exists() else 0
+        try:
+            _fetch(url, part, name, quiet, timeout, size)
+            return
+        except _Cut as exc:
+            after = part.stat().st_size if part.exists() else 0
+            if after <= before:
+                raise NotTheArchive(str(exc)) from None
+    raise NotTheArchive(f"the connection was cut {MAX_RESUMES} times")
+
+
+class _Cut(Exception):
+    """The connection ended before the announced length; what arrived is kept."""
+
+
+def _fetch(url: str, part: Path, name: str, quiet: bool, timeout: float,
+           size: int | None) -> None:
+    """One request of ``url`` into ``part`` (by Range from its end, if it has bytes)."""
     limit = MAX_DOWNLOAD_BYTES if size is None else size
     beyond = (f"more than the {size} bytes the config expects" if size is not None else
               f"more than {limit} bytes, far more than an NMNIST archive (if the archive "
               "really is larger, give its size as 'bytes' in its download entry)")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.is_file():
-        if file_digest(target, "md5") == md5.lower():
-            return target
-        target.unlink()
-    part = target.with_name(target.name + ".part")
     have = part.stat().st_size if part.exists() else 0
     if have > limit:  # left by an earlier run with a larger limit: it cannot be the archive
         part.unlink()
@@ -274,48 +348,81 @@ def download(url: str, md5: str, target: Path, quiet: bool = False, timeout: flo
         response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and have:  # the part file is already whole
-            response = None
-        else:
-            raise RunError(f"download of {url} failed: HTTP {exc.code} {exc.reason}") from None
+            return
+        raise NotTheArchive(f"HTTP {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, OSError) as exc:
-        raise RunError(f"download of {url} failed: {getattr(exc, 'reason', exc)}") from None
-    if response is not None:
-        with response:
-            resumed = have and response.status == 206
-            total = response.headers.get("Content-Length")
-            total = int(total) + (have if resumed else 0) if total else None
-            if total is not None and total > limit:
-                raise RunError(f"download of {url} announces {total} bytes, {beyond}; "
-                               "refusing it")
-            written, over = have if resumed else 0, False
-            bar = _bar(total, written, target.name, quiet)
-            try:
-                with open(part, "ab" if resumed else "wb") as out:
-                    while chunk := response.read(1 << 20):
-                        if written + len(chunk) > limit:
-                            over = True
-                            break
-                        out.write(chunk)
-                        written += len(chunk)
-                        bar.update(len(chunk))
-            except (OSError, http.client.HTTPException):
-                pass  # judged by size below; what arrived is kept for the next attempt
-            finally:
-                bar.close()
-            if over:  # stopped: what arrived is not the archive
-                part.unlink()
-                raise RunError(f"download of {url} went on past {limit} bytes, {beyond}; "
-                               "stopped it and removed the partial file")
-            if total is not None and part.stat().st_size < total:
-                raise RunError(f"download of {url} was cut at {part.stat().st_size} of {total} "
-                               "bytes; run the command again to resume it")
-    got = file_digest(part, "md5")
-    if got != md5.lower():
-        part.unlink()
-        raise RunError(f"download of {url} has md5 {got}, expected {md5.lower()}; the file was "
-                       "removed. Check the url and md5 in the config, then try again")
-    part.replace(target)
-    return target
+        raise NotTheArchive(f"{getattr(exc, 'reason', exc)}") from None
+    with response:
+        if response.status not in (200, 206):  # 202 Accepted: a page saying 'not yet'
+            raise NotTheArchive(f"HTTP {response.status} {response.reason} without the archive "
+                                "(the server is not serving the file now)")
+        kind = response.headers.get("Content-Type", "")
+        if kind.lower().startswith("text/html"):
+            raise NotTheArchive(f"an HTML page ({kind}), not the archive")
+        resumed = have and response.status == 206
+        total = response.headers.get("Content-Length")
+        total = int(total) + (have if resumed else 0) if total else None
+        if total is not None and total > limit:
+            part.unlink(missing_ok=True)
+            raise NotTheArchive(f"it announces {total} bytes, {beyond}; refused")
+        written, over = have if resumed else 0, False
+        try:
+            chunk = response.read(1 << 20)
+        except (OSError, http.client.HTTPException):
+            chunk = b""
+        # Checked before the part file is opened, so a partial download is kept.
+        if not chunk:
+            raise NotTheArchive(f"HTTP {response.status} with an empty body, not the archive")
+        if not resumed and chunk.lstrip()[:14].lower().startswith((b"<!doctype html", b"<html")):
+            raise NotTheArchive("an HTML page, not the archive")
+        bar = _bar(total, written, name, quiet)
+        try:
+            with open(part, "ab" if resumed else "wb") as out:
+                while chunk:
+                    if written + len(chunk) > limit:
+                        over = True
+                        break
+                    out.write(chunk)
+                    written += len(chunk)
+                    bar.update(len(chunk))
+                    chunk = response.read(1 << 20)
+        except (OSError, http.client.HTTPException):
+            pass  # judged by size below; what arrived is kept for the next attempt
+        finally:
+            bar.close()
+        if over:  # stopped: what arrived is not the archive
+            part.unlink()
+            raise NotTheArchive(f"it went on past {limit} bytes, {beyond}; stopped it and "
+                                "removed the partial file")
+        got = part.stat().st_size
+        if total is not None and got < total:
+            raise _Cut(f"the connection was cut at {got} of {total} bytes")
+
+
+def _check_whole(part: Path, target: Path, size: int | None) -> None:
+    """A whole answer that cannot be the archive is removed (it is ours, not the user's)."""
+    got = part.stat().st_size if part.exists() else 0
+    why = None
+    if got == 0:
+        why = "an empty body, not the archive"
+    elif size is not None and got != size:
+        why = f"a body of {got} bytes where the archive has {size}"
+    elif target.suffix.lower() == ".zip" and not zipfile.is_zipfile(part):
+        why = f"a body of {got} bytes that is not a zip archive"
+    if why is not None:
+        part.unlink(missing_ok=True)
+        raise NotTheArchive(why)
+
+
+def _move_aside(path: Path, digest: str, name: Path | None = None) -> Path:
+    """Rename ``path`` to ``<name>.bad-md5-<first 8 hex>`` beside it; never deletes a file."""
+    aside = (name or path).with_name(f"{(name or path).name}.bad-md5-{digest[:8]}")
+    path.replace(aside)
+    return aside
+
+
+def _stderr(text: str) -> None:
+    sys.stderr.write(f"Note: {text}\n")
 
 
 def _bar(total: int | None, initial: int, name: str, quiet: bool) -> Any:

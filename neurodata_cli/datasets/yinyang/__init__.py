@@ -11,6 +11,7 @@ import numpy as np
 from ...config import Reader
 from ...engine import RESERVED_SPLITS, SAFE_NAME
 from ...errors import ConfigError
+from ...features import ClassLabel, Features, Tensor
 from ...formats.hdf5 import HDF5
 from ...formats.npy import NPY
 from ..base import Block, Config, Dataset, Invalid, Shard, option
@@ -94,6 +95,11 @@ class YinYang(Dataset[YinYangConfig]):
         "for any size, seed, r_small and r_big; optional spike-time encoding.",
     }
     formats = {"hdf5": HDF5, "npy": NPY}
+    features = Features({
+        "samples": Tensor(np.float64, (4,), "x, y, 1 - x, 1 - y"),
+        "labels": ClassLabel(np.int64, CLASS_NAMES),
+        "spike_times": Tensor(np.float64, (5,), "the spike-time encoding (--encoding "
+                              "spike-times): the four features and the bias", optional=True)})
     options = YinYangConfig
 
     def check(self, cfg: YinYangConfig) -> YinYangConfig:
