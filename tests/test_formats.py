@@ -95,3 +95,50 @@ def test_the_reader_imports_hdf5plugin_itself_and_plain_h5py_needs_it(run, tmp_p
                           capture_output=True, text=True, cwd=tmp_path)  # the installed package
     assert done.returncode == 0, done.stderr
     assert int(done.stdout) > 1000  # a whole sample read, and plain h5py refused without it
+
+
+# sha256 of the shard below as neurodata 0.7.0 wrote it, with these libraries: a change to how
+# events are written must not change a version's bytes (HDF5 places chunks and groups in the
+# file in the order it is given them).
+KEPT = {("2.0.0", "7.1.0"):
+        "745348de45089837b93b3cc4ad975640a4b0296ebf7923a77d3995d2289b2173"}
+
+
+def test_a_zstd_event_shard_keeps_its_bytes(tmp_path):
+    """Events of many chunks, in blocks of any size: the shard's bytes stay those 0.7.0 wrote
+    (with the same libhdf5 and hdf5plugin). Writing several chunks a call, for one, moves the
+    last ones past the samples group."""
+    from dataclasses import replace
+
+    import h5py
+    import hdf5plugin
+    import pytest
+
+    from neurodata_cli.datasets.base import Block, Shard
+    from neurodata_cli.datasets.two_nmnist import TwoNMNIST
+    from neurodata_cli.formats.hdf5 import HDF5, Codec
+
+    kept = KEPT.get((h5py.version.hdf5_version, hdf5plugin.version))
+    if kept is None:
+        pytest.skip("bytes recorded for other libhdf5/hdf5plugin versions")
+
+    class Coded(TwoNMNIST):
+        features = replace(TwoNMNIST.features, events=replace(TwoNMNIST.features.events,
+                                                              codec=Codec("zstd", 5, 1000)))
+
+    class Cfg:
+        seed, k, reverse_polarity = 42, 2, False
+
+    rng = np.random.default_rng(4)
+    sizes = rng.integers(0, 30000, 300)  # 4.7 million events, 4,700 chunks a field
+    blocks = []
+    for i, n in enumerate(sizes):
+        events = {"x": rng.integers(0, 34, n).astype(np.uint8),
+                  "y": rng.integers(0, 34, n).astype(np.uint8),
+                  "t": np.sort(rng.integers(0, 10**6, n)).astype(np.uint32),
+                  "p": rng.integers(0, 2, n).astype(np.uint8)}
+        blocks.append(Block({"label": np.eye(10, dtype=np.uint8)[[i % 10]],
+                             "source": np.array([f"s{i}"], dtype=object)},
+                            events, np.array([n], np.uint64)))
+    files = HDF5.write(tmp_path, Coded(), Cfg(), Shard("train", 0, 1, len(sizes)), blocks)
+    assert files[0]["sha256"] == kept

@@ -103,6 +103,8 @@ class _Appender:
 
     def __init__(self, group: Any, dtypes: dict[str, np.dtype], codec: Codec,
                  spools: contextlib.ExitStack):
+        import h5py
+
         self.group, self.dtypes, self.codec = group, dtypes, codec
         self.raw = codec.name == "raw"
         self.chunk = codec.chunk
@@ -118,6 +120,9 @@ class _Appender:
                                                  track_times=False, **codec.filters())
                          for k in EVENT_FIELDS}
         self.buffers = {k: np.zeros(self.chunk, dtype=dtypes[k]) for k in EVENT_FIELDS}
+        # What every write of a whole chunk takes, made once: its memory side, the fields' types.
+        self.whole = h5py.h5s.create_simple((self.chunk,))
+        self.types = {k: h5py.h5t.py_create(dtypes[k]) for k in EVENT_FIELDS}
 
     def append(self, events: dict[str, np.ndarray]) -> None:
         n = len(events[EVENT_FIELDS[0]])
@@ -137,10 +142,20 @@ class _Appender:
                 self._write()
 
     def _write(self) -> None:
-        end = self.written + self.filled
+        # h5py's low-level calls: a slice assignment's selection and checks cost about as much
+        # as zstd compressing the 32 KiB chunk. The calls to libhdf5 are the same, in the same
+        # order (HDF5 places each chunk in the file as it writes it: writing several chunks a
+        # call would move the last ones past the samples group and change the bytes).
+        import h5py
+
+        start, end = self.written, self.written + self.filled
+        memory = (self.whole if self.filled == self.chunk
+                  else h5py.h5s.create_simple((self.filled,)))
         for k, ds in self.datasets.items():
-            ds.resize((end,))
-            ds[self.written:end] = self.buffers[k][:self.filled]
+            ds.id.set_extent((end,))
+            space = ds.id.get_space()
+            space.select_hyperslab((start,), (self.filled,))
+            ds.id.write(memory, space, self.buffers[k][:self.filled], self.types[k])
         self.written, self.filled = end, 0
 
     def close(self) -> None:
