@@ -42,7 +42,10 @@ def _materialiser(dataset: str, out: str | Path, options: Mapping[str, Any], *,
     from .config import parse, resolve, take_executor
     from .datasets import get
     from .executors import make_executor
+    from .objstore import refuse_url
 
+    refuse_url(out, "--out" if flags else "out")
+    refuse_url(config, "--config" if flags else "config")
     ds = get(dataset)
     values = resolve(ds, Path(config) if config is not None else None, options, flags)
     kind, address = take_executor(values)
@@ -86,7 +89,9 @@ def describe_key(dataset: str, options: Mapping[str, Any], *, flags: bool = Fals
     from .cache_key import describe
     from .config import parse, resolve, take_executor
     from .datasets import get
+    from .objstore import refuse_url
 
+    refuse_url(config, "--config" if flags else "config")
     ds = get(dataset)
     values = resolve(ds, Path(config) if config is not None else None, options, flags)
     take_executor(values)  # where shards run, never what they hold

@@ -15,10 +15,25 @@ from typing import Any
 import click
 
 from .errors import NeurodataError
+from .objstore import is_url, refuse_url
 from .version import __version__
 
-CONFIG = click.Path(exists=True, dir_okay=False, path_type=Path)
-FOLDER = click.Path(exists=True, file_okay=False, path_type=Path)
+
+class _OrURL(click.ParamType):
+    """A local path as ``inner`` checks it, or a URL kept as its string (``Path`` would fold
+    its ``//``): the command then reads it from the store, or refuses it in one line."""
+
+    name = "path"
+
+    def __init__(self, inner: click.Path):
+        self.inner = inner
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        return value if is_url(value) else self.inner.convert(value, param, ctx)
+
+
+CONFIG = _OrURL(click.Path(exists=True, dir_okay=False, path_type=Path))
+FOLDER = _OrURL(click.Path(exists=True, file_okay=False, path_type=Path))
 
 
 def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -84,7 +99,7 @@ def _params(ds: Any) -> list[click.Parameter]:
     params += [
         click.Option(["--config", "config_file"], type=CONFIG,
                      help="YAML config laid over the defaults (see: neurodata config NAME)."),
-        click.Option(["--out"], type=click.Path(file_okay=False, path_type=Path),
+        click.Option(["--out"], type=_OrURL(click.Path(file_okay=False, path_type=Path)),
                      default=Path("data"), show_default=True,
                      help="Output root; data goes to <out>/<dataset>/<version>/."),
         click.Option(["--overwrite"], is_flag=True,
@@ -267,7 +282,7 @@ def key() -> None:
 @click.option("--split", help="Split to show (default: train if present, else the first).")
 @click.option("--index", type=click.IntRange(min=0), default=0, show_default=True,
               help="Sample to show (event datasets).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("-o", "--output", type=_OrURL(click.Path(dir_okay=False, path_type=Path)),
               help="PNG to write (default: <dataset>-<version>-<split>[-<index>].png here).")
 @handle_errors
 def preview(folder: Path, split: str | None, index: int, output: Path | None) -> None:
@@ -275,6 +290,9 @@ def preview(folder: Path, split: str | None, index: int, output: Path | None) ->
 
     Each dataset draws its own: a split's scatter, or one sample's event frames.
     """
+    refuse_url(folder, "preview")
+    refuse_url(output, "preview -o")
+
     from .datasets.base import Dataset
     from .errors import ConfigError
     from .preview import save
@@ -307,6 +325,8 @@ def verify(folder: Path) -> None:
     The run record run.json (where the inputs were read on the machine that built it) is not
     listed, and is not reported. Exits 0 only when all is well.
     """
+    refuse_url(folder, "verify")
+
     from .manifest import verify as run_verify
 
     report = run_verify(folder)
@@ -335,6 +355,8 @@ def info(folder: Path) -> None:
     Given a root (such as the default data/) that holds <dataset>/<version>/ folders, list each
     finished folder under it in one line.
     """
+    refuse_url(folder, "info")
+
     from .manifest import MANIFEST, load
 
     if not os.path.lexists(folder / MANIFEST):
@@ -394,7 +416,8 @@ def _list_folders(root: Path, folders: list[Path]) -> None:
 @cli.command()
 @click.argument("folder", type=FOLDER)
 @click.argument("name")
-@click.option("--to", "target", type=click.Path(file_okay=False, path_type=Path), required=True,
+@click.option("--to", "target", type=_OrURL(click.Path(file_okay=False, path_type=Path)),
+              required=True,
               help="Where to make it (outside FOLDER).")
 @handle_errors
 def export(folder: Path, name: str, target: Path) -> None:
@@ -404,6 +427,9 @@ def export(folder: Path, name: str, target: Path) -> None:
     Example:
       neurodata export data/es-imagenet/2.0.0 spikingjelly --to sj-root
     """
+    refuse_url(folder, "export")
+    refuse_url(target, "export --to")
+
     from .errors import ConfigError
     from .reader import open_dataset
 
