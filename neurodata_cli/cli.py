@@ -290,9 +290,20 @@ def preview(folder: Path, split: str | None, index: int, output: Path | None) ->
 
     Each dataset draws its own: a split's scatter, or one sample's event frames.
     """
-    refuse_url(folder, "preview")
     refuse_url(output, "preview -o")
+    if is_url(folder):  # the manifest and the one split it draws, into a temporary folder
+        import tempfile
 
+        from .objstore import download_split
+
+        with tempfile.TemporaryDirectory(prefix="neurodata-preview-") as tmp:
+            _preview(Path(download_split(folder, split, tmp)), split, index, output, folder)
+        return
+    _preview(folder, split, index, output, folder)
+
+
+def _preview(folder: Path, split: str | None, index: int, output: Path | None,
+             shown: str | Path) -> None:
     from .datasets.base import Dataset
     from .errors import ConfigError
     from .preview import save
@@ -305,7 +316,7 @@ def preview(folder: Path, split: str | None, index: int, output: Path | None) ->
     if split is None:
         split = "train" if "train" in data.splits else data.splits[0]
     if split not in data.splits:
-        raise ConfigError(f"--split {split}: {folder} holds {', '.join(data.splits)}")
+        raise ConfigError(f"--split {split}: {shown} holds {', '.join(data.splits)}")
     view = data[split]
     if index >= len(view):
         raise ConfigError(f"--index {index}: the {split} split has {len(view)} samples")
@@ -325,11 +336,10 @@ def verify(folder: Path) -> None:
     The run record run.json (where the inputs were read on the machine that built it) is not
     listed, and is not reported. Exits 0 only when all is well.
     """
-    refuse_url(folder, "verify")
-
     from .manifest import verify as run_verify
+    from .objstore import verify_url
 
-    report = run_verify(folder)
+    report = verify_url(folder) if is_url(folder) else run_verify(folder)
     for problem in report.problems:
         click.echo(f"problem: {problem}")
     for kind in ("missing", "altered", "unlisted"):
@@ -355,17 +365,16 @@ def info(folder: Path) -> None:
     Given a root (such as the default data/) that holds <dataset>/<version>/ folders, list each
     finished folder under it in one line.
     """
-    refuse_url(folder, "info")
-
     from .manifest import MANIFEST, load
+    from .objstore import load_url
 
-    if not os.path.lexists(folder / MANIFEST):
+    if not is_url(folder) and not os.path.lexists(folder / MANIFEST):
         found = sorted(p.parent for pattern in (f"*/{MANIFEST}", f"*/*/{MANIFEST}")
                        for p in folder.glob(pattern) if not _hidden(p.relative_to(folder)))
         if found:
             _list_folders(folder, found)
             return
-    m = load(folder)
+    m = load_url(folder) if is_url(folder) else load(folder)
     total = sum(f.get("bytes", 0) for f in m["files"])
     click.echo(f"{m['dataset']} {m['version']}  (neurodata {m.get('tool', {}).get('version')})")
     if m.get("release_notes"):
@@ -459,8 +468,9 @@ def _features(folder: Path, manifest: dict[str, Any] | None = None) -> list[str]
     when that dataset is not installed)."""
     from .datasets import get
     from .manifest import load
+    from .objstore import load_url
 
-    m = manifest or load(folder)
+    m = manifest or (load_url(folder) if is_url(folder) else load(folder))
     try:
         return get(m.get("builder", m["dataset"])).features.describe()
     except NeurodataError:
