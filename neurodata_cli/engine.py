@@ -187,11 +187,20 @@ def run_shard(ds: Dataset[Any], cfg: Config, shard: Shard, stage: str,
               report: Callable[[str, int], None] | None = None) -> dict[str, Any]:
     """Build one shard, write its files into the stage, record it. Runs in any worker (the
     executor resolves the dataset there); ``report(shard key, units)`` hears of each block as
-    it is built. A stage that is a URL (an object store) gets the shard's files uploaded."""
-    if is_url(stage):
-        from .objstore import run_shard_into
+    it is built.
 
-        return run_shard_into(ds, cfg, shard, stage, report)
+    A stage that is a URL (an object store): the shard is built in a local temporary folder
+    (writers need real files: h5py) and uploaded, so a worker needs no folder shared with the
+    client."""
+    if is_url(stage):
+        import tempfile
+
+        from .objstore import upload_shard
+
+        with tempfile.TemporaryDirectory(prefix="neurodata-shard-") as tmp:
+            record = run_shard(ds, cfg, shard, tmp, report)
+            upload_shard(stage, tmp, record, f"{INTERNAL}/shards/{shard.key}.json")
+        return record
     stats: dict[str, Any] = {}
     check = ShardCheck(ds, cfg, shard)
     writer = ds.formats[cfg.format]

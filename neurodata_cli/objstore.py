@@ -16,13 +16,9 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import ConfigError, RunError
-
-if TYPE_CHECKING:
-    from .datasets.base import Config, Dataset, Shard
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
@@ -99,25 +95,17 @@ def read_object(fs: Any, path: str) -> bytes | None:
 
 # ---- a worker's shard --------------------------------------------------------------------------
 
-def run_shard_into(ds: Dataset[Any], cfg: Config, shard: Shard, stage: str,
-                   report: Callable[[str, int], None] | None = None) -> dict[str, Any]:
-    """Build one shard in a local temporary folder (the writers need real files: h5py), upload
-    its files into the stage at ``stage`` (a URL), then its record, last: a shard counts as
-    done only once its record is stored, and a resume checks its files against their digests.
-    Runs on any worker; it needs no folder shared with the client."""
-    from .engine import INTERNAL, run_shard
-
+def upload_shard(stage: str, local: str, record: dict[str, Any], record_path: str) -> None:
+    """Upload a shard built in the local folder ``local`` into the stage at ``stage`` (a URL):
+    its files, then its record, last. A shard counts as done only once its record is stored,
+    and a resume checks its files against their digests first."""
     fs, root = filesystem(stage)
-    with tempfile.TemporaryDirectory(prefix="neurodata-shard-") as tmp:
-        record = run_shard(ds, cfg, shard, tmp, report)
-        try:
-            for f in record["files"]:
-                fs.put_file(os.path.join(tmp, f["path"]), f"{root}/{f['path']}")
-            fs.pipe_file(f"{root}/{INTERNAL}/shards/{shard.key}.json",
-                         json.dumps(record).encode())
-        except OSError as exc:
-            raise failure(stage, exc) from None
-    return record
+    try:
+        for f in record["files"]:
+            fs.put_file(os.path.join(local, f["path"]), f"{root}/{f['path']}")
+        fs.pipe_file(f"{root}/{record_path}", json.dumps(record).encode())
+    except OSError as exc:
+        raise failure(stage, exc) from None
 
 
 # ---- the lock: a lease object ------------------------------------------------------------------

@@ -205,3 +205,11 @@ def test_a_dask_cluster_writes_its_shards_straight_into_the_store(run, tmp_path,
     assert sums(url) == sums(tmp_path / "local" / "es-imagenet" / "2.1.0")
     assert not os.listdir(client)  # nothing staged on the client's disk
     assert not list(workers.rglob("*.h5"))  # the workers' temporary shards are gone
+
+
+def test_the_python_api_takes_a_url_out(bucket):
+    from neurodata_cli import materialise
+
+    summary = materialise("yinyang", out=f"s3://{bucket}/py", size=100)
+    assert summary.folder == f"s3://{bucket}/py/yinyang/1.0.0"
+    assert materialise("yinyang", out=f"s3://{bucket}/py", size=100).reused
