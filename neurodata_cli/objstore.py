@@ -55,6 +55,9 @@ def filesystem(url: str) -> tuple[Any, str]:
         raise ConfigError(f"{url}: {' '.join(str(exc).split())}") from None
     except ValueError as exc:  # an unknown protocol
         raise ConfigError(f"{url}: {exc}") from None
+    if "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)):
+        # file://: folders are real here, and made as objects are written into them
+        fs = fsspec.filesystem("file", auto_mkdir=True)
     return fs, path.rstrip("/")
 
 
