@@ -257,3 +257,22 @@ def test_a_commit_cut_before_its_sha256sums_is_redone_by_the_next_run(run, tmp_p
     result = run("yinyang", *args, "--out", f"s3://{bucket}/ds")
     assert "3 shards resumed" in result.output
     assert sums(url) == sums(tmp_path / "local" / "yinyang" / "1.0.0")
+
+
+def test_the_holder_renews_its_lease_so_a_long_run_keeps_its_lock(bucket, monkeypatch):
+    from neurodata_cli import objstore
+
+    monkeypatch.setattr(objstore, "LEASE", 0.4)
+    store, path = objstore.filesystem(f"s3://{bucket}/ds/yinyang/.1.0.0.lock")
+    mine = objstore.Lease(store, path, "lock")
+    assert mine.try_take() is None
+    mine.start()
+    try:
+        time.sleep(1.2)  # three leases: only renewals keep it fresh
+        other = objstore.Lease(store, path, "lock")
+        other.me["host"] = "elsewhere"  # not told apart by its pid
+        held = other.try_take()
+        assert held and held["run"] == mine.me["run"]
+    finally:
+        mine.release()
+    assert not fs().exists(path)
