@@ -101,7 +101,9 @@ def _params(ds: Any) -> list[click.Parameter]:
                      help="YAML config laid over the defaults (see: neurodata config NAME)."),
         click.Option(["--out"], type=_OrURL(click.Path(file_okay=False, path_type=Path)),
                      default=Path("data"), show_default=True,
-                     help="Output root; data goes to <out>/<dataset>/<version>/."),
+                     help="Output root; data goes to <out>/<dataset>/<version>/. A URL "
+                          "(s3://bucket/prefix) writes into an object store: pip install "
+                          "'neurodata[cloud]'."),
         click.Option(["--overwrite"], is_flag=True,
                      help="Replace finished output (a folder made with the same config is "
                           "otherwise reused as it is)."),
@@ -123,7 +125,8 @@ def _params(ds: Any) -> list[click.Parameter]:
         params.append(click.Option(
             ["--scheduler"], metavar="ADDRESS",
             help="Run the shards on this Dask scheduler (config: executor.address); needs "
-                 "pip install 'neurodata[dask]' and storage shared with the workers."))
+                 "pip install 'neurodata[dask]' and storage shared with the workers (or an "
+                 "--out URL)."))
     return params
 
 

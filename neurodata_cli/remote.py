@@ -207,9 +207,14 @@ class RemoteMaterialiser(Materialiser):
         reused = self._reuse(existing, shards, start)
         if reused is not None or self.overwrite:
             return reused
+        why = self._differs(existing, shards) or ""
+        if why.startswith("no "):  # a split-scoped run into a folder of other splits
+            raise FolderExists(
+                f"{self.folder} holds the {', '.join(existing['splits'])} split(s); adding a "
+                f"split to a folder in a store is not supported yet: run all splits at once, "
+                f"or {self._hint()}")
         raise FolderExists(f"{self.folder} already holds a finished {self.name} "
-                           f"{self.ds.version} made with {self._differs(existing, shards)}; "
-                           f"{self._hint()}")
+                           f"{self.ds.version} made with {why}; {self._hint()}")
 
     def _check_files(self, existing: dict[str, Any]) -> str | None:
         if self.verify:

@@ -276,3 +276,13 @@ def test_the_holder_renews_its_lease_so_a_long_run_keeps_its_lock(bucket, monkey
     finally:
         mine.release()
     assert not fs().exists(path)
+
+
+def test_a_split_into_a_folder_of_other_splits_in_a_store_is_refused_in_one_line(run, tmp_path,
+                                                                                bucket):
+    tree = nmnist_tree(tmp_path / "nmnist", {"train": 4, "test": 2})
+    args = ["--nmnist-root", str(tree), "--out", f"s3://{bucket}/ds", "--quiet"]
+    run("2nmnist", *args, "--split", "train")
+    result = run("2nmnist", *args, "--split", "test", code=1)
+    assert "adding a split to a folder in a store is not supported yet" in result.output
+    assert len(result.output.strip().splitlines()) == 1
