@@ -178,6 +178,9 @@ def test_kill_9_of_the_client_then_resume_gives_a_local_runs_bytes(run, tmp_path
     fs().pipe_file(where, bytes(data))
     result = run("es-imagenet", *args, "--out", url, "--workers", "2")
     assert f"{len(kept) - 1} shards resumed" in result.output
+    # The killed client's lock names a process of this host that is gone: broken at once,
+    # without waiting out its lease.
+    assert "breaking the stale lock" in result.output
     assert sums(f"{url}/es-imagenet/2.1.0") == sums(tmp_path / "local" / "es-imagenet" / "2.1.0")
 
 
