@@ -208,7 +208,7 @@ class RemoteMaterialiser(Materialiser):
         if reused is not None or self.overwrite:
             return reused
         why = self._differs(existing, shards) or ""
-        if why.startswith("no "):  # a split-scoped run into a folder of other splits
+        if why.startswith("no ") and self.ds.split_scoped:  # a run of other splits
             raise FolderExists(
                 f"{self.folder} holds the {', '.join(existing['splits'])} split(s); adding a "
                 f"split to a folder in a store is not supported yet: run all splits at once, "

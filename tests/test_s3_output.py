@@ -289,3 +289,17 @@ def test_a_split_into_a_folder_of_other_splits_in_a_store_is_refused_in_one_line
     result = run("2nmnist", *args, "--split", "test", code=1)
     assert "adding a split to a folder in a store is not supported yet" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_folder_made_otherwise_is_refused_then_replaced_with_overwrite(run, tmp_path, bucket):
+    (tmp_path / "two.yaml").write_text("splits:\n  train: {size: 300, seed: 1}\n"
+                                       "  b: {size: 300, seed: 2}\n")
+    out = f"s3://{bucket}/ds"
+    run("yinyang", "--config", tmp_path / "two.yaml", "--out", out, "--quiet")
+    result = run("yinyang", "--size", "200", "--out", out, code=1)
+    assert "already holds a finished yinyang 1.0.0 made with a different config" in result.output
+    run("yinyang", "--size", "200", "--out", out, "--overwrite", "--quiet")
+    run("yinyang", "--size", "200", "--out", tmp_path / "local", "--quiet")
+    url = f"{out}/yinyang/1.0.0"
+    assert sums(url) == sums(tmp_path / "local" / "yinyang" / "1.0.0")
+    assert "OK:" in run("verify", url).output  # the old folder's objects are gone
