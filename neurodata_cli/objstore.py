@@ -159,14 +159,35 @@ class Lease:
             return None
         except FileExistsError:
             pass
+        try:
+            self.fs.invalidate_cache(self.path)
+            etag = self.fs.info(self.path).get("ETag")  # before the body: see _break
+        except FileNotFoundError:
+            return {}  # released meanwhile
         held = self.holder()
-        if held is None:  # released meanwhile
+        if held is None:
             return {}
         if self.stale(held):
-            print(f"breaking the stale lock {self.url} of run {describe(held)}", file=sys.stderr)
-            self.fs.rm_file(self.path)
+            if self._break(etag):
+                print(f"broke the stale lock {self.url} of run {describe(held)}",
+                      file=sys.stderr)
             return {}
         return held
+
+    def _break(self, etag: str | None) -> bool:
+        """Delete the lock only if it is still the object read (its ETag): two runs that both
+        find it stale must not delete the lock one of them has just taken. (The tag was read
+        before the body, so a lock retaken in between has another tag and stays.) Stores
+        without conditional deletes delete it as it is."""
+        if etag and hasattr(self.fs, "call_s3"):
+            bucket, key, _ = self.fs.split_path(self.path)
+            try:
+                self.fs.call_s3("delete_object", Bucket=bucket, Key=key, IfMatch=etag)
+            except OSError:  # 412: taken again since, or already gone
+                return False
+            return True
+        self.fs.rm_file(self.path)
+        return True
 
     def renew(self) -> None:
         while not self._stop.wait(LEASE / 4):

@@ -180,7 +180,7 @@ def test_kill_9_of_the_client_then_resume_gives_a_local_runs_bytes(run, tmp_path
     assert f"{len(kept) - 1} shards resumed" in result.output
     # The killed client's lock names a process of this host that is gone: broken at once,
     # without waiting out its lease.
-    assert "breaking the stale lock" in result.output
+    assert "broke the stale lock" in result.output
     assert sums(f"{url}/es-imagenet/2.1.0") == sums(tmp_path / "local" / "es-imagenet" / "2.1.0")
 
 
@@ -303,3 +303,20 @@ def test_a_folder_made_otherwise_is_refused_then_replaced_with_overwrite(run, tm
     url = f"{out}/yinyang/1.0.0"
     assert sums(url) == sums(tmp_path / "local" / "yinyang" / "1.0.0")
     assert "OK:" in run("verify", url).output  # the old folder's objects are gone
+
+
+def test_a_stale_lock_is_broken_only_if_it_is_still_the_one_read(bucket):
+    """Two runs find one stale lock; the first breaks it and takes the folder. The second's
+    delete is conditional on the lock it read (its ETag), so it cannot delete the new one."""
+    from neurodata_cli import objstore
+
+    store, path = objstore.filesystem(f"s3://{bucket}/ds/yinyang/.1.0.0.lock")
+    old = {"run": "old", "host": "elsewhere", "pid": 1, "time": time.time() - 1000}
+    store.pipe_file(path, json.dumps(old).encode())
+    read_by_second = store.info(path)["ETag"]
+    first = objstore.Lease(store, path, "lock")
+    assert first.try_take() == {}  # broke it
+    assert first.try_take() is None  # took it
+    second = objstore.Lease(store, path, "lock")
+    assert second._break(read_by_second) is False
+    assert second.holder()["run"] == first.me["run"]
