@@ -202,9 +202,16 @@ class Lease:
 
     def release(self) -> None:
         self._stop.set()
+        if self._thread is not None:
+            self._thread.join()  # no renewal after the release
+        try:
+            self.fs.invalidate_cache(self.path)
+            etag = self.fs.info(self.path).get("ETag")
+        except FileNotFoundError:
+            return
         held = self.holder()
         if held is not None and held.get("run") == self.me["run"]:
-            self.fs.rm_file(self.path)
+            self._break(etag)  # only our own lock, even if another run took it meanwhile
 
 
 def describe(held: dict[str, Any]) -> str:
