@@ -205,6 +205,8 @@ class RemoteMaterialiser(Materialiser):
     def _reuse_or_refuse(self, existing: dict[str, Any], shards: list[Shard],
                          start: float) -> RunSummary | None:
         reused = self._reuse(existing, shards, start)
+        if reused is not None and self._staged_fingerprint() == self.fingerprint:
+            self._remove(self.rstage)  # a commit killed as it removed its stage: done now
         if reused is not None or self.overwrite:
             return reused
         why = self._differs(existing, shards) or ""

@@ -320,3 +320,25 @@ def test_a_stale_lock_is_broken_only_if_it_is_still_the_one_read(bucket):
     second = objstore.Lease(store, path, "lock")
     assert second._break(read_by_second) is False
     assert second.holder()["run"] == first.me["run"]
+
+
+def test_a_stage_left_by_a_commit_killed_after_its_sha256sums_is_removed_by_the_rerun(
+        run, tmp_path, bucket, monkeypatch):
+    from neurodata_cli import materialise, remote
+
+    args = small("yinyang", tmp_path)
+    real = remote.RemoteMaterialiser._remove
+
+    def cut(self, path):
+        if path == self.rstage and fs().exists(f"{self.rfolder}/SHA256SUMS"):
+            raise RuntimeError("power cut")
+        return real(self, path)
+
+    monkeypatch.setattr(remote.RemoteMaterialiser, "_remove", cut)
+    with pytest.raises(RuntimeError, match="power cut"):
+        materialise("yinyang", out=f"s3://{bucket}/ds", config=args[1])
+    stage = f"{bucket}/ds/yinyang/.1.0.0.s0+s1+s2.partial"
+    assert fs().find(stage)
+    monkeypatch.setattr(remote.RemoteMaterialiser, "_remove", real)
+    assert "reused" in run("yinyang", *args, "--out", f"s3://{bucket}/ds").output
+    assert not fs().find(stage)
