@@ -42,7 +42,9 @@ def _materialiser(dataset: str, out: str | Path, options: Mapping[str, Any], *,
     from .config import parse, resolve, take_executor
     from .datasets import get
     from .executors import make_executor
+    from .objstore import is_url, refuse_url
 
+    refuse_url(config, "--config" if flags else "config")
     ds = get(dataset)
     values = resolve(ds, Path(config) if config is not None else None, options, flags)
     kind, address = take_executor(values)
@@ -52,6 +54,11 @@ def _materialiser(dataset: str, out: str | Path, options: Mapping[str, Any], *,
         raise ConfigError(f"{ds.name} runs locally only; it has no Dask executor")
     executor = None if dry else make_executor(kind, address, workers)
     cfg = parse(ds, values)  # every value checked before any I/O
+    if is_url(out):  # an object store: its own lock, stage and commit (remote.py)
+        from .remote import RemoteMaterialiser
+
+        return RemoteMaterialiser(ds, cfg, str(out), overwrite=overwrite, quiet=quiet,
+                                  executor=executor, wait=wait, verify=verify, flags=flags)
     return Materialiser(ds, cfg, Path(out), overwrite=overwrite, quiet=quiet,
                         executor=executor, wait=wait, verify=verify, flags=flags)
 
@@ -86,7 +93,9 @@ def describe_key(dataset: str, options: Mapping[str, Any], *, flags: bool = Fals
     from .cache_key import describe
     from .config import parse, resolve, take_executor
     from .datasets import get
+    from .objstore import refuse_url
 
+    refuse_url(config, "--config" if flags else "config")
     ds = get(dataset)
     values = resolve(ds, Path(config) if config is not None else None, options, flags)
     take_executor(values)  # where shards run, never what they hold

@@ -15,10 +15,25 @@ from typing import Any
 import click
 
 from .errors import NeurodataError
+from .objstore import is_url, refuse_url
 from .version import __version__
 
-CONFIG = click.Path(exists=True, dir_okay=False, path_type=Path)
-FOLDER = click.Path(exists=True, file_okay=False, path_type=Path)
+
+class _OrURL(click.ParamType):  # type: ignore[type-arg]  # generic in newer click only
+    """A local path as ``inner`` checks it, or a URL kept as its string (``Path`` would fold
+    its ``//``): the command then reads it from the store, or refuses it in one line."""
+
+    name = "path"
+
+    def __init__(self, inner: click.Path):
+        self.inner = inner
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        return value if is_url(value) else self.inner.convert(value, param, ctx)
+
+
+CONFIG = _OrURL(click.Path(exists=True, dir_okay=False, path_type=Path))
+FOLDER = _OrURL(click.Path(exists=True, file_okay=False, path_type=Path))
 
 
 def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -84,9 +99,11 @@ def _params(ds: Any) -> list[click.Parameter]:
     params += [
         click.Option(["--config", "config_file"], type=CONFIG,
                      help="YAML config laid over the defaults (see: neurodata config NAME)."),
-        click.Option(["--out"], type=click.Path(file_okay=False, path_type=Path),
+        click.Option(["--out"], type=_OrURL(click.Path(file_okay=False, path_type=Path)),
                      default=Path("data"), show_default=True,
-                     help="Output root; data goes to <out>/<dataset>/<version>/."),
+                     help="Output root; data goes to <out>/<dataset>/<version>/. A URL "
+                          "(s3://bucket/prefix) writes into an object store: pip install "
+                          "'neurodata[cloud]'."),
         click.Option(["--overwrite"], is_flag=True,
                      help="Replace finished output (a folder made with the same config is "
                           "otherwise reused as it is)."),
@@ -108,7 +125,8 @@ def _params(ds: Any) -> list[click.Parameter]:
         params.append(click.Option(
             ["--scheduler"], metavar="ADDRESS",
             help="Run the shards on this Dask scheduler (config: executor.address); needs "
-                 "pip install 'neurodata[dask]' and storage shared with the workers."))
+                 "pip install 'neurodata[dask]' and storage shared with the workers (or an "
+                 "--out URL)."))
     return params
 
 
@@ -267,7 +285,7 @@ def key() -> None:
 @click.option("--split", help="Split to show (default: train if present, else the first).")
 @click.option("--index", type=click.IntRange(min=0), default=0, show_default=True,
               help="Sample to show (event datasets).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("-o", "--output", type=_OrURL(click.Path(dir_okay=False, path_type=Path)),
               help="PNG to write (default: <dataset>-<version>-<split>[-<index>].png here).")
 @handle_errors
 def preview(folder: Path, split: str | None, index: int, output: Path | None) -> None:
@@ -275,6 +293,20 @@ def preview(folder: Path, split: str | None, index: int, output: Path | None) ->
 
     Each dataset draws its own: a split's scatter, or one sample's event frames.
     """
+    refuse_url(output, "preview -o")
+    if is_url(folder):  # the manifest and the one split it draws, into a temporary folder
+        import tempfile
+
+        from .objstore import download_split
+
+        with tempfile.TemporaryDirectory(prefix="neurodata-preview-") as tmp:
+            _preview(Path(download_split(str(folder), split, tmp)), split, index, output, folder)
+        return
+    _preview(folder, split, index, output, folder)
+
+
+def _preview(folder: Path, split: str | None, index: int, output: Path | None,
+             shown: str | Path) -> None:
     from .datasets.base import Dataset
     from .errors import ConfigError
     from .preview import save
@@ -287,7 +319,7 @@ def preview(folder: Path, split: str | None, index: int, output: Path | None) ->
     if split is None:
         split = "train" if "train" in data.splits else data.splits[0]
     if split not in data.splits:
-        raise ConfigError(f"--split {split}: {folder} holds {', '.join(data.splits)}")
+        raise ConfigError(f"--split {split}: {shown} holds {', '.join(data.splits)}")
     view = data[split]
     if index >= len(view):
         raise ConfigError(f"--index {index}: the {split} split has {len(view)} samples")
@@ -308,8 +340,9 @@ def verify(folder: Path) -> None:
     listed, and is not reported. Exits 0 only when all is well.
     """
     from .manifest import verify as run_verify
+    from .objstore import verify_url
 
-    report = run_verify(folder)
+    report = verify_url(str(folder)) if is_url(folder) else run_verify(folder)
     for problem in report.problems:
         click.echo(f"problem: {problem}")
     for kind in ("missing", "altered", "unlisted"):
@@ -336,14 +369,15 @@ def info(folder: Path) -> None:
     finished folder under it in one line.
     """
     from .manifest import MANIFEST, load
+    from .objstore import load_url
 
-    if not os.path.lexists(folder / MANIFEST):
+    if not is_url(folder) and not os.path.lexists(folder / MANIFEST):
         found = sorted(p.parent for pattern in (f"*/{MANIFEST}", f"*/*/{MANIFEST}")
                        for p in folder.glob(pattern) if not _hidden(p.relative_to(folder)))
         if found:
             _list_folders(folder, found)
             return
-    m = load(folder)
+    m = load_url(str(folder)) if is_url(folder) else load(folder)
     total = sum(f.get("bytes", 0) for f in m["files"])
     click.echo(f"{m['dataset']} {m['version']}  (neurodata {m.get('tool', {}).get('version')})")
     if m.get("release_notes"):
@@ -394,7 +428,8 @@ def _list_folders(root: Path, folders: list[Path]) -> None:
 @cli.command()
 @click.argument("folder", type=FOLDER)
 @click.argument("name")
-@click.option("--to", "target", type=click.Path(file_okay=False, path_type=Path), required=True,
+@click.option("--to", "target", type=_OrURL(click.Path(file_okay=False, path_type=Path)),
+              required=True,
               help="Where to make it (outside FOLDER).")
 @handle_errors
 def export(folder: Path, name: str, target: Path) -> None:
@@ -404,6 +439,9 @@ def export(folder: Path, name: str, target: Path) -> None:
     Example:
       neurodata export data/es-imagenet/2.0.0 spikingjelly --to sj-root
     """
+    refuse_url(folder, "export")
+    refuse_url(target, "export --to")
+
     from .errors import ConfigError
     from .reader import open_dataset
 
@@ -433,8 +471,9 @@ def _features(folder: Path, manifest: dict[str, Any] | None = None) -> list[str]
     when that dataset is not installed)."""
     from .datasets import get
     from .manifest import load
+    from .objstore import load_url
 
-    m = manifest or load(folder)
+    m = manifest or (load_url(str(folder)) if is_url(folder) else load(folder))
     try:
         return get(m.get("builder", m["dataset"])).features.describe()
     except NeurodataError:

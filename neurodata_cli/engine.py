@@ -63,6 +63,7 @@ from .manifest import (
     write_manifest,
 )
 from .manifest import verify as verify_folder
+from .objstore import is_url
 from .progress import progress, silenced
 from .version import __version__
 
@@ -186,7 +187,20 @@ def run_shard(ds: Dataset[Any], cfg: Config, shard: Shard, stage: str,
               report: Callable[[str, int], None] | None = None) -> dict[str, Any]:
     """Build one shard, write its files into the stage, record it. Runs in any worker (the
     executor resolves the dataset there); ``report(shard key, units)`` hears of each block as
-    it is built."""
+    it is built.
+
+    A stage that is a URL (an object store): the shard is built in a local temporary folder
+    (writers need real files: h5py) and uploaded, so a worker needs no folder shared with the
+    client."""
+    if is_url(stage):
+        import tempfile
+
+        from .objstore import upload_shard
+
+        with tempfile.TemporaryDirectory(prefix="neurodata-shard-") as tmp:
+            record = run_shard(ds, cfg, shard, tmp, report)
+            upload_shard(stage, tmp, record, f"{INTERNAL}/shards/{shard.key}.json")
+        return record
     stats: dict[str, Any] = {}
     check = ShardCheck(ds, cfg, shard)
     writer = ds.formats[cfg.format]

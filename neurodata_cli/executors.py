@@ -206,7 +206,7 @@ def require_distributed() -> None:
                           f"{INSTALL_HINT}") from None
 
 
-def probe_storage(inputs: list[str], stage: str, token: str) -> dict[str, str]:
+def probe_storage(inputs: list[str], stage: str | None, token: str) -> dict[str, str]:
     """Runs on every worker: can it read the inputs, and see and write the stage?
 
     The client wrote ``token`` into the stage; a worker that reads it back sees the same folder,
@@ -219,6 +219,8 @@ def probe_storage(inputs: list[str], stage: str, token: str) -> dict[str, str]:
             problems[path] = "does not exist on this worker"
         elif not os.access(path, os.R_OK | (os.X_OK if os.path.isdir(path) else 0)):
             problems[path] = "is not readable on this worker"
+    if stage is None:  # the shards go to an object store: no folder is shared
+        return problems
     internal = os.path.join(stage, ".neurodata")
     try:
         with open(os.path.join(internal, f"probe-{token}")) as f:
@@ -261,16 +263,21 @@ class DaskExecutor:
             raise RunError(f"cannot reach the Dask scheduler at {self.address} within "
                            f"{CONNECT_TIMEOUT}: {first}") from None
 
-    def check_storage(self, client: Any, inputs: list[str], stage: Path) -> None:
-        """Fail before any work unless every worker reads the inputs and shares the stage."""
+    def check_storage(self, client: Any, inputs: list[str], stage: Path | None) -> None:
+        """Fail before any work unless every worker reads the inputs and shares the stage
+        (None: a stage in an object store, which workers upload into)."""
         token = secrets.token_hex(8)
-        probe = stage / ".neurodata" / f"probe-{token}"
-        probe.parent.mkdir(parents=True, exist_ok=True)
-        probe.write_text(token)
-        try:
-            answers = client.run(probe_storage, inputs, str(stage), token, on_error="return")
-        finally:
-            probe.unlink(missing_ok=True)
+        if stage is None:
+            answers = client.run(probe_storage, inputs, None, token, on_error="return")
+        else:
+            probe = stage / ".neurodata" / f"probe-{token}"
+            probe.parent.mkdir(parents=True, exist_ok=True)
+            probe.write_text(token)
+            try:
+                answers = client.run(probe_storage, inputs, str(stage), token,
+                                     on_error="return")
+            finally:
+                probe.unlink(missing_ok=True)
         if not answers:
             raise RunError(f"the Dask cluster at {self.address} has no workers")
         bad = []
@@ -288,12 +295,17 @@ class DaskExecutor:
             progress: Progress | None = None) -> Iterator[dict[str, Any]]:
         from distributed import as_completed
 
-        # Workers resolve paths from their own working folder: give them this machine's.
-        stage = Path(stage).absolute()
+        from .objstore import is_url
+
+        # Workers resolve paths from their own working folder: give them this machine's. A
+        # URL stage is the same everywhere.
+        url = is_url(stage)
+        stage = stage if url else Path(stage).absolute()
         client = self._connect()
         try:
             inputs = get(dataset).inputs(cfg)
-            self.check_storage(client, [str(Path(p).absolute()) for p in inputs], stage)
+            self.check_storage(client, [str(Path(p).absolute()) for p in inputs],
+                               None if url else stage)
             run_id = secrets.token_hex(4)  # keys unique per run: a resumed run is a new graph
             futures = [client.submit(run_task, task, dataset, cfg, shard, str(stage),
                                      retries=self.retries, pure=False,

@@ -1,0 +1,366 @@
+"""A run whose output is a URL (``--out s3://bucket/prefix``): the engine's run, into a store.
+
+Object stores have no rename and no process lock, so the steps that make a local run safe are
+done otherwise (docs/cluster.md, "No shared filesystem")::
+
+    <prefix>/<dataset>/.<version>.lock                lease object: created only if absent
+    <prefix>/<dataset>/.<version>.<splits>.partial/   the stage: shard files, uploaded whole
+        .neurodata/run.json                           this run's config fingerprint
+        .neurodata/inputs.json.gz                     the inputs its shards were planned over
+        .neurodata/shards/<key>.json                  uploaded after its files: shard done
+    <prefix>/<dataset>/<version>/                     the folder: its files copied from the
+        manifest.json, then SHA256SUMS, last          stage; finished only once SHA256SUMS is
+
+Workers build each shard into a local temporary folder and upload it (``run_shard_into``); the
+client never needs to see their disks. A killed run leaves the stage, whose shards the next run
+takes after re-hashing them. The commit first removes the old folder's SHA256SUMS (from then on
+the folder is unfinished), replaces its objects and writes manifest.json and SHA256SUMS last;
+cut short, it is redone from the stage by the next run.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .blocks import check_shards
+from .datasets.base import Config, Dataset, Shard
+from .engine import INTERNAL, Materialiser, RunSummary, _what_changed, check_split_names, run_shard
+from .errors import FolderExists, RunError
+from .manifest import MANIFEST, RUN, SUMS, check_shape, metadata, parse_sums
+from .objstore import (
+    Lease,
+    describe,
+    failure,
+    filesystem,
+    listing,
+    read_object,
+    sha256_object,
+    verify_url,
+)
+from .progress import progress
+
+
+class URLFolder(str):
+    """The output folder's URL, where the engine's messages and records take a ``Path``."""
+
+    def exists(self) -> bool:
+        fs, root = filesystem(self)
+        return bool(listing(fs, root))
+
+    def absolute(self) -> URLFolder:
+        return self
+
+
+class RemoteMaterialiser(Materialiser):
+    """``Materialiser`` for an output URL; the dataset, the plan, the shards' bytes, the
+    manifest and the reuse rules are the local run's, so the folder is byte for byte the same.
+
+    Not (yet) for an output URL: merging a run of some splits into a folder holding others
+    (the folder is replaced with ``overwrite``, else refused)."""
+
+    def __init__(self, ds: Dataset[Any], cfg: Config, out: str, **kwargs: Any):
+        super().__init__(ds, cfg, Path("."), **kwargs)
+        self.url = out.rstrip("/")
+        self.fs, root = filesystem(self.url)
+        self.rbase = f"{root}/{self.name}"
+        self.rfolder = f"{self.rbase}/{ds.version}"
+        self.folder = URLFolder(f"{self.url}/{self.name}/{ds.version}")  # type: ignore
+
+    # ---- the run ------------------------------------------------------------------------
+    def _run(self, on_shard: Callable[[dict[str, Any]], None] | None) -> RunSummary:
+        start = time.perf_counter()
+        self.cfg = self.ds.locate(self.cfg)
+        self.claim = self.ds.splits(self.cfg)
+        check_split_names(self.claim)
+        name = f".{self.ds.version}.{'+'.join(self.claim)}.partial"
+        self.rstage = f"{self.rbase}/{name}"
+        self.stage_url = f"{self.url}/{self.name}/{name}"
+        self.config = self.cfg.recorded()
+        self.fingerprint = self._fingerprint()
+        scanning = self.ds.needs_scan(self.cfg)
+        shards = [] if scanning else self._plan()
+        with tempfile.TemporaryDirectory(prefix="neurodata-client-") as scratch, self._lock():
+            # The client's own scratch: an archive's index (scan) and the split files.
+            self.stage = Path(scratch)
+            existing = self._check_output()
+            if existing is not None and not scanning:
+                reused = self._reuse_or_refuse(existing, shards, start)
+                if reused is not None:
+                    return reused
+            self._open_remote_stage()
+            if scanning:
+                self._internal.mkdir(parents=True)
+                self.cfg = self.ds.scan(self.cfg, self._internal)
+                self.config = self.cfg.recorded()
+                self.fingerprint = self._fingerprint()
+                shards = self._plan()
+                if existing is not None:
+                    reused = self._reuse_or_refuse(existing, shards, start)
+                    if reused is not None:
+                        return reused
+            self._check_remote_inputs(shards)
+            done = self._finished_remote(shards)
+            todo = [s for s in shards if s.key not in done]
+            records = self._build(shards, done, todo, on_shard)
+            self._check_inputs_held(shards)
+            check_shards(self.ds.name, records, self._internal / "shards")
+            extra = self._split_files(records)
+            self._upload_split_files(extra)
+            records += extra
+            manifest = self._manifest(records, None)
+            self._commit_remote(manifest, shards)
+        return self._summary(manifest, time.perf_counter() - start, len(shards) - len(todo))
+
+    def _fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(self.config, sort_keys=True).encode()).hexdigest()
+
+    def _build(self, shards: list[Shard], done: dict[str, dict[str, Any]], todo: list[Shard],
+               on_shard: Callable[[dict[str, Any]], None] | None) -> list[dict[str, Any]]:
+        bar = progress(sum(s.units for s in shards), self.ds.unit, self.name, self.quiet,
+                       initial=sum(s.units for s in shards if s.key in done))
+        shown: dict[str, int] = {}
+
+        def moved(key: str, units: int) -> None:
+            shown[key] = shown.get(key, 0) + units
+            bar.update(units)
+
+        try:
+            for record in self.executor.run(run_shard, self.ds.name, self.cfg, todo,
+                                            self.stage_url, moved):  # type: ignore[arg-type]
+                done[record["key"]] = record
+                bar.update(record["units"] - shown.get(record["key"], 0))
+                if on_shard:
+                    on_shard(record)
+        finally:
+            bar.close()
+        return [done[s.key] for s in shards]
+
+    def _check_out_outside_inputs(self) -> None:
+        """A store's folder is never inside a local input folder."""
+
+    # ---- the lock -----------------------------------------------------------------------
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        """A lease on ``.<version>.lock``; another run waits (``wait`` seconds), then finds
+        the folder finished (and reuses it) or says whose lease it waited on."""
+        lock_url = f"{self.url}/{self.name}/.{self.ds.version}.lock"
+        lease = Lease(self.fs, f"{self.rbase}/.{self.ds.version}.lock", lock_url)
+        deadline = time.monotonic() + self.wait
+        said = False
+        try:
+            while (held := lease.try_take()) is not None:
+                if not held:
+                    continue  # released or broken just now: try again at once
+                if time.monotonic() > deadline:
+                    raise RunError(
+                        f"another neurodata run ({describe(held)}) is writing {self.folder}; it "
+                        f"did not finish within {self.wait:g} s ({self._flag('wait')}); run this "
+                        f"command again when it is done (a lock not renewed for its lease "
+                        f"is broken: delete {lock_url} only if that run is gone)")
+                if not said and not self.quiet and self.wait > 0:
+                    said = True
+                    print(f"{self.name}: waiting for the run ({describe(held)}) that holds "
+                          f"{lock_url} (up to {self.wait:g} s, {self._flag('wait')})",
+                          file=sys.stderr, flush=True)
+                time.sleep(0.2)
+        except OSError as exc:
+            raise failure(lock_url, exc) from None
+        lease.start()
+        try:
+            yield
+        finally:
+            lease.release()
+
+    # ---- the finished folder ------------------------------------------------------------
+    def _check_output(self) -> dict[str, Any] | None:
+        """The finished folder's manifest, if it is one (None: nothing there, or a folder this
+        run replaces: ``overwrite``, or one this run's own commit left unfinished)."""
+        objects = listing(self.fs, self.rfolder)
+        if not objects:
+            return None
+        data = read_object(self.fs, f"{self.rfolder}/{MANIFEST}")
+        try:
+            existing = json.loads(data) if data is not None and SUMS in objects else None
+        except ValueError:
+            existing = None
+        problem = None if existing is None else check_shape(existing)
+        if existing is not None and not problem:
+            return existing
+        if self.overwrite or self._staged_fingerprint() == self.fingerprint:
+            return None  # replaced; or a commit of this very run, cut short: redone
+        raise FolderExists(f"{self.folder} exists but is not a finished neurodata folder; "
+                           f"{self._hint()}")
+
+    def _reuse_or_refuse(self, existing: dict[str, Any], shards: list[Shard],
+                         start: float) -> RunSummary | None:
+        reused = self._reuse(existing, shards, start)
+        if reused is not None and self._staged_fingerprint() == self.fingerprint:
+            self._remove(self.rstage)  # a commit killed as it removed its stage: done now
+        if reused is not None or self.overwrite:
+            return reused
+        why = self._differs(existing, shards) or ""
+        if why.startswith("no ") and self.ds.split_scoped:  # a run of other splits
+            raise FolderExists(
+                f"{self.folder} holds the {', '.join(existing['splits'])} split(s); adding a "
+                f"split to a folder in a store is not supported yet: run all splits at once, "
+                f"or {self._hint()}")
+        raise FolderExists(f"{self.folder} already holds a finished {self.name} "
+                           f"{self.ds.version} made with {why}; {self._hint()}")
+
+    def _check_files(self, existing: dict[str, Any]) -> str | None:
+        if self.verify:
+            report = verify_url(self.folder)  # type: ignore[arg-type]
+            if report.ok:
+                return None
+            for kind in ("missing", "altered", "unlisted"):
+                for rel in getattr(report, kind):
+                    return f"{self.folder}/{rel} is {kind} (see neurodata verify)"
+            return f"{report.problems[0]} (see neurodata verify)"
+        sums = read_object(self.fs, f"{self.rfolder}/{SUMS}") or b""
+        manifest = read_object(self.fs, f"{self.rfolder}/{MANIFEST}") or b""
+        listed = _sums_entries(sums).get(MANIFEST)
+        if listed != hashlib.sha256(manifest).hexdigest():
+            return f"{self.folder}/{MANIFEST} does not match its {SUMS} (see neurodata verify)"
+        objects = listing(self.fs, self.rfolder)
+        for f in existing["files"]:
+            if f["path"] not in objects:
+                return f"{self.folder}/{f['path']} is missing"
+            if objects[f["path"]] != f["bytes"]:
+                return (f"{self.folder}/{f['path']} has {objects[f['path']]} bytes where its "
+                        f"manifest lists {f['bytes']}")
+        return None
+
+    def _recorded_inputs(self) -> dict[str, str]:
+        """Each split's input digest, from the folder's ``run.json`` object."""
+        data = read_object(self.fs, f"{self.rfolder}/{RUN}")
+        try:
+            splits = json.loads(data)["splits"] if data is not None else {}
+            return {k: v["input_digest"] for k, v in splits.items() if "input_digest" in v}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return {}
+
+    # ---- the stage ----------------------------------------------------------------------
+    def _staged_fingerprint(self) -> str | None:
+        data = read_object(self.fs, f"{self.rstage}/{INTERNAL}/run.json")
+        try:
+            staged = json.loads(data) if data is not None else None
+        except ValueError:
+            return None
+        return staged.get("fingerprint") if isinstance(staged, dict) else None
+
+    def _staged_records(self) -> list[str]:
+        return [p for p in listing(self.fs, f"{self.rstage}/{INTERNAL}/shards")
+                if p.endswith(".json")]
+
+    def _open_remote_stage(self) -> None:
+        """Resume a stage of this config; discard one of another whose shards are none, or
+        with ``overwrite``; else refuse (its command resumes it)."""
+        staged = self._staged_fingerprint()
+        if staged == self.fingerprint:
+            return
+        if staged is not None and self._staged_records() and not self.overwrite:
+            raise RunError(f"an interrupted run with a different config is staged in "
+                           f"{self.stage_url}; rerun its command to resume it, or pass "
+                           f"{self._flag('overwrite')} to discard it")
+        self._remove(self.rstage)
+        self.fs.pipe_file(f"{self.rstage}/{INTERNAL}/run.json", json.dumps(
+            {"fingerprint": self.fingerprint, "config": self.config}, indent=2).encode())
+
+    def _check_remote_inputs(self, shards: list[Shard]) -> None:
+        """As ``_check_inputs``: a resume only over the inputs its shards were planned over."""
+        listed, text = self._listing(shards)
+        self._inputs = text
+        path = f"{self.rstage}/{INTERNAL}/inputs.json.gz"
+        try:
+            staged = gzip.decompress(read_object(self.fs, path) or b"")
+        except (OSError, EOFError, zlib.error):
+            staged = None
+        if staged == text:
+            return
+        if self._staged_records():
+            why = ("the interrupted run recorded no input listing" if not staged else
+                   f"inputs changed since the interrupted run ({_what_changed(staged, listed)})")
+            print(f"{self.name}: {why}; starting again", file=sys.stderr)
+            self._remove(f"{self.rstage}/{INTERNAL}/shards")
+        self.fs.pipe_file(path, gzip.compress(text, compresslevel=1))
+
+    def _finished_remote(self, shards: list[Shard]) -> dict[str, dict[str, Any]]:
+        """Records of shards an earlier attempt finished whose files are stored with the
+        sizes and sha256 they record (each object re-hashed)."""
+        wanted = {s.key for s in shards}
+        objects = listing(self.fs, self.rstage)
+        done: dict[str, dict[str, Any]] = {}
+        for rel in sorted(objects):
+            if not (rel.startswith(f"{INTERNAL}/shards/") and rel.endswith(".json")):
+                continue
+            try:
+                record = json.loads(read_object(self.fs, f"{self.rstage}/{rel}") or b"")
+            except ValueError:
+                continue
+            if not isinstance(record, dict) or record.get("key") not in wanted:
+                continue
+            if all(objects.get(f["path"]) == f["bytes"]
+                   and sha256_object(self.fs, f"{self.rstage}/{f['path']}") == f["sha256"]
+                   for f in record["files"]):
+                done[record["key"]] = record
+        return done
+
+    def _upload_split_files(self, records: list[dict[str, Any]]) -> None:
+        """The split files the client wrote into its scratch, into the stage."""
+        for record in records:
+            for f in record["files"]:
+                self.fs.put_file(str(self.stage / f["path"]), f"{self.rstage}/{f['path']}")
+
+    def _remove(self, path: str) -> None:
+        if listing(self.fs, path):
+            self.fs.rm(path, recursive=True)
+
+    # ---- the commit ---------------------------------------------------------------------
+    def _commit_remote(self, manifest: dict[str, Any], shards: list[Shard]) -> None:
+        """Make the folder from the stage; redone whole by the next run if cut short, since
+        the stage is removed only after SHA256SUMS, and the folder is unfinished (no
+        SHA256SUMS) from the first step to the last."""
+        text, sums = metadata(manifest)
+        keep = {f["path"] for f in manifest["files"]}
+        self.fs.rm_file(f"{self.rfolder}/{SUMS}") if read_object(
+            self.fs, f"{self.rfolder}/{SUMS}") is not None else None
+        old = listing(self.fs, self.rfolder)
+        gone = [f"{self.rfolder}/{p}" for p in sorted(old) if p not in keep]
+        if gone:
+            self.fs.rm(gone)
+        staged = listing(self.fs, self.rstage)
+        for f in manifest["files"]:
+            if staged.get(f["path"]) != f["bytes"]:
+                raise RunError(f"cannot commit {self.folder}: {self.stage_url}/{f['path']} is "
+                               "missing or cut short; the next run builds it again")
+        # One call: the store copies them side by side (s3fs: concurrent server-side copies).
+        if manifest["files"]:
+            self.fs.copy([f"{self.rstage}/{f['path']}" for f in manifest["files"]],
+                         [f"{self.rfolder}/{f['path']}" for f in manifest["files"]])
+        self.fs.pipe_file(f"{self.rfolder}/{MANIFEST}", text)
+        self.fs.pipe_file(f"{self.rfolder}/{RUN}", (json.dumps(
+            self._run_record(False, shards), indent=2) + "\n").encode())
+        self.fs.pipe_file(f"{self.rfolder}/{SUMS}", sums)  # last: the folder is finished
+        self._remove(self.rstage)
+
+
+def _sums_entries(data: bytes) -> dict[str, str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, SUMS)
+        with open(path, "wb") as f:
+            f.write(data)
+        try:
+            return parse_sums(Path(path))[0]
+        except OSError:
+            return {}

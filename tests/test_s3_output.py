@@ -1,0 +1,345 @@
+"""Output folders in an object store (issue 26, items 1, 2 and 5), against a local S3 server:
+the bytes of a local run, resume after kill -9, one writer per folder, verify of a URL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import s3server
+from imagenet_synth import make_tree as imagenet_tree
+from nmnist_synth import make_tree as nmnist_tree
+
+pytest.importorskip("s3fs")
+s3, bucket = s3server.s3, s3server.bucket  # the fixtures: a local S3 server, a fresh bucket
+EXE = str(Path(sys.executable).with_name("neurodata"))
+VERSIONS = {"yinyang": "1.0.0", "2nmnist": "2.1.0", "es-imagenet": "2.1.0"}
+
+
+def fs():
+    import fsspec
+
+    store = fsspec.filesystem("s3")
+    store.invalidate_cache()
+    return store
+
+
+def small(name: str, root: Path) -> list[str]:
+    if name == "yinyang":
+        (root / "yy.yaml").write_text("splits:\n" + "".join(
+            f"  s{k}: {{size: 300, seed: {k}}}\n" for k in range(3)))
+        return ["--config", str(root / "yy.yaml")]
+    if name == "2nmnist":
+        tree = nmnist_tree(root / "nmnist", {"train": 6, "test": 3})
+        return ["--nmnist-root", str(tree), "--shard-size", "4"]
+    imagenet_tree(root / "im", classes=2, per_class=3, photos=False)
+    return ["--imagenet-root", str(root / "im"), "--shard-size", "2", "--min-events", "10"]
+
+
+def sums(url_or_path: str | Path) -> bytes:
+    if isinstance(url_or_path, Path):
+        return (url_or_path / "SHA256SUMS").read_bytes()
+    return fs().cat_file(url_or_path + "/SHA256SUMS")
+
+
+@pytest.mark.parametrize("name", ["yinyang", "2nmnist", "es-imagenet"])
+def test_a_run_into_s3_with_2_workers_gives_a_local_runs_bytes(run, tmp_path, bucket, name):
+    args = small(name, tmp_path)
+    run(name, *args, "--out", tmp_path / "local", "--workers", "2", "--quiet")
+    url = f"s3://{bucket}/ds/{name}/{VERSIONS[name]}"
+    result = run(name, *args, "--out", f"s3://{bucket}/ds", "--workers", "2")
+    assert url in result.output
+    assert sums(url) == sums(tmp_path / "local" / name / VERSIONS[name])
+    assert "OK:" in run("verify", url).output
+    # Nothing beside the folder: no stage, no lock.
+    assert {p.split("/")[3] for p in fs().find(f"{bucket}/ds/{name}")} == {VERSIONS[name]}
+    assert not fs().exists(f"{bucket}/ds/{name}/.{VERSIONS[name]}.lock")
+    again = run(name, *args, "--out", f"s3://{bucket}/ds", "--workers", "2").output
+    assert "reused" in again
+
+
+def test_info_and_preview_read_a_folder_in_the_store(run, tmp_path, bucket):
+    run("yinyang", "--size", "300", "--out", f"s3://{bucket}/ds", "--quiet")
+    url = f"s3://{bucket}/ds/yinyang/1.0.0"
+    assert "train (hdf5, 300 samples)" in run("info", url).output
+    png = tmp_path / "p.png"
+    assert run("preview", url, "-o", png).output.strip() == str(png)
+    assert png.read_bytes().startswith(b"\x89PNG")
+
+
+def test_verify_names_a_flipped_byte_in_a_stored_object(run, bucket):
+    run("yinyang", "--size", "300", "--out", f"s3://{bucket}/ds", "--quiet")
+    key = f"{bucket}/ds/yinyang/1.0.0/yinyang-train-00000-of-00001.h5"
+    data = bytearray(fs().cat_file(key))
+    data[len(data) // 2] ^= 1
+    fs().pipe_file(key, bytes(data))
+    result = run("verify", f"s3://{bucket}/ds/yinyang/1.0.0", code=1)
+    assert "altered: yinyang-train-00000-of-00001.h5" in result.output
+    # A rerun of the config checks sizes; --verify hashes, and names the object too.
+    out = run("yinyang", "--size", "300", "--out", f"s3://{bucket}/ds", "--verify", code=1)
+    assert "yinyang-train-00000-of-00001.h5 is altered" in out.output
+
+
+def test_a_url_where_only_local_paths_work_is_refused_in_one_line(run, tmp_path, monkeypatch):
+    """Never a local folder named ``s3:`` that a user would take for the bucket."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "folder").mkdir()
+    for args in (["yinyang", "--config", "s3://bucket/c.yaml", "--out", "folder"],
+                 ["preview", "folder", "-o", "s3://bucket/p.png"],
+                 ["export", "folder", "spikingjelly", "--to", "s3://bucket/sj"],
+                 ["export", "s3://bucket/ds/yinyang/1.0.0", "spikingjelly", "--to", "x"],
+                 ["key", "yinyang", "--config", "s3://bucket/c.yaml"]):
+        result = run(*args, code=2)
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and "a URL is not supported here" in lines[0], result.output
+    assert sorted(os.listdir(tmp_path)) == ["folder"]
+    assert not os.listdir(tmp_path / "folder")
+
+
+def test_a_url_of_an_unknown_scheme_is_one_line(run, tmp_path):
+    result = run("yinyang", "--size", "10", "--out", "nosuchscheme://b/x", code=2)
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert "nosuchscheme://b/x" in result.output
+
+
+# ---- one writer per folder ------------------------------------------------------------------
+
+def lock_key(bucket: str) -> str:
+    return f"{bucket}/ds/yinyang/.1.0.0.lock"
+
+
+def test_a_held_lock_makes_a_second_run_refuse_and_write_nothing(run, bucket):
+    held = {"run": "other", "host": "elsewhere", "pid": 1, "time": time.time()}
+    fs().pipe_file(lock_key(bucket), json.dumps(held).encode())
+    result = run("yinyang", "--size", "300", "--out", f"s3://{bucket}/ds", "--wait", "0",
+                 code=1)
+    assert "another neurodata run (pid 1 on elsewhere" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert fs().find(bucket) == [lock_key(bucket)]  # nothing written
+
+
+def test_a_lease_not_renewed_is_broken(run, bucket):
+    """A run killed on another machine: its lock expires (NEURODATA_LEASE seconds)."""
+    held = {"run": "other", "host": "elsewhere", "pid": 1, "time": time.time() - 1000}
+    fs().pipe_file(lock_key(bucket), json.dumps(held).encode())
+    run("yinyang", "--size", "300", "--out", f"s3://{bucket}/ds", "--wait", "0")
+    assert fs().exists(f"{bucket}/ds/yinyang/1.0.0/SHA256SUMS")
+    assert not fs().exists(lock_key(bucket))
+
+
+def test_two_runs_on_one_prefix_at_once_build_it_once(bucket, tmp_path):
+    cmd = [EXE, "yinyang", "--config", str(tmp_path / "yy.yaml"), "--out",
+           f"s3://{bucket}/ds", "--workers", "1"]
+    (tmp_path / "yy.yaml").write_text("splits:\n" + "".join(
+        f"  s{k}: {{size: 20000, seed: {k}}}\n" for k in range(6)))
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    built = [o for o, _ in outs if "reused" not in o]
+    assert len(built) == 1, outs  # the other waited, then reused it
+
+
+# ---- kill -9 of the client, then resume -------------------------------------------------------
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers die with the client")
+def test_kill_9_of_the_client_then_resume_gives_a_local_runs_bytes(run, tmp_path, bucket):
+    for k in range(16):
+        from imagenet_synth import save, synthetic
+
+        save(synthetic(k, (300, 220)), tmp_path / "im" / "train" / f"n{k % 2:08d}" /
+             f"img{k:03d}.JPEG")
+    args = ["--imagenet-root", str(tmp_path / "im"), "--shard-size", "1", "--min-events", "10"]
+    run("es-imagenet", *args, "--out", tmp_path / "local", "--workers", "2", "--quiet")
+    url = f"s3://{bucket}/ds"
+    stage = f"{bucket}/ds/es-imagenet/.2.1.0.train.partial/.neurodata/shards"
+    proc = subprocess.Popen([EXE, "es-imagenet", *args, "--out", url, "--workers", "2",
+                             "--quiet"])
+    deadline = time.monotonic() + 60
+    records: list[str] = []
+    while time.monotonic() < deadline and proc.poll() is None and len(records) < 2:
+        records = fs().find(stage)
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not fs().exists(f"{bucket}/ds/es-imagenet/2.1.0/SHA256SUMS")
+    kept = fs().find(stage)
+    # A shard whose stored file no longer matches its record's digest is built again.
+    first = json.loads(fs().cat_file(kept[0]))["files"][0]["path"]
+    where = f"{bucket}/ds/es-imagenet/.2.1.0.train.partial/{first}"
+    data = bytearray(fs().cat_file(where))
+    data[-100] ^= 1
+    fs().pipe_file(where, bytes(data))
+    result = run("es-imagenet", *args, "--out", url, "--workers", "2")
+    assert f"{len(kept) - 1} shards resumed" in result.output
+    # The killed client's lock names a process of this host that is gone: broken at once,
+    # without waiting out its lease.
+    assert "broke the stale lock" in result.output
+    assert sums(f"{url}/es-imagenet/2.1.0") == sums(tmp_path / "local" / "es-imagenet" / "2.1.0")
+
+
+# ---- a Dask cluster whose workers share no folder with the client -----------------------------
+
+def test_a_dask_cluster_writes_its_shards_straight_into_the_store(run, tmp_path, bucket,
+                                                                   monkeypatch):
+    """Workers started in their own folder, with their own local_directory; the client in
+    another, its output the URL alone: the store is all they share."""
+    distributed = pytest.importorskip("distributed")
+    args = small("es-imagenet", tmp_path)
+    run("es-imagenet", *args, "--out", tmp_path / "local", "--quiet")
+    workers, client = tmp_path / "workers", tmp_path / "client"
+    workers.mkdir()
+    client.mkdir()
+    monkeypatch.chdir(workers)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address=None, silence_logs=50,
+                                  local_directory=str(workers)) as cluster:
+        monkeypatch.chdir(client)
+        result = run("es-imagenet", *args, "--out", f"s3://{bucket}/ds",
+                     "--scheduler", cluster.scheduler_address)
+    assert "6 images" in result.output, result.output
+    url = f"s3://{bucket}/ds/es-imagenet/2.1.0"
+    assert sums(url) == sums(tmp_path / "local" / "es-imagenet" / "2.1.0")
+    assert not os.listdir(client)  # nothing staged on the client's disk
+    assert not list(workers.rglob("*.h5"))  # the workers' temporary shards are gone
+
+
+def test_the_python_api_takes_a_url_out(bucket):
+    from neurodata_cli import materialise
+
+    summary = materialise("yinyang", out=f"s3://{bucket}/py", size=100)
+    assert summary.folder == f"s3://{bucket}/py/yinyang/1.0.0"
+    assert materialise("yinyang", out=f"s3://{bucket}/py", size=100).reused
+
+
+def test_a_file_url_out_gives_a_local_runs_bytes(run, tmp_path):
+    run("yinyang", "--size", "300", "--out", tmp_path / "local", "--quiet")
+    run("yinyang", "--size", "300", "--out", f"file://{tmp_path}/url", "--quiet")
+    assert sums(tmp_path / "url" / "yinyang" / "1.0.0") == sums(
+        tmp_path / "local" / "yinyang" / "1.0.0")
+    assert "OK:" in run("verify", f"file://{tmp_path}/url/yinyang/1.0.0").output
+
+
+def test_a_commit_cut_before_its_sha256sums_is_redone_by_the_next_run(run, tmp_path, bucket,
+                                                                      monkeypatch):
+    """The folder is unfinished (no SHA256SUMS) until the last write; the stage is kept until
+    then, so the rerun takes the unfinished folder for its own and commits again."""
+    from neurodata_cli import materialise, remote
+
+    args = small("yinyang", tmp_path)
+    run("yinyang", *args, "--out", tmp_path / "local", "--quiet")
+    real = remote.RemoteMaterialiser._commit_remote
+
+    def cut(self, manifest, shards):
+        pipe = self.fs.pipe_file
+
+        def power_cut(path, data, **kw):
+            if path.endswith("/SHA256SUMS"):
+                raise RuntimeError("power cut")
+            return pipe(path, data, **kw)
+
+        monkeypatch.setattr(self.fs, "pipe_file", power_cut)
+        try:
+            return real(self, manifest, shards)
+        finally:
+            monkeypatch.setattr(self.fs, "pipe_file", pipe)
+
+    monkeypatch.setattr(remote.RemoteMaterialiser, "_commit_remote", cut)
+    with pytest.raises(RuntimeError, match="power cut"):
+        materialise("yinyang", out=f"s3://{bucket}/ds", config=args[1])
+    url = f"s3://{bucket}/ds/yinyang/1.0.0"
+    assert fs().exists(f"{bucket}/ds/yinyang/1.0.0/manifest.json")
+    run("verify", url, code=1)  # unfinished: never taken for a finished folder
+    monkeypatch.setattr(remote.RemoteMaterialiser, "_commit_remote", real)
+    result = run("yinyang", *args, "--out", f"s3://{bucket}/ds")
+    assert "3 shards resumed" in result.output
+    assert sums(url) == sums(tmp_path / "local" / "yinyang" / "1.0.0")
+
+
+def test_the_holder_renews_its_lease_so_a_long_run_keeps_its_lock(bucket, monkeypatch):
+    from neurodata_cli import objstore
+
+    monkeypatch.setattr(objstore, "LEASE", 0.4)
+    store, path = objstore.filesystem(f"s3://{bucket}/ds/yinyang/.1.0.0.lock")
+    mine = objstore.Lease(store, path, "lock")
+    assert mine.try_take() is None
+    mine.start()
+    try:
+        time.sleep(1.2)  # three leases: only renewals keep it fresh
+        other = objstore.Lease(store, path, "lock")
+        other.me["host"] = "elsewhere"  # not told apart by its pid
+        held = other.try_take()
+        assert held and held["run"] == mine.me["run"]
+    finally:
+        mine.release()
+    assert not fs().exists(path)
+
+
+def test_a_split_into_a_folder_of_other_splits_in_a_store_is_refused_in_one_line(run, tmp_path,
+                                                                                bucket):
+    tree = nmnist_tree(tmp_path / "nmnist", {"train": 4, "test": 2})
+    args = ["--nmnist-root", str(tree), "--out", f"s3://{bucket}/ds", "--quiet"]
+    run("2nmnist", *args, "--split", "train")
+    result = run("2nmnist", *args, "--split", "test", code=1)
+    assert "adding a split to a folder in a store is not supported yet" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_folder_made_otherwise_is_refused_then_replaced_with_overwrite(run, tmp_path, bucket):
+    (tmp_path / "two.yaml").write_text("splits:\n  train: {size: 300, seed: 1}\n"
+                                       "  b: {size: 300, seed: 2}\n")
+    out = f"s3://{bucket}/ds"
+    run("yinyang", "--config", tmp_path / "two.yaml", "--out", out, "--quiet")
+    result = run("yinyang", "--size", "200", "--out", out, code=1)
+    assert "already holds a finished yinyang 1.0.0 made with a different config" in result.output
+    run("yinyang", "--size", "200", "--out", out, "--overwrite", "--quiet")
+    run("yinyang", "--size", "200", "--out", tmp_path / "local", "--quiet")
+    url = f"{out}/yinyang/1.0.0"
+    assert sums(url) == sums(tmp_path / "local" / "yinyang" / "1.0.0")
+    assert "OK:" in run("verify", url).output  # the old folder's objects are gone
+
+
+def test_a_stale_lock_is_broken_only_if_it_is_still_the_one_read(bucket):
+    """Two runs find one stale lock; the first breaks it and takes the folder. The second's
+    delete is conditional on the lock it read (its ETag), so it cannot delete the new one."""
+    from neurodata_cli import objstore
+
+    store, path = objstore.filesystem(f"s3://{bucket}/ds/yinyang/.1.0.0.lock")
+    old = {"run": "old", "host": "elsewhere", "pid": 1, "time": time.time() - 1000}
+    store.pipe_file(path, json.dumps(old).encode())
+    read_by_second = store.info(path)["ETag"]
+    first = objstore.Lease(store, path, "lock")
+    assert first.try_take() == {}  # broke it
+    assert first.try_take() is None  # took it
+    second = objstore.Lease(store, path, "lock")
+    assert second._break(read_by_second) is False
+    assert second.holder()["run"] == first.me["run"]
+
+
+def test_a_stage_left_by_a_commit_killed_after_its_sha256sums_is_removed_by_the_rerun(
+        run, tmp_path, bucket, monkeypatch):
+    from neurodata_cli import materialise, remote
+
+    args = small("yinyang", tmp_path)
+    real = remote.RemoteMaterialiser._remove
+
+    def cut(self, path):
+        if path == self.rstage and fs().exists(f"{self.rfolder}/SHA256SUMS"):
+            raise RuntimeError("power cut")
+        return real(self, path)
+
+    monkeypatch.setattr(remote.RemoteMaterialiser, "_remove", cut)
+    with pytest.raises(RuntimeError, match="power cut"):
+        materialise("yinyang", out=f"s3://{bucket}/ds", config=args[1])
+    stage = f"{bucket}/ds/yinyang/.1.0.0.s0+s1+s2.partial"
+    assert fs().find(stage)
+    monkeypatch.setattr(remote.RemoteMaterialiser, "_remove", real)
+    assert "reused" in run("yinyang", *args, "--out", f"s3://{bucket}/ds").output
+    assert not fs().find(stage)
