@@ -59,8 +59,24 @@ def _click_type(option: Any) -> Any:
         return click.FloatRange(option.lo, option.hi, min_open=option.open_bounds,
                                 max_open=option.open_bounds)
     if kind is Path:
-        return click.Path(path_type=Path)
+        return PATH_OR_URL
     return str
+
+
+class _PathOrURL(click.ParamType):
+    """A local path (a ``Path``, as ``click.Path`` gives) or a URL kept as its string."""
+
+    name = "path"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        from .storage import is_url
+
+        if isinstance(value, Path) or is_url(value):
+            return value
+        return Path(value)
+
+
+PATH_OR_URL = _PathOrURL()
 
 
 def _params(ds: Any) -> list[click.Parameter]:
