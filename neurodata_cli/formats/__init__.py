@@ -12,6 +12,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import itertools
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,16 @@ class ShardedStore(Store):
 
     def __len__(self) -> int:
         return self.starts[-1]
+
+    @property
+    def shards(self) -> int:
+        """How many files the samples are in."""
+        return len(self.starts) - 1
+
+    def iter_shard(self, k: int) -> Iterator[dict[str, Any]]:
+        """Every record of file ``k``, in order (a store may read the file whole for it)."""
+        for i in range(self.starts[k], self.starts[k + 1]):
+            yield self.read(i)
 
     def where(self, i: int) -> tuple[int, int]:
         """(file, sample within it) of sample i."""
