@@ -19,6 +19,7 @@ from typing import Any
 from .datasets import get
 from .datasets.base import Config, Dataset, Shard
 from .errors import ConfigError, RunError
+from .storage import is_url
 
 Progress = Callable[[str, int], None]  # (shard key, units built)
 # (dataset, config, shard, stage, progress) -> the shard's record: a module-level function, so
@@ -293,7 +294,9 @@ class DaskExecutor:
         client = self._connect()
         try:
             inputs = get(dataset).inputs(cfg)
-            self.check_storage(client, [str(Path(p).absolute()) for p in inputs], stage)
+            # A URL input is no file to probe: each worker opens the store itself.
+            self.check_storage(client, [str(Path(p).absolute()) for p in inputs
+                                        if not is_url(p)], stage)
             run_id = secrets.token_hex(4)  # keys unique per run: a resumed run is a new graph
             futures = [client.submit(run_task, task, dataset, cfg, shard, str(stage),
                                      retries=self.retries, pure=False,

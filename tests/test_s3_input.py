@@ -153,3 +153,16 @@ def test_open_dataset_reads_npy_from_a_bucket(run, tmp_path, s3, bucket):  # noq
         for i in (0, len(local[split]) - 1):
             assert same(remote[split][i], local[split][i])
         assert len(list(remote[split].stream())) == len(local[split])
+
+
+def test_dask_workers_read_the_inputs_from_the_bucket(run, tmp_path, s3, bucket, nmnist):  # noqa: F811
+    distributed = pytest.importorskip("distributed")
+    url = upload(s3, bucket, nmnist["zips"], "nmnist")
+    local = two_nmnist(run, nmnist["zips"], tmp_path / "local", "--split", "test")
+    # Started after the server: its workers inherit the endpoint, and open the store themselves.
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address=None,
+                                  silence_logs=50) as cluster:
+        remote = two_nmnist(run, url, tmp_path / "remote", "--split", "test",
+                            "--scheduler", cluster.scheduler_address)
+    assert sums(remote) == sums(local)
