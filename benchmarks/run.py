@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 BENCHES = {"yinyang": "bench_yinyang", "2nmnist": "bench_2nmnist",
            "es-imagenet": "bench_es_imagenet", "archives": "bench_archives",
-           "reading": "bench_reading",
+           "reading": "bench_reading", "streaming": "bench_streaming",
            "dask": "bench_dask"}
 
 

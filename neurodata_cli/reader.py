@@ -177,10 +177,10 @@ class Stream:
         mine = list(range(count))[k::n]
         rng = random.Random(None if self.seed is None else f"{self.seed}/{k}/{n}")
         records: Iterator[dict[str, Any]]
-        if hasattr(store, "iter_shard"):
+        if hasattr(store, "iter_shards"):
             if self.shuffle_buffer:
                 rng.shuffle(mine)
-            records = (r for s in mine for r in store.iter_shard(s))
+            records = store.iter_shards(mine)
         else:  # one file: the part's samples, in order
             records = (store.read(i) for i in range(len(store))[k::n])
         if not self.shuffle_buffer:

@@ -99,10 +99,12 @@ class ShardedStore(Store):
         """How many files the samples are in."""
         return len(self.starts) - 1
 
-    def iter_shard(self, k: int) -> Iterator[dict[str, Any]]:
-        """Every record of file ``k``, in order (a store may read the file whole for it)."""
-        for i in range(self.starts[k], self.starts[k + 1]):
-            yield self.read(i)
+    def iter_shards(self, ks: list[int]) -> Iterator[dict[str, Any]]:
+        """Every record of files ``ks``, file by file, each in order (a store may read each
+        file whole, and the next one while the records of this one are used)."""
+        for k in ks:
+            for i in range(self.starts[k], self.starts[k + 1]):
+                yield self.read(i)
 
     def where(self, i: int) -> tuple[int, int]:
         """(file, sample within it) of sample i."""

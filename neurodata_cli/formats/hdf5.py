@@ -296,19 +296,14 @@ def _field(path: Path | str, ds: Any) -> Any:
 class _Shard:
     """One open shard: its event fields and its per-sample columns, read whole once."""
 
-    def __init__(self, path: Path | str, whole: bool = False):
-        """``whole``: read the file at once and decode every event (streaming a URL)."""
-        import io
-
+    def __init__(self, path: Path | str, image: bytes | None = None):
+        """``image``: the file's bytes, read already (streaming a URL)."""
         import h5py
 
-        if whole:
-            source: Any = io.BytesIO(url_read(path)) if is_url(path) else path
-        elif is_url(path):
-            source = _url_file(str(path))
+        if image is not None:
+            self.file = _from_image(image)
         else:
-            source = path
-        self.file = h5py.File(source, "r")
+            self.file = h5py.File(_url_file(str(path)) if is_url(path) else path, "r")
         if self.file.attrs.get("event_codec") in PLUGINS:
             import hdf5plugin  # noqa: F401  (registers the codec's filter with HDF5)
         samples = self.file["samples"]
@@ -318,8 +313,11 @@ class _Shard:
         self.offsets = samples["offsets"][()].tolist() if "offsets" in samples else None
         self.events = ([_field(path, self.file["events"][k]) for k in EVENT_FIELDS]
                        if "events" in self.file else None)
-        if whole and self.events is not None:
-            self.events = [f[()] if len(f) else f for f in self.events]
+        if image is not None and self.events is not None:
+            # Raw fields copied out of the image at once (what a memory map would give); a
+            # filtered one stays an h5py dataset, decoded chunk by chunk as the samples go.
+            self.events = [f[()] if isinstance(f, h5py.Dataset) and f.chunks is None else f
+                           for f in self.events]
 
     def record(self, j: int) -> dict[str, Any]:
         """Sample j: its events (when the dataset has them) and its per-sample columns."""
@@ -332,6 +330,17 @@ class _Shard:
         for name, column in self.columns.items():
             out[name] = column[j]
         return out
+
+
+def _from_image(image: bytes) -> Any:
+    """An HDF5 file opened from its bytes in memory: HDF5's core driver reads them in place
+    (a Python file object would be called for every chunk)."""
+    import h5py
+
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    fapl.set_fapl_core(backing_store=False)
+    fapl.set_file_image(image)
+    return h5py.File(h5py.h5f.open(b"shard", h5py.h5f.ACC_RDONLY, fapl=fapl))
 
 
 def _url_file(url: str) -> Any:
@@ -387,10 +396,24 @@ class HDF5Store(ShardedStore):
         k, j = self.where(i)
         return self._shard(k).record(j)
 
-    def iter_shard(self, k: int) -> Iterator[dict[str, Any]]:
-        """Shard ``k``'s records in order, from one read of the whole file (one request at a
-        URL) with every event decoded at once; the file is not kept open after."""
-        shard = _Shard(self.paths[k], whole=True)
+    def iter_shards(self, ks: list[int]) -> Iterator[dict[str, Any]]:
+        """The records of shards ``ks`` in order. At a URL each shard is one request for the
+        whole file, read from memory, and the next shard's is made while this one's records
+        are used (two shards in memory at most); local shards are read as ``read`` reads."""
+        if not is_url(self.paths[0] if self.paths else ""):
+            yield from super().iter_shards(ks)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1) as pool:
+            ahead = [pool.submit(url_read, self.paths[k]) for k in ks[:1]]
+            for n, k in enumerate(ks):
+                image = ahead.pop().result()
+                ahead += [pool.submit(url_read, self.paths[k]) for k in ks[n + 1:n + 2]]
+                yield from self._records(k, image)
+
+    def _records(self, k: int, image: bytes | None) -> Iterator[dict[str, Any]]:
+        shard = _Shard(self.paths[k], image)
         try:
             for j in range(self.starts[k + 1] - self.starts[k]):
                 yield shard.record(j)
