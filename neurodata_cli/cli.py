@@ -79,6 +79,20 @@ class _PathOrURL(click.ParamType):
 PATH_OR_URL = _PathOrURL()
 
 
+class _FolderOrURL(click.ParamType):
+    """An existing local folder (as ``FOLDER`` checks it), or a URL kept as its string."""
+
+    name = "folder"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        from .storage import is_url
+
+        return value if is_url(value) else FOLDER.convert(value, param, ctx)
+
+
+FOLDER_OR_URL = _FolderOrURL()
+
+
 def _params(ds: Any) -> list[click.Parameter]:
     """Click options from the dataset's schema, then the options every dataset shares."""
     params: list[click.Parameter] = []
@@ -279,15 +293,15 @@ def key() -> None:
 
 
 @cli.command()
-@click.argument("folder", type=FOLDER)
+@click.argument("folder", type=FOLDER_OR_URL)
 @click.option("--split", help="Split to show (default: train if present, else the first).")
 @click.option("--index", type=click.IntRange(min=0), default=0, show_default=True,
               help="Sample to show (event datasets).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="PNG to write (default: <dataset>-<version>-<split>[-<index>].png here).")
 @handle_errors
-def preview(folder: Path, split: str | None, index: int, output: Path | None) -> None:
-    """Draw a PNG of a materialised folder and print its path.
+def preview(folder: Path | str, split: str | None, index: int, output: Path | None) -> None:
+    """Draw a PNG of a materialised folder (or its URL) and print its path.
 
     Each dataset draws its own: a split's scatter, or one sample's event frames.
     """

@@ -166,3 +166,53 @@ def test_dask_workers_read_the_inputs_from_the_bucket(run, tmp_path, s3, bucket,
         remote = two_nmnist(run, url, tmp_path / "remote", "--split", "test",
                             "--scheduler", cluster.scheduler_address)
     assert sums(remote) == sums(local)
+
+
+def test_the_key_of_a_tar_in_a_bucket_follows_its_bytes(run, tmp_path, s3, bucket):  # noqa: F811
+    root = official(tmp_path / "tars", images())
+    url = upload(s3, bucket, root, "imagenet")
+    args = ("key", "es-imagenet", "--imagenet-root", url, "--split", "val", "--show")
+    shown = run(*args).output
+    assert '"ILSVRC2012_img_val.tar"' in shown and ", -1" not in shown.replace("\n", "")
+    first = run(*args[:-1]).output
+    data = (root / "ILSVRC2012_img_val.tar").read_bytes()
+    s3.client().put_object(Bucket=bucket, Key="imagenet/ILSVRC2012_img_val.tar",
+                           Body=data[:-1] + b"\x01")  # same size, other bytes: another ETag
+    assert run(*args[:-1]).output != first
+
+
+def test_preview_draws_a_folder_in_a_bucket(run, tmp_path, s3, bucket, made):  # noqa: F811
+    url = upload(s3, bucket, made, "ds")
+    png = tmp_path / "p.png"
+    assert run("preview", url, "--index", "2", "-o", png).output.strip() == str(png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+NO_FSSPEC = """
+import sys
+class Refuse:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("fsspec", "s3fs"):
+            raise ImportError(f"No module named {name!r}")
+sys.meta_path.insert(0, Refuse())
+from neurodata_cli import materialise, open_dataset
+from neurodata_cli.errors import ConfigError
+run = materialise("2nmnist", sys.argv[2], nmnist_root=sys.argv[1], split="test", quiet=True,
+                  workers=1)
+assert len(open_dataset(run.folder)["test"]) > 0
+try:
+    materialise("2nmnist", sys.argv[2] + "-url", nmnist_root="s3://b/nmnist", split="test")
+except ConfigError as exc:
+    print(exc)
+"""
+
+
+def test_local_paths_need_no_fsspec_and_a_url_without_it_says_what_to_install(tmp_path, nmnist):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", NO_FSSPEC, str(nmnist["folders"]),
+                          str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ("s3://b/nmnist: reading a URL needs fsspec; pip install "
+                                  "'neurodata[cloud]'")
