@@ -133,6 +133,20 @@ def url_read(url: str, limit: int | None = None) -> bytes:
         raise failure(url, exc) from None
 
 
+def url_read_many(urls: list[str], limit: int) -> list[bytes | Exception]:
+    """Each object's first ``limit`` bytes, read concurrently where the store allows (an object
+    per request costs a round trip; a block of them costs about one): bytes, or the error."""
+    if not urls:
+        return []
+    fs, _ = url_fs(urls[0])
+    paths = [url_fs(u)[1] for u in urls]
+    try:
+        got = fs.cat_ranges(paths, [0] * len(paths), [limit] * len(paths), on_error="return")
+    except Exception as exc:  # noqa: BLE001  (each store raises its own kinds)
+        return [exc] * len(urls)
+    return [g if isinstance(g, Exception) else bytes(g) for g in got]
+
+
 def url_open(url: str, block_size: int = 1 << 22) -> Any:
     """A seekable binary file object over ``url``: reads are ranged GETs of ``block_size``
     bytes and more, cached ahead (zipfile and tarfile seek to members, then read on)."""

@@ -20,7 +20,7 @@ import numpy as np
 from ...errors import ConfigError, RunError
 from ...features import ClassLabel, Events, Features, Tensor, Text
 from ...formats.hdf5 import HDF5, Codec
-from ...storage import is_url, join, url_digest, url_find, url_input
+from ...storage import is_url, join, url_digest, url_find, url_input, url_read_many
 from ..base import (
     Block,
     Config,
@@ -237,6 +237,7 @@ class ESImageNet(Dataset[ESImageNetConfig]):
 
     def _convert(self, cfg: ESImageNetConfig, part: Part, root: Path | str,
                  reader: archives.MemberReader | None) -> Iterator[Block]:
+        ahead: dict[str, bytes] = {}  # images read ahead from a store
         for k, (rel, label) in enumerate(zip(part.sources, part.labels, strict=True)):
             stats = {"images": 1, "converted": 0, "too_few_events": 0, "unreadable": 0,
                      "events": 0, "skipped": []}
@@ -244,7 +245,10 @@ class ESImageNet(Dataset[ESImageNetConfig]):
                 if reader is None:
                     if rel.count("/") > 2:  # below a class folder's own entries
                         raise Unusable(IN_SUBFOLDER)
-                    rgb = open_rgb(join(root, rel))
+                    if is_url(root) and rel not in ahead:
+                        ahead = _read_ahead(str(root), part.sources[k:k + AHEAD])
+                    data = ahead.pop(rel, None)
+                    rgb = decode_bytes(data) if data is not None else open_rgb(join(root, rel))
                 else:
                     assert part.members is not None  # a reader only for an archive's members
                     rgb = decode_bytes(reader.read(rel, part.members[k].tolist(), MAX_INPUT_BYTES))
@@ -315,6 +319,18 @@ class ESImageNet(Dataset[ESImageNetConfig]):
         from .draw import preview
 
         return preview(data.record(index), f"ES-ImageNet {split} sample {index}")
+
+
+AHEAD = 32  # images of a folder in a store read at once, by concurrent requests
+
+
+def _read_ahead(root: str, rels: tuple[str, ...]) -> dict[str, bytes]:
+    """The images ``rels`` of a store's folder, read concurrently; one that fails or is too
+    large is left out, for ``open_rgb`` to read alone and say why."""
+    rels = tuple(r for r in rels if r.count("/") <= 2)
+    got = url_read_many([str(join(root, r)) for r in rels], MAX_INPUT_BYTES + 1)
+    return {r: data for r, data in zip(rels, got, strict=True)
+            if isinstance(data, bytes) and len(data) <= MAX_INPUT_BYTES}
 
 
 def _local(path: str) -> Path | str:

@@ -220,6 +220,7 @@ class TwoNMNIST(Dataset[TwoNMNISTConfig]):
                groups: tuple[Group, ...]) -> Block:
         inputs: list[list[bytes]] = []  # each group's recordings, in group order
         digests = []
+        reader.prefetch([rec.rel for group in groups for rec in group.recordings])
         for group in groups:
             recordings = []
             for rec in group.recordings:

@@ -31,6 +31,7 @@ from ...storage import (
     url_kind,
     url_open,
     url_read,
+    url_read_many,
 )
 from ..base import InputFile, file_listing
 
@@ -266,6 +267,17 @@ class Reader:
     def __init__(self, src: SplitSource):
         self.src = src
         self._zip = _open_zip(src.path) if src.archive else None
+        self._ahead: dict[str, bytes] = {}  # recordings read ahead from a store
+
+    def prefetch(self, rels: list[str]) -> None:
+        """Read these recordings of a folder in a store at once (concurrent requests), for the
+        ``read`` calls that follow; elsewhere, and for any that fails, ``read`` reads alone."""
+        if self._zip is not None or not is_url(self.src.path):
+            return
+        urls = [url_join(self.src.path, rel) for rel in rels]
+        got = url_read_many(urls, MAX_RECORDING_BYTES + 1)
+        self._ahead = {rel: data for rel, data in zip(rels, got, strict=True)
+                       if isinstance(data, bytes)}
 
     def read(self, rel: str) -> bytes:
         """A recording's bytes; a damaged member or an oversized file is a RunError naming it."""
@@ -278,7 +290,7 @@ class Reader:
                                f"({exc})") from None
         if is_url(self.src.path):  # one ranged read, one byte past the largest recording
             url = url_join(self.src.path, rel)
-            data = url_read(url, MAX_RECORDING_BYTES + 1)
+            data = self._ahead.pop(rel, None) or url_read(url, MAX_RECORDING_BYTES + 1)
             if len(data) > MAX_RECORDING_BYTES:
                 raise RunError(f"{url} is more than an NMNIST recording "
                                f"({MAX_RECORDING_BYTES} bytes); refusing it")
