@@ -26,7 +26,11 @@ def is_url(path: Any) -> bool:
 
 
 def url_fs(url: str) -> tuple[Any, str]:
-    """(fsspec filesystem, path inside it) of ``url``; a missing package is one line (exit 2)."""
+    """(fsspec filesystem, path inside it) of ``url``; a missing package is one line (exit 2).
+
+    fsspec keeps one filesystem per store and process, with the listings it has seen: those
+    who list or stat call ``fresh`` first, so that a changed input is seen in the same process.
+    """
     try:
         import fsspec
     except ImportError:
@@ -38,6 +42,13 @@ def url_fs(url: str) -> tuple[Any, str]:
         raise ConfigError(f"{url}: {exc}".splitlines()[0]) from None
     except ValueError as exc:  # an unknown protocol
         raise ConfigError(f"{url}: {exc}") from None
+
+
+def fresh(url: str) -> tuple[Any, str]:
+    """``url_fs``, with what the filesystem remembers of ``url``'s listings dropped."""
+    fs, path = url_fs(url)
+    fs.invalidate_cache(path)
+    return fs, path
 
 
 def url_join(base: str, *parts: str) -> str:
@@ -72,7 +83,7 @@ def failure(url: str, exc: BaseException) -> RunError:
 
 def url_info(url: str) -> dict[str, Any]:
     """The listing entry of one object or folder (``type``, ``size``, an ETag where kept)."""
-    fs, path = url_fs(url)
+    fs, path = fresh(url)
     try:
         return dict(fs.info(path))
     except Exception as exc:  # noqa: BLE001  (each store raises its own kinds)
@@ -81,7 +92,7 @@ def url_info(url: str) -> dict[str, Any]:
 
 def url_kind(url: str) -> str:
     """``file``, ``directory`` or ``""`` (nothing there)."""
-    fs, path = url_fs(url)
+    fs, path = fresh(url)
     try:
         return str(fs.info(path).get("type", ""))
     except FileNotFoundError:
@@ -92,7 +103,7 @@ def url_kind(url: str) -> str:
 
 def url_entries(url: str) -> dict[str, str]:
     """The names directly in folder ``url`` and their kinds (``file`` or ``directory``)."""
-    fs, path = url_fs(url)
+    fs, path = fresh(url)
     try:
         listed = fs.ls(path, detail=True)
     except Exception as exc:  # noqa: BLE001
@@ -108,7 +119,7 @@ def url_entries(url: str) -> dict[str, str]:
 def url_find(url: str) -> dict[str, dict[str, Any]]:
     """Every object below folder ``url`` by its path relative to it (``3/a.bin``), with its
     listing entry (``size``, an ETag): one recursive listing, not a request per object."""
-    fs, path = url_fs(url)
+    fs, path = fresh(url)
     base = path.rstrip("/") + "/"
     try:
         found = fs.find(path, detail=True)

@@ -49,8 +49,15 @@ def test_2nmnist_from_a_bucket_gives_the_bytes_of_a_local_run(run, tmp_path, s3,
     remote = two_nmnist(run, url, tmp_path / "remote", "--workers", "2")
     assert sums(remote) == sums(local)
     # Resume keeps the store's sizes and ETags, never a time: a rerun is a reuse.
-    assert "reused" in run("2nmnist", "--nmnist-root", url, "--out", tmp_path / "remote",
-                           "--shard-size", "8").output
+    again = ("2nmnist", "--nmnist-root", url, "--out", tmp_path / "remote", "--shard-size", "8")
+    assert "reused" in run(*again).output
+    if layout == "folders":  # a rewritten recording of the same size has another ETag,
+        # seen in the same process too (a zip's members are known by their CRC-32, as locally)
+        key = sorted(o["Key"] for o in s3.client().list_objects_v2(Bucket=bucket)["Contents"]
+                     if o["Key"].endswith(".bin"))[0]
+        body = s3.client().get_object(Bucket=bucket, Key=key)["Body"].read()
+        s3.client().put_object(Bucket=bucket, Key=key, Body=body[:-1] + bytes([body[-1] ^ 1]))
+        assert "reused" not in run(*again, code=None).output
 
 
 @pytest.fixture(scope="module")
