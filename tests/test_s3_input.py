@@ -229,3 +229,11 @@ def test_local_paths_need_no_fsspec_and_a_url_without_it_says_what_to_install(tm
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ("s3://b/nmnist: reading a URL needs fsspec; pip install "
                                   "'neurodata[cloud]'")
+
+
+def test_check_archives_hashes_a_tar_in_a_bucket(run, tmp_path, s3, bucket):  # noqa: F811
+    url = upload(s3, bucket, official(tmp_path / "tars", images()), "imagenet")
+    result = run("es-imagenet", "--imagenet-root", url, "--split", "val", "--check-archives",
+                 "--out", tmp_path / "out", code=1)
+    assert f"{url}/ILSVRC2012_img_val.tar has md5" in result.output
+    assert "not the published" in result.output
