@@ -10,8 +10,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 BENCHES = {"yinyang": "bench_yinyang", "2nmnist": "bench_2nmnist",
            "es-imagenet": "bench_es_imagenet", "archives": "bench_archives",
-           "reading": "bench_reading", "shard-bytes": "bench_shard_bytes",
-           "dask": "bench_dask", "s3": "bench_s3"}
+           "reading": "bench_reading", "streaming": "bench_streaming",
+           "shard-bytes": "bench_shard_bytes", "dask": "bench_dask", "s3": "bench_s3"}
 
 
 def main(argv: list[str]) -> int:

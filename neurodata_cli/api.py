@@ -42,7 +42,8 @@ def _materialiser(dataset: str, out: str | Path, options: Mapping[str, Any], *,
     from .config import parse, resolve, take_executor
     from .datasets import get
     from .executors import make_executor
-    from .objstore import is_url, refuse_url
+    from .objstore import refuse_url
+    from .storage import is_url
 
     refuse_url(config, "--config" if flags else "config")
     ds = get(dataset)

@@ -22,6 +22,7 @@ from typing import Any
 
 from .datasets.base import Config, Dataset, InputFile, file_listing
 from .engine import check_split_names, libraries
+from .storage import is_url, url_input
 from .version import __version__
 
 # Digests ``file_listing`` takes from a stat: they tell a rewrite apart on one machine, and
@@ -39,7 +40,8 @@ def inputs(ds: Dataset[Any], cfg: Config) -> list[list[Any]]:
     """The inputs of a located config, sorted, as the key takes them."""
     if ds.needs_scan(cfg):  # indexing the archive is the run's first step: name and size
         listing = [e for path in ds.inputs(cfg)
-                   for e in file_listing(Path(path).parent, [Path(path).name])]
+                   for e in ([InputFile(*url_input(path))] if is_url(path)
+                             else file_listing(Path(path).parent, [Path(path).name]))]
     else:
         listing = ds.input_listing(cfg, ds.plan(cfg))
     return sorted(portable(InputFile(*entry)) for entry in listing)

@@ -15,7 +15,8 @@ from typing import Any
 import click
 
 from .errors import NeurodataError
-from .objstore import is_url, refuse_url
+from .objstore import refuse_url
+from .storage import is_url
 from .version import __version__
 
 
@@ -34,6 +35,7 @@ class _OrURL(click.ParamType):  # type: ignore[type-arg]  # generic in newer cli
 
 CONFIG = _OrURL(click.Path(exists=True, dir_okay=False, path_type=Path))
 FOLDER = _OrURL(click.Path(exists=True, file_okay=False, path_type=Path))
+PATH_OR_URL = _OrURL(click.Path(path_type=Path))
 
 
 def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -74,7 +76,7 @@ def _click_type(option: Any) -> Any:
         return click.FloatRange(option.lo, option.hi, min_open=option.open_bounds,
                                 max_open=option.open_bounds)
     if kind is Path:
-        return click.Path(path_type=Path)
+        return PATH_OR_URL
     return str
 
 
@@ -288,8 +290,8 @@ def key() -> None:
 @click.option("-o", "--output", type=_OrURL(click.Path(dir_okay=False, path_type=Path)),
               help="PNG to write (default: <dataset>-<version>-<split>[-<index>].png here).")
 @handle_errors
-def preview(folder: Path, split: str | None, index: int, output: Path | None) -> None:
-    """Draw a PNG of a materialised folder and print its path.
+def preview(folder: Path | str, split: str | None, index: int, output: Path | None) -> None:
+    """Draw a PNG of a materialised folder (or its URL) and print its path.
 
     Each dataset draws its own: a split's scatter, or one sample's event frames.
     """
@@ -302,7 +304,7 @@ def preview(folder: Path, split: str | None, index: int, output: Path | None) ->
         with tempfile.TemporaryDirectory(prefix="neurodata-preview-") as tmp:
             _preview(Path(download_split(str(folder), split, tmp)), split, index, output, folder)
         return
-    _preview(folder, split, index, output, folder)
+    _preview(Path(folder), split, index, output, folder)
 
 
 def _preview(folder: Path, split: str | None, index: int, output: Path | None,

@@ -21,6 +21,7 @@ import yaml
 
 from .datasets.base import Config, Dataset, Invalid, Option, nested
 from .errors import ConfigError
+from .storage import is_url
 
 # Every whole-number option fits a signed 64-bit integer: numpy columns and HDF5 attributes hold
 # no more, and a larger value would pass the flags only to fail as a traceback when written.
@@ -343,7 +344,9 @@ def _read(reader: Reader, option: Option, key: str) -> Any:
         if isinstance(raw, os.PathLike):  # from the Python API
             reader.used.add(key)
             return Path(raw).expanduser()
-        return Path(reader.string(key)).expanduser()
+        text = reader.string(key)
+        # A URL (s3://bucket/x) stays a string: Path would fold its '//'.
+        return text if is_url(text) else Path(text).expanduser()
     return reader.string(key)
 
 

@@ -63,8 +63,8 @@ from .manifest import (
     write_manifest,
 )
 from .manifest import verify as verify_folder
-from .objstore import is_url
 from .progress import progress, silenced
+from .storage import is_url
 from .version import __version__
 
 INTERNAL = ".neurodata"

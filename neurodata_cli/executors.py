@@ -295,7 +295,7 @@ class DaskExecutor:
             progress: Progress | None = None) -> Iterator[dict[str, Any]]:
         from distributed import as_completed
 
-        from .objstore import is_url
+        from .storage import is_url
 
         # Workers resolve paths from their own working folder: give them this machine's. A
         # URL stage is the same everywhere.
@@ -304,8 +304,9 @@ class DaskExecutor:
         client = self._connect()
         try:
             inputs = get(dataset).inputs(cfg)
-            self.check_storage(client, [str(Path(p).absolute()) for p in inputs],
-                               None if url else stage)
+            # A URL input is no file to probe: each worker opens the store itself.
+            self.check_storage(client, [str(Path(p).absolute()) for p in inputs
+                                        if not is_url(p)], None if url else stage)
             run_id = secrets.token_hex(4)  # keys unique per run: a resumed run is a new graph
             futures = [client.submit(run_task, task, dataset, cfg, shard, str(stage),
                                      retries=self.retries, pure=False,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import secrets
 import socket
 import sys
@@ -19,13 +18,7 @@ import time
 from typing import Any
 
 from .errors import ConfigError, RunError
-
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-
-
-def is_url(value: Any) -> bool:
-    """Whether ``value`` is a URL string (``scheme://...``); a ``Path`` never is."""
-    return isinstance(value, str) and bool(_SCHEME.match(value))
+from .storage import is_url, url_fs
 
 
 def refuse_url(value: Any, what: str) -> None:
@@ -44,19 +37,13 @@ CHUNK = 8 << 20  # bytes per read when hashing an object
 
 
 def filesystem(url: str) -> tuple[Any, str]:
-    """(fsspec filesystem, path inside it) of ``url``; a missing package is one line (exit 2)."""
-    try:
-        import fsspec
-    except ImportError:
-        raise ConfigError(f"{url}: a URL needs fsspec; pip install 'neurodata[cloud]'") from None
-    try:
-        fs, path = fsspec.core.url_to_fs(url)
-    except ImportError as exc:  # fsspec names the package the protocol needs (s3fs, gcsfs)
-        raise ConfigError(f"{url}: {' '.join(str(exc).split())}") from None
-    except ValueError as exc:  # an unknown protocol
-        raise ConfigError(f"{url}: {exc}") from None
+    """(fsspec filesystem, path inside it) of an output ``url`` (``storage.url_fs``), folders
+    made as objects are written where the store has real ones (``file://``)."""
+    fs, path = url_fs(url)
     if "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)):
         # file://: folders are real here, and made as objects are written into them
+        import fsspec
+
         fs = fsspec.filesystem("file", auto_mkdir=True)
     return fs, path.rstrip("/")
 

@@ -125,7 +125,9 @@ C = TypeVar("C", bound=Config)
 def _kind(hint: Any) -> Any:
     """An option's kind from its field's type (``int | None`` is int)."""
     if typing.get_origin(hint) in (Union, UnionType):
-        (hint,) = (a for a in typing.get_args(hint) if a is not type(None))
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        # ``Path | str``: a path option that also takes a URL (kept as the string)
+        (hint,) = [Path] if Path in args else args
     if typing.get_origin(hint) is Literal:
         return typing.get_args(hint)
     return typing.get_origin(hint) or hint
@@ -271,6 +273,8 @@ class Writer:
     # False: the format takes no ``Block.events`` (columns only); events given to it are
     # refused, not dropped.
     stores_events: bool = True
+    # True: ``open`` also takes a folder's URL (a string, ``s3://...``) and reads through fsspec.
+    reads_urls: bool = False
 
     def versions(self) -> dict[str, str]:
         return dist_versions(self.libraries)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import itertools
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,18 @@ class ShardedStore(Store):
 
     def __len__(self) -> int:
         return self.starts[-1]
+
+    @property
+    def shards(self) -> int:
+        """How many files the samples are in."""
+        return len(self.starts) - 1
+
+    def iter_shards(self, ks: list[int]) -> Iterator[dict[str, Any]]:
+        """Every record of files ``ks``, file by file, each in order (a store may read each
+        file whole, and the next one while the records of this one are used)."""
+        for k in ks:
+            for i in range(self.starts[k], self.starts[k + 1]):
+                yield self.read(i)
 
     def where(self, i: int) -> tuple[int, int]:
         """(file, sample within it) of sample i."""

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import RunError
+from ..storage import is_url, join, url_read
 from . import (
     EVENT_FIELDS,
     ShardedStore,
@@ -204,6 +205,7 @@ def _write_failed(path: Path, exc: RuntimeError) -> Exception:
 class HDF5Writer(Writer):
     name = "hdf5"
     libraries = ("h5py", "hdf5plugin")
+    reads_urls = True
 
     def versions(self) -> dict[str, str]:
         import h5py
@@ -258,7 +260,7 @@ class HDF5Writer(Writer):
                     _write_column(group, name, columns[name])
         return n
 
-    def open(self, folder: Path, split: str, files: list[dict[str, Any]]) -> Store:
+    def open(self, folder: Path | str, split: str, files: list[dict[str, Any]]) -> Store:
         return HDF5Store(folder, files)
 
 
@@ -291,10 +293,16 @@ def _write_column(group: Any, name: str, chunks: list[np.ndarray]) -> None:
     group.file.flush()
 
 
-def _field(path: Path, ds: Any) -> Any:
+# A shard at a URL is read through fsspec by ranged reads of this many bytes, the last few kept
+# (HDF5 jumps between its metadata, the offsets and the four event fields).
+URL_BLOCK, URL_BLOCKS = 1 << 18, 64
+
+
+def _field(path: Path | str, ds: Any) -> Any:
     """One event field, sliceable: a memory map of a contiguous field (no HDF5 call a read), else
-    the h5py dataset, whose filter pipeline and chunk cache decode it."""
-    offset = ds.id.get_offset() if ds.chunks is None else None
+    the h5py dataset, whose filter pipeline and chunk cache decode it (always, at a URL: there
+    is nothing to map)."""
+    offset = ds.id.get_offset() if ds.chunks is None and not is_url(path) else None
     if offset is None:
         return ds if len(ds) else np.empty(0, ds.dtype)
     return np.memmap(path, dtype=ds.dtype, mode="r", offset=offset, shape=ds.shape)
@@ -303,10 +311,14 @@ def _field(path: Path, ds: Any) -> Any:
 class _Shard:
     """One open shard: its event fields and its per-sample columns, read whole once."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path | str, image: bytes | None = None):
+        """``image``: the file's bytes, read already (streaming a URL)."""
         import h5py
 
-        self.file = h5py.File(path, "r")
+        if image is not None:
+            self.file = _from_image(image)
+        else:
+            self.file = h5py.File(_url_file(str(path)) if is_url(path) else path, "r")
         if self.file.attrs.get("event_codec") in PLUGINS:
             import hdf5plugin  # noqa: F401  (registers the codec's filter with HDF5)
         samples = self.file["samples"]
@@ -316,6 +328,11 @@ class _Shard:
         self.offsets = samples["offsets"][()].tolist() if "offsets" in samples else None
         self.events = ([_field(path, self.file["events"][k]) for k in EVENT_FIELDS]
                        if "events" in self.file else None)
+        if image is not None and self.events is not None:
+            # Raw fields copied out of the image at once (what a memory map would give); a
+            # filtered one stays an h5py dataset, decoded chunk by chunk as the samples go.
+            self.events = [f[()] if isinstance(f, h5py.Dataset) and f.chunks is None else f
+                           for f in self.events]
 
     def record(self, j: int) -> dict[str, Any]:
         """Sample j: its events (when the dataset has them) and its per-sample columns."""
@@ -330,16 +347,40 @@ class _Shard:
         return out
 
 
+def _from_image(image: bytes) -> Any:
+    """An HDF5 file opened from its bytes in memory: HDF5's core driver reads them in place
+    (a Python file object would be called for every chunk)."""
+    import h5py
+
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    fapl.set_fapl_core(backing_store=False)
+    fapl.set_file_image(image)
+    return h5py.File(h5py.h5f.open(b"shard", h5py.h5f.ACC_RDONLY, fapl=fapl))
+
+
+def _url_file(url: str) -> Any:
+    """A file object over a shard in a store, for h5py: blocks of ``URL_BLOCK`` bytes by ranged
+    reads, the last ``URL_BLOCKS`` kept."""
+    from .. import storage
+
+    fs, path = storage.url_fs(url)
+    try:
+        return fs.open(path, "rb", block_size=URL_BLOCK, cache_type="blockcache",
+                       cache_options={"maxblocks": URL_BLOCKS})
+    except Exception as exc:  # noqa: BLE001  (each store raises its own kinds)
+        raise storage.failure(url, exc) from None
+
+
 class HDF5Store(ShardedStore):
     """Samples of one split's shards, in order across them; the most recently used shards stay
-    open per process."""
+    open per process. ``folder`` may be a URL: shards are then read through fsspec."""
 
     OPEN = 16  # shards kept open at once
 
-    def __init__(self, folder: Path, files: list[dict[str, Any]]):
+    def __init__(self, folder: Path | str, files: list[dict[str, Any]]):
         shards = sorted((f for f in files if f["path"].endswith(".h5")), key=lambda f: f["path"])
         super().__init__(shards)
-        self.paths = [folder / f["path"] for f in shards]
+        self.paths = [join(folder, f["path"]) for f in shards]
         self._files: dict[int, _Shard] = {}
         self._pid = os.getpid()
         self._lock = threading.Lock()
@@ -369,6 +410,30 @@ class HDF5Store(ShardedStore):
     def read(self, i: int) -> dict[str, Any]:
         k, j = self.where(i)
         return self._shard(k).record(j)
+
+    def iter_shards(self, ks: list[int]) -> Iterator[dict[str, Any]]:
+        """The records of shards ``ks`` in order. At a URL each shard is one request for the
+        whole file, read from memory, and the next shard's is made while this one's records
+        are used (two shards in memory at most); local shards are read as ``read`` reads."""
+        if not is_url(self.paths[0] if self.paths else ""):
+            yield from super().iter_shards(ks)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1) as pool:
+            ahead = [pool.submit(url_read, str(self.paths[k])) for k in ks[:1]]
+            for n, k in enumerate(ks):
+                image = ahead.pop().result()
+                ahead += [pool.submit(url_read, str(self.paths[k])) for k in ks[n + 1:n + 2]]
+                yield from self._records(k, image)
+
+    def _records(self, k: int, image: bytes | None) -> Iterator[dict[str, Any]]:
+        shard = _Shard(self.paths[k], image)
+        try:
+            for j in range(self.starts[k + 1] - self.starts[k]):
+                yield shard.record(j)
+        finally:
+            shard.file.close()
 
     def info(self, i: int) -> dict[str, Any]:
         k, j = self.where(i)

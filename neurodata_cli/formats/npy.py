@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..storage import is_url, url_join, url_read
 from . import ShardedStore, Store, Writer, file_entry, same_width, shard_suffix, staged
 
 if TYPE_CHECKING:
@@ -36,6 +38,7 @@ class NpyWriter(Writer):
     name = "npy"
     libraries = ("numpy",)
     stores_events = False
+    reads_urls = True
 
     def write(self, stage: Path, ds: Dataset[Any], cfg: Config, shard: Shard,
               blocks: Iterable[Block]) -> list[dict[str, Any]]:
@@ -53,20 +56,20 @@ class NpyWriter(Writer):
             files.append(file_entry(stage, rel, shard.split, n))
         return files
 
-    def open(self, folder: Path, split: str, files: list[dict[str, Any]]) -> Store:
+    def open(self, folder: Path | str, split: str, files: list[dict[str, Any]]) -> Store:
         return NpyStore(folder, split, files)
 
 
 class NpyStore(ShardedStore):
     """Memory-mapped columns; a split of several shards is indexed across them."""
 
-    def __init__(self, folder: Path, split: str, files: list[dict[str, Any]]):
+    def __init__(self, folder: Path | str, split: str, files: list[dict[str, Any]]):
         by_column: dict[str, list[dict[str, Any]]] = {}
         for f in sorted(files, key=lambda f: f["path"]):
             stem = Path(f["path"]).stem[len(split) + 1:]
             by_column.setdefault(stem.split("-", 1)[0], []).append(f)
-        self.parts = {name: [np.load(folder / f["path"], mmap_mode="r", allow_pickle=False)
-                             for f in fs] for name, fs in by_column.items()}
+        self.parts = {name: [_load(folder, f["path"]) for f in fs]
+                      for name, fs in by_column.items()}
         super().__init__(next(iter(by_column.values()), []))
 
     def read(self, i: int) -> dict[str, Any]:
@@ -76,6 +79,13 @@ class NpyStore(ShardedStore):
     def columns(self) -> dict[str, np.ndarray]:
         return {name: parts[0] if len(parts) == 1 else np.concatenate(parts)
                 for name, parts in self.parts.items()}
+
+
+def _load(folder: Path | str, rel: str) -> np.ndarray:
+    """A column: memory-mapped from a local file; read whole from a URL (nothing to map)."""
+    if is_url(folder):
+        return np.load(io.BytesIO(url_read(url_join(str(folder), rel))), allow_pickle=False)
+    return np.load(Path(folder) / rel, mmap_mode="r", allow_pickle=False)
 
 
 NPY = NpyWriter()

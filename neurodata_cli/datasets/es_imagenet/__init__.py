@@ -21,6 +21,7 @@ from ...errors import ConfigError, RunError
 from ...features import ClassLabel, Events, Features, Tensor, Text
 from ...formats.hdf5 import HDF5, Codec
 from ...formats.webdataset import WEBDATASET
+from ...storage import is_url, join, url_digest, url_find, url_input, url_read_many
 from ..base import (
     Block,
     Config,
@@ -50,14 +51,14 @@ SENSOR_SIZE = (odg.WINDOW[1], odg.WINDOW[1], 2)  # x, y < 240 in canvas coordina
 
 @dataclass(frozen=True)
 class ESImageNetConfig(Config):
-    imagenet_root: Path | None = option(
+    imagenet_root: Path | str | None = option(
         None, "ImageNet as you keep it: a folder holding train/<wnid>/* and/or val/, the "
-        "official ILSVRC2012_img_*.tar files, or the Kaggle copy (ILSVRC/Data/CLS-LOC/).",
-        manifest=False)
+        "official ILSVRC2012_img_*.tar files, or the Kaggle copy (ILSVRC/Data/CLS-LOC/); or "
+        "its URL (s3://bucket/imagenet).", manifest=False)
     split: Literal["train", "val"] = option("train", "Which split to convert.")
-    val_labels: Path | None = option(None, "Labels table '<file name> <label>' for a flat val/ "
-                                     "(default: the ILSVRC2012 ground truth shipped with "
-                                     "neurodata).", manifest=False)
+    val_labels: Path | str | None = option(
+        None, "Labels table '<file name> <label>' for a flat val/ (default: the ILSVRC2012 "
+        "ground truth shipped with neurodata).", manifest=False)
     threshold: float = option(odg.DEFAULT_THRESHOLD, "Event threshold on V/255 differences.",
                               lo=0, hi=1, open_bounds=True)
     min_events: int = option(1000, "Skip images with fewer events.", lo=0)
@@ -162,7 +163,7 @@ class ESImageNet(Dataset[ESImageNetConfig]):
             if not source.archive:
                 raise ConfigError(f"--check-archives: {cfg.imagenet_root} holds no official "
                                   f"tar of {cfg.split} (it was read as {source.found})")
-            archives.md5_check(Path(source.archive), cfg.split)
+            archives.md5_check(_local(source.archive), cfg.split)
         return replace(cfg, source=source, index=None)
 
     def needs_scan(self, cfg: ESImageNetConfig) -> bool:
@@ -171,7 +172,7 @@ class ESImageNet(Dataset[ESImageNetConfig]):
     def scan(self, cfg: ESImageNetConfig, cache: Path) -> ESImageNetConfig:
         """Index the official tar once, into the stage; label train by the classes in it."""
         source = cfg.src
-        archives.scan(Path(source.archive), cfg.split, cache)
+        archives.scan(_local(source.archive), cfg.split, cache)
         if source.layout == "folders":
             scheme, classes = labels_of(archives.scanned_classes(cache, cfg.split), [],
                                         source.archive, "")
@@ -181,18 +182,18 @@ class ESImageNet(Dataset[ESImageNetConfig]):
     def inputs(self, cfg: ESImageNetConfig) -> list[str]:
         if cfg.src.archive:  # and, once scanned, its index in the stage
             return [cfg.src.archive] + ([cfg.index] if cfg.index is not None else [])
-        return [str(Path(cfg.src.root) / cfg.split)]
+        return [str(join(cfg.src.root, cfg.split))]
 
     def plan(self, cfg: ESImageNetConfig) -> list[Shard]:
         index = None
         if cfg.src.archive:  # the scan's index, read here only: shards carry their part
             assert cfg.index is not None  # scanned: an archive needs a scan
-            index = archives.scan(Path(cfg.src.archive), cfg.split, Path(cfg.index))
+            index = archives.scan(_local(cfg.src.archive), cfg.split, Path(cfg.index))
         items = list_inputs(cfg.src, index)
         if cfg.limit is not None:
             items = items[:cfg.limit]
         if not items:
-            raise RunError(f"{Path(cfg.src.root) / cfg.split} holds no input files")
+            raise RunError(f"{join(cfg.src.root, cfg.split)} holds no input files")
         _check_utf8(items)
         count = -(-len(items) // cfg.shard_size)
         shards = []
@@ -211,17 +212,23 @@ class ESImageNet(Dataset[ESImageNetConfig]):
         a file's by a stat."""
         parts: list[Part] = [s.payload for s in shards]
         if cfg.src.archive:
-            archive = Path(cfg.src.archive)
-            return file_listing(archive.parent, [archive.name]) + [
+            return _listing(cfg.src.archive) + [
                 InputFile(rel, int(row[2])) for part in parts
                 for rel, row in zip(part.sources, cast(np.ndarray, part.members), strict=True)]
-        return file_listing(Path(cfg.src.root), [rel for p in parts for rel in p.sources])
+        rels = [rel for p in parts for rel in p.sources]
+        if is_url(cfg.src.root):  # sizes and ETags from one listing of the store
+            objects = url_find(str(join(cfg.src.root, cfg.split)))
+            found = [objects.get(rel.split("/", 1)[1]) for rel in rels]
+            return [InputFile(rel, -1) if info is None else
+                    InputFile(rel, int(info["size"]), url_digest(info))
+                    for rel, info in zip(rels, found, strict=True)]
+        return file_listing(Path(cfg.src.root), rels)
 
     def build(self, cfg: ESImageNetConfig, shard: Shard) -> Iterator[Block]:
         """One block per input: its sample, or nothing and a skip recorded."""
         part: Part = shard.payload
-        root = Path(cfg.src.root)
-        reader = (archives.MemberReader(Path(cfg.src.archive))
+        root = _local(cfg.src.root)
+        reader = (archives.MemberReader(_local(cfg.src.archive))
                   if part.members is not None else None)
         try:
             yield from self._convert(cfg, part, root, reader)
@@ -229,8 +236,9 @@ class ESImageNet(Dataset[ESImageNetConfig]):
             if reader is not None:
                 reader.close()
 
-    def _convert(self, cfg: ESImageNetConfig, part: Part, root: Path,
+    def _convert(self, cfg: ESImageNetConfig, part: Part, root: Path | str,
                  reader: archives.MemberReader | None) -> Iterator[Block]:
+        ahead: dict[str, bytes] = {}  # images read ahead from a store
         for k, (rel, label) in enumerate(zip(part.sources, part.labels, strict=True)):
             stats = {"images": 1, "converted": 0, "too_few_events": 0, "unreadable": 0,
                      "events": 0, "skipped": []}
@@ -238,7 +246,10 @@ class ESImageNet(Dataset[ESImageNetConfig]):
                 if reader is None:
                     if rel.count("/") > 2:  # below a class folder's own entries
                         raise Unusable(IN_SUBFOLDER)
-                    rgb = open_rgb(root / rel)
+                    if is_url(root) and rel not in ahead:
+                        ahead = _read_ahead(str(root), part.sources[k:k + AHEAD])
+                    data = ahead.pop(rel, None)
+                    rgb = decode_bytes(data) if data is not None else open_rgb(join(root, rel))
                 else:
                     assert part.members is not None  # a reader only for an archive's members
                     rgb = decode_bytes(reader.read(rel, part.members[k].tolist(), MAX_INPUT_BYTES))
@@ -252,7 +263,7 @@ class ESImageNet(Dataset[ESImageNetConfig]):
             except Exception as exc:  # Pillow raises many kinds for a bad file: all unreadable
                 # No absolute paths and no object addresses: the manifest is checksummed.
                 reason = re.sub(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>", rel,
-                                _reason(exc).replace(str(root / rel), rel))
+                                _reason(exc).replace(str(join(root, rel)), rel))
                 stats["unreadable"] = 1
                 stats["skipped"] = [{"source": rel, "reason": f"unreadable: {reason}"}]
                 yield Block({}, stats=stats, units=1)
@@ -309,6 +320,30 @@ class ESImageNet(Dataset[ESImageNetConfig]):
         from .draw import preview
 
         return preview(data.record(index), f"ES-ImageNet {split} sample {index}")
+
+
+AHEAD = 32  # images of a folder in a store read at once, by concurrent requests
+
+
+def _read_ahead(root: str, rels: tuple[str, ...]) -> dict[str, bytes]:
+    """The images ``rels`` of a store's folder, read concurrently; one that fails or is too
+    large is left out, for ``open_rgb`` to read alone and say why."""
+    rels = tuple(r for r in rels if r.count("/") <= 2)
+    got = url_read_many([str(join(root, r)) for r in rels], MAX_INPUT_BYTES + 1)
+    return {r: data for r, data in zip(rels, got, strict=True)
+            if isinstance(data, bytes) and len(data) <= MAX_INPUT_BYTES}
+
+
+def _local(path: str) -> Path | str:
+    """A located path: a URL stays its string (``Path`` would fold its ``//``)."""
+    return path if is_url(path) else Path(path)
+
+
+def _listing(archive: str) -> list[InputFile]:
+    """The archive itself, by name, size and what tells a rewrite apart (a time, an ETag)."""
+    if is_url(archive):
+        return [InputFile(*url_input(archive))]
+    return file_listing(Path(archive).parent, [Path(archive).name])
 
 
 def _reason(exc: Exception) -> str:

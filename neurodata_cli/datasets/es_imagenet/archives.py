@@ -32,6 +32,7 @@ import numpy as np
 
 from ...errors import RunError
 from ...progress import progress
+from ...storage import is_url, name_of, open_input, url_digest, url_info
 from .source import IN_SUBFOLDER, Unusable
 
 PUBLISHED_MD5 = {"train": "1d675b47d978889d74fa0da5fadfb00e",
@@ -64,7 +65,7 @@ def _kind(info: tarfile.TarInfo) -> int:
     return OTHER
 
 
-def _open(archive: Path, fileobj: Any, where: str) -> tarfile.TarFile:
+def _open(archive: Path | str, fileobj: Any, where: str) -> tarfile.TarFile:
     try:
         return tarfile.open(fileobj=fileobj, mode="r:")
     except tarfile.TarError as exc:
@@ -72,7 +73,7 @@ def _open(archive: Path, fileobj: Any, where: str) -> tarfile.TarFile:
                        f"({exc})") from None
 
 
-def _members(archive: Path, tf: tarfile.TarFile, size: int, where: str
+def _members(archive: Path | str, tf: tarfile.TarFile, size: int, where: str
              ) -> Iterator[tarfile.TarInfo]:
     """Every member of a tar of ``size`` bytes, checked: safe names, data inside the archive,
     and an end-of-archive marker (a tar cut at a member boundary otherwise reads as whole)."""
@@ -108,7 +109,7 @@ def _paths(split: str) -> tuple[Path, Path, Path]:
             Path(f"index-{split}.npy"))
 
 
-def scan(archive: Path, split: str, cache: Path, quiet: bool = False
+def scan(archive: Path | str, split: str, cache: Path, quiet: bool = False
          ) -> tuple[list[str], np.ndarray]:
     """(paths as extracted, sorted as the folders' listing; a row per input: [header of its
     member in the archive, header inside its inner tar or -1, size, kind]), from the index in
@@ -116,16 +117,15 @@ def scan(archive: Path, split: str, cache: Path, quiet: bool = False
 
     The index is JSON and npy, so any name (one with LF or CR in it) reads back as it was.
     """
-    st = archive.stat()
-    stamp = {"archive": str(archive), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns,
-             "format": INDEX_FORMAT}
+    size, changed = _stat(archive)
+    stamp = {"archive": str(archive), "bytes": size, **changed, "format": INDEX_FORMAT}
     stamp_file, names_file, table_file = (cache / p for p in _paths(split))
     try:
         if json.loads(stamp_file.read_text()) == stamp:
             return json.loads(names_file.read_text())["names"], np.load(table_file)
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    entries, classes = _index(archive, split, st.st_size, quiet)
+    entries, classes = _index(archive, split, size, quiet)
     entries.sort(key=lambda e: e[0])
     names = ["/".join((split, *key)) for key, _ in entries]
     table = np.array([row for _, row in entries], dtype=np.int64).reshape(-1, 4)
@@ -135,6 +135,20 @@ def scan(archive: Path, split: str, cache: Path, quiet: bool = False
     np.save(table_file, table)
     stamp_file.write_text(json.dumps(stamp))
     return names, table
+
+
+def _stat(archive: Path | str) -> tuple[int, dict[str, Any]]:
+    """The archive's size, and what tells a rewrite apart: its time, or a store's ETag."""
+    if is_url(archive):
+        info = url_info(str(archive))
+        return int(info["size"]), {"etag": url_digest(info)}
+    st = Path(archive).stat()
+    return st.st_size, {"mtime_ns": st.st_mtime_ns}
+
+
+# A store is read by ranged reads: the scan jumps from header to header, so it reads the archive
+# forward in large blocks (about once over); a shard's members are near each other.
+SCAN_BLOCK, READ_BLOCK = 1 << 23, 1 << 21
 
 
 def scanned_classes(cache: Path, split: str) -> list[str]:
@@ -147,7 +161,7 @@ def _hidden(parts: tuple[str, ...]) -> bool:
     return any(p.startswith(".") for p in parts)  # as the folders' listing: not inputs
 
 
-def _once(seen: dict[tuple[str, ...], str], key: tuple[str, ...], name: str, archive: Path,
+def _once(seen: dict[tuple[str, ...], str], key: tuple[str, ...], name: str, archive: Path | str,
           shown: str) -> None:
     """Refuse a second member that extracts to the path of an earlier one."""
     if key in seen:
@@ -156,15 +170,15 @@ def _once(seen: dict[tuple[str, ...], str], key: tuple[str, ...], name: str, arc
     seen[key] = name
 
 
-def _index(archive: Path, split: str, size: int, quiet: bool
+def _index(archive: Path | str, split: str, size: int, quiet: bool
            ) -> tuple[list[tuple[tuple[str, ...], tuple[int, int, int, int]]], list[str]]:
     """(path parts below the split, [outer header, inner header, size, kind]) of each input,
     and the class folders (train)."""
-    bar = progress(size, "B", f"indexing {archive.name}", quiet, scale=False)
+    bar = progress(size, "B", f"indexing {name_of(archive)}", quiet, scale=False)
     found: list[tuple[tuple[str, ...], tuple[int, int, int, int]]] = []
     classes: dict[tuple[str, ...], str] = {}
     shown = 0
-    with open(archive, "rb") as handle, _open(archive, handle, "") as outer:
+    with open_input(archive, SCAN_BLOCK) as handle, _open(archive, handle, "") as outer:
         seen: dict[tuple[str, ...], str] = {}
         for info in _members(archive, outer, size, ""):
             parts = extracted(info.name)
@@ -192,7 +206,7 @@ def _index(archive: Path, split: str, size: int, quiet: bool
     return found, sorted(k[0] for k in classes)
 
 
-def _inner(archive: Path, outer: tarfile.TarFile, info: tarfile.TarInfo, wnid: str
+def _inner(archive: Path | str, outer: tarfile.TarFile, info: tarfile.TarInfo, wnid: str
            ) -> list[tuple[tuple[str, ...], tuple[int, int, int, int]]]:
     """The inputs of one ``<wnid>.tar``, read through ``extractfile`` (sparse maps included)."""
     where = f"{info.name}:"
@@ -218,11 +232,11 @@ def _inner(archive: Path, outer: tarfile.TarFile, info: tarfile.TarInfo, wnid: s
     return found
 
 
-def md5_check(archive: Path, split: str, quiet: bool = False) -> None:
+def md5_check(archive: Path | str, split: str, quiet: bool = False) -> None:
     """Exit 1 naming the archive unless its md5 is the published one."""
     digest = hashlib.md5()
-    bar = progress(archive.stat().st_size, "B", f"md5 {archive.name}", quiet, scale=False)
-    with open(archive, "rb") as handle:
+    bar = progress(_stat(archive)[0], "B", f"md5 {name_of(archive)}", quiet, scale=False)
+    with open_input(archive, SCAN_BLOCK) as handle:
         while chunk := handle.read(1 << 22):
             digest.update(chunk)
             bar.update(len(chunk))
@@ -235,9 +249,9 @@ def md5_check(archive: Path, split: str, quiet: bool = False) -> None:
 class MemberReader:
     """Reads members of one archive through ``tarfile``; one open file per shard."""
 
-    def __init__(self, archive: Path):
+    def __init__(self, archive: Path | str):
         self.archive = archive
-        self.handle = open(archive, "rb")
+        self.handle = open_input(archive, READ_BLOCK)
         self.outer = _open(archive, self.handle, "")
         self.inner: tuple[int, tarfile.TarFile | None] = (-1, None)  # the last inner tar
 

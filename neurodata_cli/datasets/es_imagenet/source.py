@@ -30,6 +30,16 @@ from typing import Any
 import numpy as np
 
 from ...errors import ConfigError, RunError
+from ...storage import (
+    is_url,
+    join,
+    name_of,
+    url_entries,
+    url_find,
+    url_info,
+    url_kind,
+    url_read,
+)
 
 SPLITS = ("train", "val")
 DEFAULT_VAL_LABELS = "ilsvrc2012_val_labels.txt"
@@ -61,7 +71,7 @@ class Source:
     train and val must hold the same classes.
     """
 
-    root: str  # absolute: what input paths are relative to
+    root: str  # absolute, or a URL: what input paths are relative to
     split: str
     layout: str  # how it is labelled: "folders" (class folders) or "table" (a flat val)
     classes: tuple[tuple[str, int], ...] = ()  # folder name -> label, for layout "folders"
@@ -79,9 +89,9 @@ class Source:
         out: dict[str, Any] = {"split": self.split, "read_from": self.found,
                                "layout": self.layout}
         if self.archive:
-            out["archive"] = Path(self.archive).name
+            out["archive"] = name_of(self.archive)
         if self.layout == "table":
-            out.update(labels=Path(self.table).name, labels_sha256=self.table_sha256)
+            out.update(labels=name_of(self.table), labels_sha256=self.table_sha256)
         else:
             out.update(labels=self.scheme, label_map=dict(self.classes))
         return out
@@ -96,15 +106,32 @@ class Source:
         return out
 
 
-def _class_folders(folder: Path) -> list[str]:
-    return [p.name for p in _entries(folder) if p.is_dir()]
+def _is_dir(path: Path | str) -> bool:
+    return url_kind(path) == "directory" if is_url(path) else Path(path).is_dir()
 
 
-def label_map(root: Path, split: str) -> tuple[str, tuple[tuple[str, int], ...]]:
+def _is_file(path: Path | str) -> bool:
+    return url_kind(path) == "file" if is_url(path) else Path(path).is_file()
+
+
+def _names(folder: Path | str) -> list[tuple[str, bool]]:
+    """(name, is a folder) of the entries of a local folder or a store's, sorted, not hidden."""
+    if is_url(folder):
+        return [(name, kind == "directory") for name, kind in sorted(url_entries(folder).items())
+                if not name.startswith(".")]
+    return [(p.name, p.is_dir()) for p in _entries(Path(folder))]
+
+
+def _class_folders(folder: Path | str) -> list[str]:
+    return [name for name, is_dir in _names(folder) if is_dir]
+
+
+def label_map(root: Path | str, split: str) -> tuple[str, tuple[tuple[str, int], ...]]:
     """How the class folders of ``root/split`` are labelled: (scheme, folder -> label)."""
     other = "val" if split == "train" else "train"
-    theirs = _class_folders(root / other) if (root / other).is_dir() else []
-    return labels_of(_class_folders(root / split), theirs, root / split, root / other)
+    theirs = _class_folders(join(root, other)) if _is_dir(join(root, other)) else []
+    return labels_of(_class_folders(join(root, split)), theirs, join(root, split),
+                     join(root, other))
 
 
 def labels_of(present: list[str], theirs: list[str], here: Any, there: Any
@@ -125,26 +152,27 @@ def labels_of(present: list[str], theirs: list[str], here: Any, there: Any
         only_there = sorted(set(theirs) - set(present))
         raise ConfigError(
             f"{here} and {there} hold different class folders, so their sorted labels would "
-            f"not match (only in {Path(str(here)).name}: {', '.join(only_here[:5]) or '-'}; "
-            f"only in {Path(str(there)).name}: {', '.join(only_there[:5]) or '-'})")
+            f"not match (only in {name_of(here)}: {', '.join(only_here[:5]) or '-'}; "
+            f"only in {name_of(there)}: {', '.join(only_there[:5]) or '-'})")
     return "sorted folders", tuple((n, i) for i, n in enumerate(present))
 
 
-def locate(root: Path, split: str, val_labels: Path | None = None) -> Source:
+def locate(root: Path | str, split: str, val_labels: Path | str | None = None) -> Source:
     """Find the split in any of the three layouts and decide how it is labelled; nothing is
-    listed yet (an archive is indexed later, in the run's stage)."""
-    root = Path(root).expanduser().absolute()
-    if not root.is_dir():
+    listed yet (an archive is indexed later, in the run's stage). ``root`` may be a URL."""
+    if not is_url(root):
+        root = Path(root).expanduser().absolute()
+    if not _is_dir(root):
         raise ConfigError(f"--imagenet-root {root} is not a folder")
     if split == "train" and val_labels is not None:
         raise ConfigError("--val-labels goes with --split val")
-    kaggle = root / KAGGLE
-    if (root / split).is_dir():
+    kaggle = join(root, KAGGLE.as_posix())
+    if _is_dir(join(root, split)):
         base, found = root, "folders"
-    elif (kaggle / split).is_dir():
+    elif _is_dir(join(kaggle, split)):
         base, found = kaggle, "kaggle"
-    elif (root / OFFICIAL[split]).is_file():
-        archive = root / OFFICIAL[split]
+    elif _is_file(join(root, OFFICIAL[split])):
+        archive = join(root, OFFICIAL[split])
         if split == "train":  # labelled once its classes are known, from the index
             return Source(str(root), split, "folders", found="official tars",
                           archive=str(archive))
@@ -152,54 +180,64 @@ def locate(root: Path, split: str, val_labels: Path | None = None) -> Source:
     else:  # a root that holds nothing usable: a runtime failure, as elsewhere
         raise RunError(f"--imagenet-root {root} has no {split}/ folder, no Kaggle "
                        f"{KAGGLE}/{split}/ and no {OFFICIAL[split]}")
-    folder = base / split
-    has_dirs = any(p.is_dir() for p in _entries(folder))
+    folder = join(base, split)
+    has_dirs = any(is_dir for _, is_dir in _names(folder))
     if split == "train" or (val_labels is None and has_dirs):
         scheme, classes = label_map(base, split)
         if len(classes) > MAX_LABEL + 1:
             raise RunError(f"{folder} has {len(classes)} class folders; at most "
                            f"{MAX_LABEL + 1} fit the int16 labels")
         return Source(str(base), split, "folders", classes, scheme, found=found)
-    if val_labels is None and found == "folders" and (base / "train").is_dir():
+    if val_labels is None and found == "folders" and _is_dir(join(base, "train")):
         # The shipped table labels by the ILSVRC2012 class index; class folders that are not
         # wnids are labelled by their sorted order: the two splits would not share labels.
         scheme, classes = label_map(base, "train")
         if scheme != "ilsvrc2012" and classes:
             raise ConfigError(
-                f"{base / 'train'} labels its class folders by sorted order "
+                f"{join(base, 'train')} labels its class folders by sorted order "
                 f"({', '.join(n for n, _ in classes[:3])}, ...: not ILSVRC2012 wnids), but the "
                 f"flat {folder} would take the ILSVRC2012 ground truth's labels; pass "
                 "--val-labels with labels in train's order")
     return _table_source(base, split, val_labels, found, "", root)
 
 
-def _table_source(base: Path, split: str, val_labels: Path | None, found: str, archive: str,
-                  root: Path | None = None) -> Source:
+def _table_source(base: Path | str, split: str, val_labels: Path | str | None, found: str,
+                  archive: str, root: Path | str | None = None) -> Source:
     """A flat val labelled by --val-labels, the Kaggle CSV, or the shipped ground truth."""
     kind = "text"
+    table: Path | str
     if val_labels is not None:
-        table = Path(val_labels)
+        table = val_labels if is_url(val_labels) else Path(val_labels)
     elif found == "kaggle":
-        table, kind = Path(root or base) / KAGGLE_VAL, "kaggle"
+        table, kind = join(root or base, KAGGLE_VAL), "kaggle"
     else:
         table = Path(__file__).with_name(DEFAULT_VAL_LABELS)
-    if not table.is_file():
+    if not _is_file(table):
         what = "--val-labels" if val_labels is not None else "the val labels"
         raise ConfigError(f"{what} {table} is not a file")
-    digest = hashlib.sha256(table.read_bytes()).hexdigest()
-    return Source(str(base), split, "table", table=str(table.absolute()), table_sha256=digest,
-                  table_kind=kind, found=found, archive=archive)
+    digest = hashlib.sha256(_read_bytes(table)).hexdigest()
+    where = table if is_url(table) else str(Path(table).absolute())
+    return Source(str(base), split, "table", table=str(where), table_sha256=digest,
+                  table_kind=kind, found=found, archive=str(archive))
 
 
-def read_kaggle(path: Path) -> dict[str, int]:
+def _read_bytes(path: Path | str) -> bytes:
+    return url_read(str(path)) if is_url(path) else Path(path).read_bytes()
+
+
+def read_kaggle(path: Path | str) -> dict[str, int]:
     """``LOC_val_solution.csv``: each image's label is the ILSVRC2012 index of the first wnid
     of its ``PredictionString``; the image is ``<ImageId>.JPEG``."""
     known = ilsvrc_classes()
     labels: dict[str, int] = {}
     line_of: dict[str, int] = {}
     try:
-        with open(path, encoding="utf-8-sig", newline="") as handle:
-            rows = list(csv.reader(handle))
+        if is_url(path):
+            rows = list(csv.reader(io.StringIO(_read_bytes(path).decode("utf-8-sig"),
+                                               newline="")))
+        else:
+            with open(path, encoding="utf-8-sig", newline="") as handle:
+                rows = list(csv.reader(handle))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
     if not rows or rows[0][:2] != ["ImageId", "PredictionString"]:
@@ -217,7 +255,7 @@ def read_kaggle(path: Path) -> dict[str, int]:
     return labels
 
 
-def read_table(path: Path, kind: str = "text") -> dict[str, int]:
+def read_table(path: Path | str, kind: str = "text") -> dict[str, int]:
     """``<file name> <label>`` lines; a malformed line is an error naming the file and line.
 
     Labels are ASCII digits only (``int`` would take '１' or reject '²' with a traceback), and a
@@ -227,7 +265,8 @@ def read_table(path: Path, kind: str = "text") -> dict[str, int]:
         return read_kaggle(path)
     labels: dict[str, int] = {}
     try:
-        text = Path(path).read_text(encoding="utf-8-sig")
+        text = (_read_bytes(path).decode("utf-8-sig") if is_url(path)
+                else Path(path).read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read --val-labels {path}: {exc}") from None
     for number, line in enumerate(text.splitlines(), 1):
@@ -258,7 +297,7 @@ def list_inputs(src: Source, index: Any = None) -> list[tuple[str, int, int, int
         names, table = index
         sizes = table[:, 2].tolist()  # two ints an input, as files have: the plan stays small
         if src.layout == "table":
-            labels = read_table(Path(src.table), src.table_kind)
+            labels = read_table(_table(src), src.table_kind)
             items = []
             for row, (rel, size) in enumerate(zip(names, sizes, strict=True)):
                 name = rel.split("/", 1)[1]
@@ -269,10 +308,12 @@ def list_inputs(src: Source, index: Any = None) -> list[tuple[str, int, int, int
         label = dict(src.classes)
         return [(rel, label[rel.split("/")[1]], row, size)
                 for row, (rel, size) in enumerate(zip(names, sizes, strict=True))]
+    if is_url(src.root):
+        return _list_url(src)
     root = Path(src.root)
     folder = root / src.split
     if src.layout == "table":
-        labels = read_table(Path(src.table), src.table_kind)
+        labels = read_table(_table(src), src.table_kind)
         items = []
         for path in _entries(folder):
             if path.name not in labels:
@@ -290,6 +331,41 @@ def list_inputs(src: Source, index: Any = None) -> list[tuple[str, int, int, int
         class_label = index_of[wnid_dir.name]
         items += [(f"{src.split}/{wnid_dir.name}/{rel}", class_label, -1, -1)
                   for rel in _class_listing(wnid_dir)]
+    return items
+
+
+def _table(src: Source) -> Path | str:
+    return src.table if is_url(src.table) else Path(src.table)
+
+
+def _list_url(src: Source) -> list[tuple[str, int, int, int]]:
+    """``list_inputs`` of a folder in a store, from one recursive listing: folders are the
+    prefixes of its objects' keys, listed as the local listing lists them (and skipped alike)."""
+    folder = join(src.root, src.split)
+    tops: dict[str, set[tuple[str, ...]]] = {}  # entry -> what is below it
+    for rel in url_find(str(folder)):
+        parts = tuple(rel.split("/"))
+        if any(p.startswith(".") for p in parts):  # hidden, as locally: not inputs
+            continue
+        below = tops.setdefault(parts[0], set())
+        below.update(parts[1:k] for k in range(2, len(parts) + 1))
+    items = []
+    if src.layout == "table":
+        labels = read_table(_table(src), src.table_kind)
+        for name in sorted(tops):
+            if name not in labels:
+                if tops[name]:
+                    raise RunError(f"{folder} mixes folders ({name}/) and files; with a "
+                                   "labels table it must be flat")
+                raise RunError(f"{join(folder, name)} has no label in {src.table}")
+            items.append((f"{src.split}/{name}", labels[name], -1, -1))
+        return items
+    index_of = dict(src.classes)
+    for name in sorted(tops):
+        if not tops[name]:
+            raise RunError(f"{join(folder, name)} is a file where {folder} holds class folders")
+        items += [(f"{src.split}/{name}/{'/'.join(parts)}", index_of[name], -1, -1)
+                  for parts in sorted(tops[name])]
     return items
 
 
@@ -358,10 +434,24 @@ def read_input(path: Path, cap: int = MAX_INPUT_BYTES) -> bytes:
     return data
 
 
-def open_rgb(path: Path) -> Any:
+def read_url_input(url: str, cap: int = MAX_INPUT_BYTES) -> bytes:
+    """``read_input`` of an object in a store, by one ranged read of at most ``cap`` + 1 bytes;
+    skipped for the same reasons, in the same words."""
+    try:
+        data = url_read(url, cap + 1)
+    except RunError:
+        if url_kind(url) == "directory":  # a prefix with objects below it: a folder
+            raise Unusable("a directory") from None
+        raise
+    if len(data) > cap:
+        raise Unusable(f"too large: {url_info(url).get('size')} bytes > {cap}")
+    return data
+
+
+def open_rgb(path: Path | str) -> Any:
     """The decoded Pillow image, as ``Image.open(path).convert('RGB')``; no EXIF rotation."""
     # One read of the whole file: Pillow reads a file in dozens of small pieces.
-    return decode_bytes(read_input(path))
+    return decode_bytes(read_url_input(path) if is_url(path) else read_input(Path(path)))
 
 
 def decode_bytes(blob: bytes) -> Any:

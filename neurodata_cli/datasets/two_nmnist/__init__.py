@@ -58,8 +58,9 @@ def _archive(reader: Reader, key: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class TwoNMNISTConfig(Config):
-    nmnist_root: Path | None = option(None, "Folder with Train/ and Test/ (<digit>/*.bin) or "
-                                      "Train.zip and Test.zip.", manifest=False)
+    nmnist_root: Path | str | None = option(None, "Folder with Train/ and Test/ (<digit>/*.bin) "
+                                            "or Train.zip and Test.zip; or their URL "
+                                            "(s3://bucket/nmnist).", manifest=False)
     fetch: bool = option(False, "Fetch the official archives into --cache.", flag="--download",
                          yaml=False, manifest=False)
     download_cache: Path = option(Path("~/.cache/neurodata/nmnist"), "Where --download keeps "
@@ -220,6 +221,7 @@ class TwoNMNIST(Dataset[TwoNMNISTConfig]):
                groups: tuple[Group, ...]) -> Block:
         inputs: list[list[bytes]] = []  # each group's recordings, in group order
         digests = []
+        reader.prefetch([rec.rel for group in groups for rec in group.recordings])
         for group in groups:
             recordings = []
             for rec in group.recordings:

@@ -21,6 +21,18 @@ from typing import Any
 from ...errors import ConfigError, RunError
 from ...formats import file_digest
 from ...progress import progress
+from ...storage import (
+    is_url,
+    name_of,
+    url_digest,
+    url_entries,
+    url_find,
+    url_join,
+    url_kind,
+    url_open,
+    url_read,
+    url_read_many,
+)
 from ..base import InputFile, file_listing
 
 SPLIT_DIRS = {"train": "Train", "test": "Test"}
@@ -53,22 +65,25 @@ class SplitSource:
     """One split of NMNIST: a folder, or an archive with the member prefix of the split."""
 
     split: str
-    path: str  # folder, or zip file
+    path: str  # folder, or zip file: a local path or a URL (s3://bucket/nmnist/Train.zip)
     archive: bool
     prefix: str = ""  # for archives: the top-level folder as spelled in the zip
 
     def describe(self) -> str:
         """Where it is on this machine (for messages and the run record)."""
-        return str(Path(self.path).absolute()) + (f" ({self.prefix}/)" if self.archive else "")
+        where = self.path if is_url(self.path) else str(Path(self.path).absolute())
+        return where + (f" ({self.prefix}/)" if self.archive else "")
 
     def recorded(self) -> str:
         """What the manifest records: the folder's or zip's name in the root, never its path
         (the manifest is checksummed, and must be the same on every machine)."""
-        return Path(self.path).name + (f" ({self.prefix}/)" if self.archive else "")
+        return name_of(self.path) + (f" ({self.prefix}/)" if self.archive else "")
 
 
-def locate(root: Path, split: str) -> SplitSource:
+def locate(root: Path | str, split: str) -> SplitSource:
     """Find ``split`` under ``root``: a ``Train``/``Test`` folder in any case, or its zip."""
+    if is_url(root):
+        return _locate_url(str(root), split)
     root = Path(root)
     if not root.is_dir():
         raise ConfigError(f"--nmnist-root {root} is not a folder")
@@ -83,14 +98,50 @@ def locate(root: Path, split: str) -> SplitSource:
                    f"{SPLIT_DIRS[split]}.zip")
 
 
+def _locate_url(root: str, split: str) -> SplitSource:
+    """``locate`` in a store: the same names, listed by one request."""
+    if url_kind(root) != "directory":
+        raise ConfigError(f"--nmnist-root {root} is not a folder (no objects below it)")
+    entries = {name.lower(): (name, kind) for name, kind in sorted(url_entries(root).items())}
+    folder = entries.get(split)
+    if folder is not None and folder[1] == "directory":
+        return SplitSource(split, url_join(root, folder[0]), False)
+    archive = entries.get(f"{split}.zip")
+    if archive is not None and archive[1] == "file":
+        url = url_join(root, archive[0])
+        return SplitSource(split, url, True, _zip_prefix(url, split))
+    raise RunError(f"--nmnist-root {root} has neither a {SPLIT_DIRS[split]}/ folder nor "
+                   f"{SPLIT_DIRS[split]}.zip")
+
+
+class _URLZip(zipfile.ZipFile):
+    """A zip read from a store's file object, which closing the zip closes too."""
+
+    def __init__(self, handle: Any):
+        super().__init__(handle)
+        self.handle = handle
+
+    def close(self) -> None:
+        super().close()
+        self.handle.close()
+
+
 def _open_zip(path: str) -> zipfile.ZipFile:
+    """The zip at a local path or a URL (read through ranged reads; closing the zip closes
+    the file object under it)."""
+    handle = None
     try:
+        if is_url(path):
+            handle = url_open(path)
+            return _URLZip(handle)
         return zipfile.ZipFile(path)
     except (OSError, zipfile.BadZipFile) as exc:
+        if handle is not None:
+            handle.close()
         raise RunError(f"{path} is not a readable zip archive: {exc}") from None
 
 
-def _zip_prefix(path: Path, split: str) -> str:
+def _zip_prefix(path: Path | str, split: str) -> str:
     with _open_zip(str(path)) as zf:
         tops = {name.split("/", 1)[0] for name in zf.namelist() if "/" in name}
     for top in sorted(tops):
@@ -151,6 +202,8 @@ def list_recordings(src: SplitSource) -> list[Recording]:
                                    f"{src.prefix}/<digit>/<name>.bin")
                 found.append(Recording(f"{m['digit']}/{m['name']}", int(m["digit"])))
         return found
+    if is_url(src.path):
+        return _list_url(src)
     # os.scandir: directory entries carry their type, so 70,000 files need no stat each. A
     # symbolic link to a regular file is read through (a tree of links is a common way to keep
     # one copy of the data); unlike a zip member's link, what it points at is a recording.
@@ -169,10 +222,31 @@ def list_recordings(src: SplitSource) -> list[Recording]:
     return found
 
 
+def _list_url(src: SplitSource) -> list[Recording]:
+    """``list_recordings`` of a folder in a store: one recursive listing. A store has no
+    FIFOs or links; a ``.bin`` name with objects below it is a folder, refused as locally."""
+    found = []
+    for rel in url_find(src.path):
+        parts = rel.split("/")
+        if len(parts) < 2 or not re.fullmatch(r"[0-9]", parts[0]):
+            continue
+        if len(parts) > 2 and parts[1].endswith(".bin"):
+            raise RunError(f"{url_join(src.path, *parts[:2])} is not a regular file (a folder, "
+                           "FIFO, device or dangling link), so it cannot be an NMNIST recording")
+        if len(parts) == 2 and parts[1].endswith(".bin"):
+            found.append(Recording(rel, int(parts[0])))
+    return found
+
+
 def listing(src: SplitSource, rels: Iterable[str]) -> list[InputFile]:
     """Name and size of each recording, as ``Train/3/x.bin`` or ``Train.zip:Train/3/x.bin``;
-    a zip's central directory adds each member's CRC-32 at no cost."""
-    top = Path(src.path).name
+    a zip's central directory adds each member's CRC-32 at no cost, a store's listing each
+    object's ETag."""
+    top = name_of(src.path)
+    if not src.archive and is_url(src.path):
+        objects = url_find(src.path)
+        return [InputFile(f"{top}/{rel}", objects[rel]["size"], url_digest(objects[rel]))
+                if rel in objects else InputFile(f"{top}/{rel}", -1) for rel in rels]
     if not src.archive:
         return file_listing(Path(src.path), rels, f"{top}/")
     out = []
@@ -193,6 +267,17 @@ class Reader:
     def __init__(self, src: SplitSource):
         self.src = src
         self._zip = _open_zip(src.path) if src.archive else None
+        self._ahead: dict[str, bytes] = {}  # recordings read ahead from a store
+
+    def prefetch(self, rels: list[str]) -> None:
+        """Read these recordings of a folder in a store at once (concurrent requests), for the
+        ``read`` calls that follow; elsewhere, and for any that fails, ``read`` reads alone."""
+        if self._zip is not None or not is_url(self.src.path):
+            return
+        urls = [url_join(self.src.path, rel) for rel in rels]
+        got = url_read_many(urls, MAX_RECORDING_BYTES + 1)
+        self._ahead = {rel: data for rel, data in zip(rels, got, strict=True)
+                       if isinstance(data, bytes)}
 
     def read(self, rel: str) -> bytes:
         """A recording's bytes; a damaged member or an oversized file is a RunError naming it."""
@@ -203,6 +288,13 @@ class Reader:
                     NotImplementedError) as exc:  # damaged, encrypted, or an unknown method
                 raise RunError(f"{self.name(rel)}: cannot be read from the archive "
                                f"({exc})") from None
+        if is_url(self.src.path):  # one ranged read, one byte past the largest recording
+            url = url_join(self.src.path, rel)
+            data = self._ahead.pop(rel, None) or url_read(url, MAX_RECORDING_BYTES + 1)
+            if len(data) > MAX_RECORDING_BYTES:
+                raise RunError(f"{url} is more than an NMNIST recording "
+                               f"({MAX_RECORDING_BYTES} bytes); refusing it")
+            return data
         # One open, and the size from the open file: pathlib and a stat by name cost more than
         # reading a 20 KB recording.
         path = os.path.join(self.src.path, rel)
