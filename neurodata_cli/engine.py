@@ -315,31 +315,38 @@ class Materialiser:
             self._check_inputs(shards)
             done = self._finished_shards(shards)
             todo = [s for s in shards if s.key not in done]
-            bar = progress(sum(s.units for s in shards), self.ds.unit, self.name, self.quiet,
-                           initial=sum(s.units for s in shards if s.key in done))
-            shown: dict[str, int] = {}
-
-            def moved(key: str, units: int) -> None:
-                shown[key] = shown.get(key, 0) + units
-                bar.update(units)
-
-            try:
-                for record in self.executor.run(run_shard, self.ds.name, self.cfg, todo, self.stage,
-                                                moved):
-                    done[record["key"]] = record
-                    bar.update(record["units"] - shown.get(record["key"], 0))
-                    if on_shard:
-                        on_shard(record)
-            finally:
-                bar.close()
+            records = self._build(shards, done, todo, on_shard, self.stage)
             self._check_inputs_held(shards)
-            records = [done[s.key] for s in shards]
             # A split's shards store the same columns (a shard alone cannot know).
             check_shards(self.ds.name, records, self._internal / "shards")
             records += self._split_files(records)
             manifest = self._manifest(records, existing)
             self._commit(manifest, existing, shards)
         return self._summary(manifest, time.perf_counter() - start, len(shards) - len(todo))
+
+    def _build(self, shards: list[Shard], done: dict[str, dict[str, Any]], todo: list[Shard],
+               on_shard: Callable[[dict[str, Any]], None] | None,
+               stage: Path | str) -> list[dict[str, Any]]:
+        """Build ``todo`` into ``stage`` (a folder, or a URL's), with one progress bar over
+        every shard; the records of all ``shards``, in order."""
+        bar = progress(sum(s.units for s in shards), self.ds.unit, self.name, self.quiet,
+                       initial=sum(s.units for s in shards if s.key in done))
+        shown: dict[str, int] = {}
+
+        def moved(key: str, units: int) -> None:
+            shown[key] = shown.get(key, 0) + units
+            bar.update(units)
+
+        try:
+            for record in self.executor.run(run_shard, self.ds.name, self.cfg, todo,
+                                            stage, moved):  # type: ignore[arg-type]
+                done[record["key"]] = record
+                bar.update(record["units"] - shown.get(record["key"], 0))
+                if on_shard:
+                    on_shard(record)
+        finally:
+            bar.close()
+        return [done[s.key] for s in shards]
 
     def _plan(self) -> list[Shard]:
         """The dataset's shards, once its format has checked it can store them."""

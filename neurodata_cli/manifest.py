@@ -373,13 +373,21 @@ def verify(folder: Path, workers: int | None = None, stall: float = STALL) -> Ve
             report.problems.append(f"cannot read {rel!r}: {_reason(digest)}")
         elif digest != entries[rel]:
             report.altered.append(rel)
+    readable = MANIFEST in tree.files and not isinstance(digests.get(MANIFEST), OSError)
+    return check_manifest(report, entries, readable, lambda: load(folder))
+
+
+def check_manifest(report: VerifyReport, entries: dict[str, str], readable: bool,
+                   read: Callable[[], dict[str, Any]]) -> VerifyReport:
+    """The part of ``verify`` after the hashes, for a folder and for one at a URL alike:
+    ``SHA256SUMS`` covers the manifest, and (when the manifest is there, ``readable``, and
+    unaltered) the manifest lists the same files and checksums."""
     if MANIFEST not in entries:
         report.problems.append(f"{SUMS} does not cover {MANIFEST}")
-    if (MANIFEST not in tree.files or MANIFEST in report.altered
-            or isinstance(digests.get(MANIFEST), OSError)):
+    if not readable or MANIFEST in report.altered:
         return report
     try:
-        manifest = load(folder)
+        manifest = read()
     except RunError as exc:
         report.problems.append(str(exc))
         return report

@@ -232,7 +232,7 @@ def load_url(url: str) -> dict[str, Any]:
 def verify_url(url: str) -> Any:
     """``manifest.verify`` for a folder in a store: every object re-hashed against
     SHA256SUMS, the manifest checked to list the same files; ``run.json`` alone unlisted."""
-    from .manifest import MANIFEST, RUN, SUMS, VerifyReport, parse_sums
+    from .manifest import MANIFEST, RUN, SUMS, VerifyReport, check_manifest, parse_sums
 
     report = VerifyReport()
     fs, root = filesystem(url)
@@ -259,19 +259,7 @@ def verify_url(url: str) -> Any:
                 report.altered.append(rel)
         except OSError as exc:
             report.problems.append(f"cannot read {rel!r}: {exc}")
-    if MANIFEST not in entries:
-        report.problems.append(f"{SUMS} does not cover {MANIFEST}")
-    if MANIFEST not in objects or MANIFEST in report.altered:
-        return report
-    try:
-        manifest = load_url(url)
-    except RunError as exc:
-        report.problems.append(str(exc))
-        return report
-    recorded = {f["path"]: f["sha256"] for f in manifest["files"]}
-    if recorded != {k: v for k, v in entries.items() if k != MANIFEST}:
-        report.problems.append(f"{MANIFEST} and {SUMS} list different files or checksums")
-    return report
+    return check_manifest(report, entries, MANIFEST in objects, lambda: load_url(url))
 
 
 def download_split(url: str, split: str | None, into: str) -> str:

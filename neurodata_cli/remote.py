@@ -35,7 +35,14 @@ from typing import Any
 
 from .blocks import check_shards
 from .datasets.base import Config, Dataset, Shard
-from .engine import INTERNAL, Materialiser, RunSummary, _what_changed, check_split_names, run_shard
+from .engine import (
+    INTERNAL,
+    Materialiser,
+    RunSummary,
+    _what_changed,
+    check_split_names,
+    fingerprint,
+)
 from .errors import FolderExists, RunError
 from .manifest import MANIFEST, RUN, SUMS, check_shape, metadata, parse_sums
 from .objstore import (
@@ -48,7 +55,6 @@ from .objstore import (
     sha256_object,
     verify_url,
 )
-from .progress import progress
 
 
 class URLFolder(str):
@@ -87,7 +93,7 @@ class RemoteMaterialiser(Materialiser):
         self.rstage = f"{self.rbase}/{name}"
         self.stage_url = f"{self.url}/{self.name}/{name}"
         self.config = self.cfg.recorded()
-        self.fingerprint = self._fingerprint()
+        self.fingerprint = fingerprint(self.config)
         scanning = self.ds.needs_scan(self.cfg)
         shards = [] if scanning else self._plan()
         with tempfile.TemporaryDirectory(prefix="neurodata-client-") as scratch, self._lock():
@@ -103,7 +109,7 @@ class RemoteMaterialiser(Materialiser):
                 self._internal.mkdir(parents=True)
                 self.cfg = self.ds.scan(self.cfg, self._internal)
                 self.config = self.cfg.recorded()
-                self.fingerprint = self._fingerprint()
+                self.fingerprint = fingerprint(self.config)
                 shards = self._plan()
                 if existing is not None:
                     reused = self._reuse_or_refuse(existing, shards, start)
@@ -112,7 +118,7 @@ class RemoteMaterialiser(Materialiser):
             self._check_remote_inputs(shards)
             done = self._finished_remote(shards)
             todo = [s for s in shards if s.key not in done]
-            records = self._build(shards, done, todo, on_shard)
+            records = self._build(shards, done, todo, on_shard, self.stage_url)
             self._check_inputs_held(shards)
             check_shards(self.ds.name, records, self._internal / "shards")
             extra = self._split_files(records)
@@ -121,30 +127,6 @@ class RemoteMaterialiser(Materialiser):
             manifest = self._manifest(records, None)
             self._commit_remote(manifest, shards)
         return self._summary(manifest, time.perf_counter() - start, len(shards) - len(todo))
-
-    def _fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(self.config, sort_keys=True).encode()).hexdigest()
-
-    def _build(self, shards: list[Shard], done: dict[str, dict[str, Any]], todo: list[Shard],
-               on_shard: Callable[[dict[str, Any]], None] | None) -> list[dict[str, Any]]:
-        bar = progress(sum(s.units for s in shards), self.ds.unit, self.name, self.quiet,
-                       initial=sum(s.units for s in shards if s.key in done))
-        shown: dict[str, int] = {}
-
-        def moved(key: str, units: int) -> None:
-            shown[key] = shown.get(key, 0) + units
-            bar.update(units)
-
-        try:
-            for record in self.executor.run(run_shard, self.ds.name, self.cfg, todo,
-                                            self.stage_url, moved):  # type: ignore[arg-type]
-                done[record["key"]] = record
-                bar.update(record["units"] - shown.get(record["key"], 0))
-                if on_shard:
-                    on_shard(record)
-        finally:
-            bar.close()
-        return [done[s.key] for s in shards]
 
     def _check_out_outside_inputs(self) -> None:
         """A store's folder is never inside a local input folder."""

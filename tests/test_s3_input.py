@@ -143,6 +143,30 @@ def test_open_dataset_reads_hdf5_from_a_bucket(s3, bucket, made):  # noqa: F811
     assert all(parts) and sorted(int(s[0]["t"].sum()) for p in parts for s in p) == sorted(key)
 
 
+def test_open_dataset_reads_webdataset_from_a_bucket(s3, bucket, made, nmnist,  # noqa: F811
+                                                    tmp_path):
+    """The streaming format over the store: random access by ranged reads, and in order or
+    shuffled within a buffer by one request a shard; the same samples as the HDF5 folder."""
+    from click.testing import CliRunner
+
+    from neurodata_cli.cli import cli
+
+    result = CliRunner().invoke(cli, ["2nmnist", "--nmnist-root", str(nmnist["folders"]),
+                                      "--out", str(tmp_path), "--shard-size", "4",
+                                      "--format", "webdataset", "--quiet"])
+    assert result.exit_code == 0, result.output
+    url = upload(s3, bucket, tmp_path / "2nmnist" / get("2nmnist").version, "wds")
+    local, remote = open_dataset(made)["train"], open_dataset(url)["train"]
+    n = len(local)
+    assert len(remote) == n
+    for i in (0, n - 1, 5, 2):
+        assert same(remote[i], local[i])
+    streamed = list(remote.stream())
+    assert len(streamed) == n and all(same(s, local[i]) for i, s in enumerate(streamed))
+    got = sorted(int(s[0]["t"].sum()) for s in remote.stream(shuffle_buffer=5, seed=2))
+    assert got == sorted(int(s[0]["t"].sum()) for s in streamed)
+
+
 def test_a_dataloader_with_two_workers_streams_each_sample_once(s3, bucket, made):  # noqa: F811
     torch = pytest.importorskip("torch")
     url = upload(s3, bucket, made, "ds")

@@ -12,7 +12,9 @@ from __future__ import annotations
 import bisect
 import hashlib
 import itertools
-from collections.abc import Iterator
+import os
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ import numpy as np
 # re-exported here, where formats and plugins look for them.
 from ..datasets.base import Shard, Store, Writer, dist_versions
 from ..files import staged
+from ..storage import is_url, url_read
 
 # Re-exported (see above, and ``staged`` for the format modules); the rest by name.
 __all__ = ["EVENT_FIELDS", "Store", "Writer", "dist_versions", "staged"]
@@ -84,6 +87,42 @@ def same_width(chunks: list[np.ndarray]) -> list[np.ndarray]:
     return [c.astype(dtype) for c in chunks]
 
 
+class OpenFiles:
+    """A store's open files (or shards), the most recently used ``limit`` of them, per process:
+    a DataLoader worker forks, and opens its own (nor takes a lock held at the fork). The least
+    recently used is dropped, not closed: a thread may be reading it, and it closes when its
+    last reference goes. Open files do not pickle: a copy starts with none."""
+
+    def __init__(self, limit: int = 16):
+        self.limit = limit
+        self._reset()
+
+    def _reset(self) -> None:
+        self.items: dict[int, Any] = {}
+        self.pid = os.getpid()
+        self.lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"limit": self.limit}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.limit = state["limit"]
+        self._reset()
+
+    def get(self, k: int, make: Callable[[], Any]) -> Any:
+        """Item ``k``, made by ``make`` if it is not open; now the most recently used."""
+        if self.pid != os.getpid():
+            self._reset()
+        with self.lock:
+            item = self.items.pop(k, None)
+            if item is None:
+                if len(self.items) >= self.limit:
+                    del self.items[next(iter(self.items))]
+                item = make()
+            self.items[k] = item
+            return item
+
+
 class ShardedStore(Store):
     """A store over files that hold ``records`` samples each, in the given order."""
 
@@ -100,11 +139,28 @@ class ShardedStore(Store):
         return len(self.starts) - 1
 
     def iter_shards(self, ks: list[int]) -> Iterator[dict[str, Any]]:
-        """Every record of files ``ks``, file by file, each in order (a store may read each
-        file whole, and the next one while the records of this one are used)."""
-        for k in ks:
-            for i in range(self.starts[k], self.starts[k + 1]):
-                yield self.read(i)
+        """Every record of files ``ks``, file by file, each in order. Local files are read as
+        ``read`` reads them. At a URL each file is one request for all of it, its records read
+        from memory (``_records``), and the next file's request made meanwhile: two files in
+        memory at most."""
+        paths = getattr(self, "paths", None)  # each file's Path or URL, where a store has them
+        if not (paths and is_url(paths[0])):
+            for k in ks:
+                for i in range(self.starts[k], self.starts[k + 1]):
+                    yield self.read(i)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1) as pool:
+            ahead = [pool.submit(url_read, paths[k]) for k in ks[:1]]
+            for n, k in enumerate(ks):
+                image = ahead.pop().result()
+                ahead += [pool.submit(url_read, paths[k]) for k in ks[n + 1:n + 2]]
+                yield from self._records(k, image)
+
+    def _records(self, k: int, image: bytes) -> Iterator[dict[str, Any]]:
+        """The records of file ``k``, from its bytes (for a store that reads URLs)."""
+        raise NotImplementedError(f"{type(self).__name__} does not stream from a URL")
 
     def where(self, i: int) -> tuple[int, int]:
         """(file, sample within it) of sample i."""

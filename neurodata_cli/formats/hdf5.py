@@ -17,7 +17,6 @@ import contextlib
 import os
 import re
 import tempfile
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +25,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import RunError
-from ..storage import is_url, join, url_read
+from ..storage import is_url, join
 from . import (
     EVENT_FIELDS,
+    OpenFiles,
     ShardedStore,
     Store,
     Writer,
@@ -381,53 +381,17 @@ class HDF5Store(ShardedStore):
         shards = sorted((f for f in files if f["path"].endswith(".h5")), key=lambda f: f["path"])
         super().__init__(shards)
         self.paths = [join(folder, f["path"]) for f in shards]
-        self._files: dict[int, _Shard] = {}
-        self._pid = os.getpid()
-        self._lock = threading.Lock()
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_files": {}, "_lock": None}  # open files do not pickle
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state, _lock=threading.Lock())
+        self._files = OpenFiles(self.OPEN)
 
     def _shard(self, k: int) -> _Shard:
-        # DataLoader workers fork: an HDF5 handle must not cross into another process (nor a
-        # lock another thread held at the fork).
-        if self._pid != os.getpid():
-            self._files, self._pid, self._lock = {}, os.getpid(), threading.Lock()
-        with self._lock:
-            shard = self._files.pop(k, None)
-            if shard is None:
-                if len(self._files) >= self.OPEN:
-                    # The least recently used goes. Not closed: a thread may be reading it, and
-                    # h5py closes the file when the last of its objects is released.
-                    del self._files[next(iter(self._files))]
-                shard = _Shard(self.paths[k])
-            self._files[k] = shard  # now the most recently used
-            return shard
+        # h5py closes a file when the last of its objects is released.
+        return self._files.get(k, lambda: _Shard(self.paths[k]))
 
     def read(self, i: int) -> dict[str, Any]:
         k, j = self.where(i)
         return self._shard(k).record(j)
 
-    def iter_shards(self, ks: list[int]) -> Iterator[dict[str, Any]]:
-        """The records of shards ``ks`` in order. At a URL each shard is one request for the
-        whole file, read from memory, and the next shard's is made while this one's records
-        are used (two shards in memory at most); local shards are read as ``read`` reads."""
-        if not is_url(self.paths[0] if self.paths else ""):
-            yield from super().iter_shards(ks)
-            return
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(1) as pool:
-            ahead = [pool.submit(url_read, str(self.paths[k])) for k in ks[:1]]
-            for n, k in enumerate(ks):
-                image = ahead.pop().result()
-                ahead += [pool.submit(url_read, str(self.paths[k])) for k in ks[n + 1:n + 2]]
-                yield from self._records(k, image)
-
-    def _records(self, k: int, image: bytes | None) -> Iterator[dict[str, Any]]:
+    def _records(self, k: int, image: bytes) -> Iterator[dict[str, Any]]:
         shard = _Shard(self.paths[k], image)
         try:
             for j in range(self.starts[k + 1] - self.starts[k]):

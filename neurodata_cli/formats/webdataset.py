@@ -34,15 +34,24 @@ import io
 import json
 import os
 import tarfile
-import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import RunError
-from . import EVENT_FIELDS, ShardedStore, Store, Writer, file_entry, staged, to_structured
+from ..storage import is_url, join, open_input
+from . import (
+    EVENT_FIELDS,
+    OpenFiles,
+    ShardedStore,
+    Store,
+    Writer,
+    file_entry,
+    staged,
+    to_structured,
+)
 
 SCHEMA_VERSION = 1
 HEADER = "NEURODATA.features"  # the PAX global header's keyword (vendor-prefixed, as PAX asks)
@@ -147,6 +156,7 @@ class WebDatasetWriter(Writer):
     """One WebDataset tar per shard (see the module's docstring)."""
 
     name = "webdataset"
+    reads_urls = True
     libraries = ("numpy",)  # the npy members; the tar headers are CPython's (python's version)
 
     def write(self, stage: Path, ds: Any, cfg: Any, shard: Any,
@@ -183,11 +193,13 @@ class _Shard:
     """One tar's index, listed once with tarfile: each sample's members (the same names in
     every sample of a shard) as the offset and size of their bytes."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path | str, image: bytes | None = None):
         rows: list[list[tuple[int, int]]] = []
         names: list[str] = []
         last = None
-        with tarfile.open(path, "r:") as tar:
+        # A URL's tar is listed through ranged reads, or from its bytes when streamed whole.
+        source = io.BytesIO(image) if image is not None else open_input(path)
+        with source, tarfile.open(fileobj=source, mode="r:") as tar:
             self.header = json.loads(tar.pax_headers.get(HEADER, "{}"))
             for member in tar:
                 key, _, suffix = member.name.partition(".")
@@ -220,54 +232,56 @@ class WebDatasetStore(ShardedStore):
 
     OPEN = 16  # files kept open at once
 
-    def __init__(self, folder: Path, files: list[dict[str, Any]]):
+    def __init__(self, folder: Path | str, files: list[dict[str, Any]]):
         shards = sorted((f for f in files if f["path"].endswith(".tar")), key=lambda f: f["path"])
         super().__init__(shards)
-        self.paths = [folder / f["path"] for f in shards]
+        self.paths = [join(folder, f["path"]) for f in shards]
         self._shards: dict[int, _Shard] = {}
-        self._files: dict[int, Any] = {}
-        self._pid = os.getpid()
-        self._lock = threading.Lock()
+        self._files = OpenFiles(self.OPEN)
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_files": {}, "_lock": None}  # open files do not pickle
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state, _lock=threading.Lock())
-
-    def _open(self, k: int) -> tuple[_Shard, Any]:
-        # A DataLoader worker forks: it opens its own files (and takes no lock held at the fork).
-        if self._pid != os.getpid():
-            self._files, self._pid, self._lock = {}, os.getpid(), threading.Lock()
-        with self._lock:
-            if k not in self._shards:
-                shard = _Shard(self.paths[k])
-                listed = self.starts[k + 1] - self.starts[k]
-                if len(shard) != listed:
-                    raise RunError(f"{self.paths[k]}: holds {len(shard)} samples, its "
-                                   f"manifest says {listed}")
-                self._shards[k] = shard
-            handle = self._files.pop(k, None)
-            if handle is None:
-                if len(self._files) >= self.OPEN:
-                    # The least recently used goes, not closed: a thread may be reading it, and
-                    # the file closes when the last reference to it is dropped.
-                    del self._files[next(iter(self._files))]
-                handle = open(self.paths[k], "rb", buffering=0)
-            self._files[k] = handle  # now the most recently used
-            return self._shards[k], handle
+    def _shard(self, k: int, image: bytes | None = None) -> _Shard:
+        if k not in self._shards or image is not None:  # indexed once per process
+            shard = _Shard(self.paths[k], image)
+            listed = self.starts[k + 1] - self.starts[k]
+            if len(shard) != listed:
+                raise RunError(f"{self.paths[k]}: holds {len(shard)} samples, its manifest "
+                               f"says {listed}")
+            if image is not None:
+                return shard
+            self._shards[k] = shard
+        return self._shards[k]
 
     def _record(self, i: int, with_events: bool) -> dict[str, Any]:
         k, j = self.where(i)
-        shard, handle = self._open(k)
+        path = self.paths[k]
+        local = not is_url(path)
+        handle = self._files.get(k, lambda: open(path, "rb", buffering=0) if local
+                                 else open_input(path, 1 << 16))
+
+        def read_at(offset: int, size: int) -> bytes:
+            if local:  # no shared file position: threads may read one file at once
+                return os.pread(handle.fileno(), size, offset)
+            handle.seek(offset)  # a ranged read (a DataLoader worker has its own handle)
+            return bytes(handle.read(size))
+
+        return self._decode(k, j, self._shard(k), read_at, with_events)
+
+    def _records(self, k: int, image: bytes) -> Iterator[dict[str, Any]]:
+        view = memoryview(image)
+        shard = self._shard(k, image)
+        for j in range(len(shard)):
+            yield self._decode(k, j, shard, lambda o, n: bytes(view[o:o + n]), True)
+
+    def _decode(self, k: int, j: int, shard: _Shard, read_at: Callable[[int, int], bytes],
+                with_events: bool) -> dict[str, Any]:
+        """Sample j of shard k from its members, each read by ``read_at(offset, size)``."""
         members = shard.names
         where = shard.index[j].tolist()
 
         def member(suffix: str) -> bytes:
             if suffix not in members:
                 raise RunError(f"{self.paths[k]}: sample {j} has no member .{suffix}")
-            offset, size = where[members[suffix]]
-            return os.pread(handle.fileno(), size, offset)  # no shared file position
+            return read_at(*where[members[suffix]])
 
         def array(suffix: str) -> np.ndarray:
             return np.lib.format.read_array(io.BytesIO(member(suffix)), allow_pickle=False)
