@@ -176,6 +176,13 @@ class Lease:
         self.fs.rm_file(self.path)
         return True
 
+    def held(self) -> bool:
+        """Whether the lock is still this run's: a run stalled past its lease (a suspended
+        machine) may have had it broken and taken by another run."""
+        self.fs.invalidate_cache(self.path)
+        held = self.holder()
+        return held is not None and held.get("run") == self.me["run"]
+
     def renew(self) -> None:
         while not self._stop.wait(LEASE / 4):
             held = self.holder()

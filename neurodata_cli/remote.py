@@ -39,6 +39,7 @@ from .engine import INTERNAL, Materialiser, RunSummary, _what_changed, check_spl
 from .errors import FolderExists, RunError
 from .manifest import MANIFEST, RUN, SUMS, check_shape, metadata, parse_sums
 from .objstore import (
+    LEASE,
     Lease,
     describe,
     failure,
@@ -177,6 +178,7 @@ class RemoteMaterialiser(Materialiser):
         except OSError as exc:
             raise failure(lock_url, exc) from None
         lease.start()
+        self._lease = lease
         try:
             yield
         finally:
@@ -333,6 +335,10 @@ class RemoteMaterialiser(Materialiser):
         SHA256SUMS) from the first step to the last."""
         text, sums = metadata(manifest)
         keep = {f["path"] for f in manifest["files"]}
+        if not self._lease.held():  # another run broke it: its folder is not ours to replace
+            raise RunError(f"this run lost its lock {self.url}/{self.name}/.{self.ds.version}"
+                           f".lock (not renewed for {LEASE:g} s: was the machine suspended?) "
+                           f"and another run took it; nothing was committed to {self.folder}")
         self.fs.rm_file(f"{self.rfolder}/{SUMS}") if read_object(
             self.fs, f"{self.rfolder}/{SUMS}") is not None else None
         old = listing(self.fs, self.rfolder)

@@ -343,3 +343,27 @@ def test_a_stage_left_by_a_commit_killed_after_its_sha256sums_is_removed_by_the_
     monkeypatch.setattr(remote.RemoteMaterialiser, "_remove", real)
     assert "reused" in run("yinyang", *args, "--out", f"s3://{bucket}/ds").output
     assert not fs().find(stage)
+
+
+def test_a_run_whose_lease_was_broken_commits_nothing_over_the_next_holders_folder(
+        bucket, monkeypatch):
+    """A run stalled past its lease (a suspended machine, SIGSTOP): another run breaks its
+    lock and commits a folder of another config. The stalled run, resumed, must not then
+    replace that finished folder (it never had --overwrite): it says it lost its lock."""
+    from neurodata_cli import RunError, materialise, remote
+
+    out = f"s3://{bucket}/ds"
+    real = remote.RemoteMaterialiser._build
+
+    def stalled(self, *args, **kwargs):
+        monkeypatch.setattr(remote.RemoteMaterialiser, "_build", real)
+        fs().rm_file(lock_key(bucket))  # the other run found our lease stale and broke it
+        materialise("yinyang", out=out, size=300, seed=2, wait=0, quiet=True)
+        return real(self, *args, **kwargs)  # our worker, resumed, uploads its shard
+
+    monkeypatch.setattr(remote.RemoteMaterialiser, "_build", stalled)
+    with pytest.raises(RunError, match="lost its lock"):
+        materialise("yinyang", out=out, size=300, seed=1, quiet=True)
+    manifest = json.loads(fs().cat_file(f"{bucket}/ds/yinyang/1.0.0/manifest.json"))
+    assert manifest["splits"]["train"]["config"]["splits"]["train"]["seed"] == 2
+    assert fs().exists(f"{bucket}/ds/yinyang/1.0.0/SHA256SUMS")
