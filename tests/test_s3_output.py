@@ -367,3 +367,11 @@ def test_a_run_whose_lease_was_broken_commits_nothing_over_the_next_holders_fold
     manifest = json.loads(fs().cat_file(f"{bucket}/ds/yinyang/1.0.0/manifest.json"))
     assert manifest["splits"]["train"]["config"]["splits"]["train"]["seed"] == 2
     assert fs().exists(f"{bucket}/ds/yinyang/1.0.0/SHA256SUMS")
+
+
+def test_a_lock_whose_time_is_no_number_is_stale_not_a_traceback(run, bucket):
+    held = {"run": "other", "host": "elsewhere", "pid": 1, "time": "soon"}
+    fs().pipe_file(lock_key(bucket), json.dumps(held).encode())
+    result = run("yinyang", "--size", "300", "--out", f"s3://{bucket}/ds", "--wait", "0")
+    assert "Traceback" not in result.output
+    assert fs().exists(f"{bucket}/ds/yinyang/1.0.0/SHA256SUMS")
