@@ -375,3 +375,14 @@ def test_a_lock_whose_time_is_no_number_is_stale_not_a_traceback(run, bucket):
     result = run("yinyang", "--size", "300", "--out", f"s3://{bucket}/ds", "--wait", "0")
     assert "Traceback" not in result.output
     assert fs().exists(f"{bucket}/ds/yinyang/1.0.0/SHA256SUMS")
+
+
+def test_open_dataset_refuses_a_folder_in_a_store_mid_commit(bucket):
+    """A commit into a store removes SHA256SUMS first and copies the new files under the old
+    manifest: a reader then would get the new run's samples described by the old manifest."""
+    from neurodata_cli import RunError, materialise, open_dataset
+
+    url = materialise("yinyang", out=f"s3://{bucket}/ds", size=100, quiet=True).folder
+    fs().rm_file(f"{bucket}/ds/yinyang/1.0.0/SHA256SUMS")
+    with pytest.raises(RunError, match="SHA256SUMS"):
+        open_dataset(url)
