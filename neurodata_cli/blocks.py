@@ -5,7 +5,7 @@ would give files that ``verify`` passes but that read back wrong. So, for every 
 
 - its columns are the declared ones (an optional one in every block or in none), each an array
   with one entry per sample, all of the same length, of exactly the declared dtype and
-  per-sample shape; a text column holds strings only (never other Python objects);
+  per-sample shape; a text column holds strings only (never other Python objects), with no NUL;
 - its events have the fields x, y, t, p of exactly the declared dtypes, all of the same length,
   and its ``counts`` give one non-negative integer per sample, adding up to that length;
 - the shard does the work it planned: its blocks' units (``Block.units``, by default its
@@ -115,6 +115,10 @@ class ShardCheck:
                     if not issubclass(cls, str):
                         raise self.fail(f"column {name!r} holds a {cls.__name__}; it is "
                                         "declared as text (str only)")
+            # HDF5 refuses a NUL in a string; npy and JSON keep it but numpy's fixed-width
+            # strings drop a trailing one on reading: "a\0" would read back as "a".
+            if "\x00" in "".join(column.tolist()):
+                raise self.fail(f"column {name!r} holds a NUL character; text may not")
         elif column.dtype != feature.dtype or shape != feature.shape:
             got = f"{column.dtype}{list(shape) if shape else ''}"
             raise self.fail(f"column {name!r} is {got} where it is declared as "

@@ -88,6 +88,10 @@ CASES = {
                                                                   dtype=object)}, events(3),
                          np.array([1, 2]))],
         "column 'name' holds a dict; it is declared as text (str only)"),
+    "a NUL in a text column": (  # npy and webdataset dropped a trailing one, HDF5 raised
+        lambda k: [Block({"label": np.arange(2), "name": np.array(["a\x00", "b"], dtype=object)},
+                         events(3), np.array([1, 2]))],
+        "column 'name' holds a NUL character"),
     "a column not declared": (lambda k: [Block({"label": np.arange(2), "../x": np.arange(2)},
                                                events(3), np.array([1, 2]))],
                               "(not declared: ../x)"),
