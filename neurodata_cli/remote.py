@@ -337,8 +337,8 @@ class RemoteMaterialiser(Materialiser):
         keep = {f["path"] for f in manifest["files"]}
         if not self._lease.held():  # another run broke it: its folder is not ours to replace
             raise RunError(f"this run lost its lock {self.url}/{self.name}/.{self.ds.version}"
-                           f".lock (not renewed for {LEASE:g} s: was the machine suspended?) "
-                           f"and another run took it; nothing was committed to {self.folder}")
+                           f".lock (not renewed for {LEASE:g} s: was the machine suspended?), "
+                           f"which another run broke; nothing was committed to {self.folder}")
         self.fs.rm_file(f"{self.rfolder}/{SUMS}") if read_object(
             self.fs, f"{self.rfolder}/{SUMS}") is not None else None
         old = listing(self.fs, self.rfolder)
