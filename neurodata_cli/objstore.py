@@ -186,10 +186,13 @@ class Lease:
 
     def renew(self) -> None:
         while not self._stop.wait(LEASE / 4):
-            held = self.holder()
-            if held is None or held.get("run") != self.me["run"]:
-                return  # broken by another run: it will say so
-            self.fs.pipe_file(self.path, self._body())
+            try:
+                held = self.holder()
+                if held is None or held.get("run") != self.me["run"]:
+                    return  # broken by another run: the commit says so (``held``)
+                self.fs.pipe_file(self.path, self._body())
+            except Exception:  # noqa: BLE001  (a store's blip: try again at the next tick)
+                continue
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.renew, daemon=True)

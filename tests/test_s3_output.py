@@ -386,3 +386,30 @@ def test_open_dataset_refuses_a_folder_in_a_store_mid_commit(bucket):
     fs().rm_file(f"{bucket}/ds/yinyang/1.0.0/SHA256SUMS")
     with pytest.raises(RunError, match="SHA256SUMS"):
         open_dataset(url)
+
+
+def test_a_store_error_while_renewing_the_lease_is_retried_not_a_dead_thread(bucket, monkeypatch):
+    """One failed request (a network blip) killed the renewal thread with a traceback on
+    stderr; the lease then expired under a live run."""
+    from neurodata_cli import objstore
+
+    monkeypatch.setattr(objstore, "LEASE", 0.4)
+    store, path = objstore.filesystem(f"s3://{bucket}/ds/yinyang/.1.0.0.lock")
+    mine = objstore.Lease(store, path, "lock")
+    assert mine.try_take() is None
+    real, failed = store.cat_file, []
+
+    def blip(p, *args, **kwargs):
+        if not failed:
+            failed.append(p)
+            raise OSError("connection reset")
+        return real(p, *args, **kwargs)
+
+    monkeypatch.setattr(store, "cat_file", blip)
+    mine.start()
+    try:
+        time.sleep(1.2)  # the first renewal fails, the next ones must not stop
+        assert failed and mine._thread.is_alive()
+        assert time.time() - json.loads(real(path))["time"] < 0.4
+    finally:
+        mine.release()
