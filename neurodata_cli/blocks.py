@@ -5,7 +5,8 @@ would give files that ``verify`` passes but that read back wrong. So, for every 
 
 - its columns are the declared ones (an optional one in every block or in none), each an array
   with one entry per sample, all of the same length, of exactly the declared dtype and
-  per-sample shape; a text column holds strings only (never other Python objects);
+  per-sample shape; a text column holds strings only (never other Python objects), with no NUL
+  and nothing UTF-8 cannot encode;
 - its events have the fields x, y, t, p of exactly the declared dtypes, all of the same length,
   and its ``counts`` give one non-negative integer per sample, adding up to that length;
 - the shard does the work it planned: its blocks' units (``Block.units``, by default its
@@ -115,6 +116,16 @@ class ShardCheck:
                     if not issubclass(cls, str):
                         raise self.fail(f"column {name!r} holds a {cls.__name__}; it is "
                                         "declared as text (str only)")
+            # HDF5 refuses a NUL in a string; npy and JSON keep it but numpy's fixed-width
+            # strings drop a trailing one on reading: "a\0" would read back as "a".
+            text = "".join(column.tolist())
+            if "\x00" in text:
+                raise self.fail(f"column {name!r} holds a NUL character; text may not")
+            try:
+                text.encode("utf-8")  # how HDF5 and webdataset store it
+            except UnicodeEncodeError as exc:
+                raise self.fail(f"column {name!r} holds {text[exc.start]!r}, which UTF-8 "
+                                "cannot encode (a lone surrogate)") from None
         elif column.dtype != feature.dtype or shape != feature.shape:
             got = f"{column.dtype}{list(shape) if shape else ''}"
             raise self.fail(f"column {name!r} is {got} where it is declared as "

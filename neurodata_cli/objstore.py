@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import secrets
 import socket
@@ -127,7 +128,7 @@ class Lease:
         return held if isinstance(held, dict) or held is None else {}
 
     def stale(self, held: dict[str, Any]) -> bool:
-        age = time.time() - float(held.get("time") or 0)
+        age = time.time() - _taken(held)
         if age > LEASE:
             return True
         if held.get("host") == self.me["host"] and isinstance(held.get("pid"), int):
@@ -176,12 +177,22 @@ class Lease:
         self.fs.rm_file(self.path)
         return True
 
+    def held(self) -> bool:
+        """Whether the lock is still this run's: a run stalled past its lease (a suspended
+        machine) may have had it broken and taken by another run."""
+        self.fs.invalidate_cache(self.path)
+        held = self.holder()
+        return held is not None and held.get("run") == self.me["run"]
+
     def renew(self) -> None:
         while not self._stop.wait(LEASE / 4):
-            held = self.holder()
-            if held is None or held.get("run") != self.me["run"]:
-                return  # broken by another run: it will say so
-            self.fs.pipe_file(self.path, self._body())
+            try:
+                held = self.holder()
+                if held is None or held.get("run") != self.me["run"]:
+                    return  # broken by another run: the commit says so (``held``)
+                self.fs.pipe_file(self.path, self._body())
+            except Exception:  # noqa: BLE001  (a store's blip: try again at the next tick)
+                continue
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.renew, daemon=True)
@@ -201,9 +212,19 @@ class Lease:
             self._break(etag)  # only our own lock, even if another run took it meanwhile
 
 
+def _taken(held: dict[str, Any]) -> float:
+    """When the lock was last renewed; 0 (long ago: stale) for a time that is no finite
+    number, as for a lock object that is no JSON."""
+    try:
+        taken = float(held.get("time") or 0)
+    except (TypeError, ValueError):
+        return 0.0
+    return taken if math.isfinite(taken) else 0.0
+
+
 def describe(held: dict[str, Any]) -> str:
     """``pid 123 on host, renewed 3 s ago``."""
-    age = time.time() - float(held.get("time") or 0)
+    age = time.time() - _taken(held)
     return f"pid {held.get('pid')} on {held.get('host')}, renewed {age:.0f} s ago"
 
 

@@ -43,6 +43,11 @@ def folder_key(dataset: str, options: dict[str, Any]) -> str:
     """A short digest of the dataset and its options: each config gets its own output root,
     so that two configs of one dataset never refuse each other's folder."""
     named = {k: v for k, v in options.items() if k not in RUN_KEYWORDS}
+    if "config" in named:  # a YAML file: by what it says, so that an edit gets a new folder
+        try:
+            named["config"] = hashlib.sha256(Path(named["config"]).read_bytes()).hexdigest()
+        except (OSError, TypeError):
+            pass  # materialise names the file it cannot read
     text = json.dumps([dataset, named], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

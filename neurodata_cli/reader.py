@@ -26,8 +26,8 @@ from .datasets import get
 from .datasets.base import Dataset
 from .errors import RunError
 from .formats import EVENT_DTYPE, Store, to_structured
-from .manifest import MANIFEST, check_shape, load
-from .storage import is_url, url_join, url_read
+from .manifest import MANIFEST, SUMS, check_shape, load
+from .storage import failure, fresh, is_url, url_join, url_read
 
 __all__ = ["open_dataset", "Materialised", "SplitView", "EVENT_DTYPE", "to_structured"]
 
@@ -52,6 +52,16 @@ def _load_url(url: str) -> dict[str, Any]:
     problem = check_shape([] if manifest is None else manifest)
     if problem:
         raise RunError(f"{where} {problem}")
+    # A store's commit removes SHA256SUMS first and writes it last (no rename there): without
+    # it the folder is being replaced, and its files may already be the next run's.
+    fs, path = fresh(url_join(url, SUMS))
+    try:
+        fs.info(path)
+    except FileNotFoundError:
+        raise RunError(f"{url} has no {SUMS}: not a finished neurodata folder (a run may be "
+                       "committing into it; open it once that run is done)") from None
+    except Exception as exc:  # noqa: BLE001  (each store raises its own kinds)
+        raise failure(url_join(url, SUMS), exc) from None
     return manifest
 
 

@@ -46,6 +46,7 @@ from .engine import (
 from .errors import FolderExists, RunError
 from .manifest import MANIFEST, RUN, SUMS, check_shape, metadata, parse_sums
 from .objstore import (
+    LEASE,
     Lease,
     describe,
     failure,
@@ -159,6 +160,7 @@ class RemoteMaterialiser(Materialiser):
         except OSError as exc:
             raise failure(lock_url, exc) from None
         lease.start()
+        self._lease = lease
         try:
             yield
         finally:
@@ -315,6 +317,10 @@ class RemoteMaterialiser(Materialiser):
         SHA256SUMS) from the first step to the last."""
         text, sums = metadata(manifest)
         keep = {f["path"] for f in manifest["files"]}
+        if not self._lease.held():  # another run broke it: its folder is not ours to replace
+            raise RunError(f"this run lost its lock {self.url}/{self.name}/.{self.ds.version}"
+                           f".lock (not renewed for {LEASE:g} s: was the machine suspended?), "
+                           f"which another run broke; nothing was committed to {self.folder}")
         self.fs.rm_file(f"{self.rfolder}/{SUMS}") if read_object(
             self.fs, f"{self.rfolder}/{SUMS}") is not None else None
         old = listing(self.fs, self.rfolder)

@@ -88,6 +88,14 @@ CASES = {
                                                                   dtype=object)}, events(3),
                          np.array([1, 2]))],
         "column 'name' holds a dict; it is declared as text (str only)"),
+    "a NUL in a text column": (  # npy and webdataset dropped a trailing one, HDF5 raised
+        lambda k: [Block({"label": np.arange(2), "name": np.array(["a\x00", "b"], dtype=object)},
+                         events(3), np.array([1, 2]))],
+        "column 'name' holds a NUL character"),
+    "a lone surrogate in a text column": (  # HDF5 and webdataset raised UnicodeEncodeError
+        lambda k: [Block({"label": np.arange(2), "name": np.array(["\ud800", "b"], dtype=object)},
+                         events(3), np.array([1, 2]))],
+        "column 'name' holds '\\ud800', which UTF-8 cannot encode"),
     "a column not declared": (lambda k: [Block({"label": np.arange(2), "../x": np.arange(2)},
                                                events(3), np.array([1, 2]))],
                               "(not declared: ../x)"),

@@ -207,3 +207,30 @@ def test_a_config_known_only_after_indexing_an_archive_is_reused_too(run, tmp_pa
     assert sorted(p.name for p in base.iterdir()) == before  # no stage left
     assert "threshold" in run(*args, "--threshold", "0.3", code=1).output
     assert sorted(p.name for p in base.iterdir()) == before
+
+
+CONFIG_FIXTURE_TEST = '''
+import json
+import os
+
+
+def test_fixture(neurodata_materialise):
+    folder = neurodata_materialise("yinyang", config="c.yaml", workers=1)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    seed = manifest["splits"]["train"]["config"]["splits"]["train"]["seed"]
+    assert seed == int(os.environ["SEED"])
+'''
+
+
+def test_the_fixture_gives_an_edited_config_file_its_own_folder(tmp_path):
+    """The fixture names the folder by the config file's contents, not its path: editing the
+    file made the next session fail with FolderExists (docs/ci.md: each config its folder)."""
+    (tmp_path / "test_config_fixture.py").write_text(CONFIG_FIXTURE_TEST)
+    env = {**os.environ, "NEURODATA_CACHE": str(tmp_path / "cache")}
+    for seed in (1, 2):
+        (tmp_path / "c.yaml").write_text(f"splits:\n  train: {{size: 50, seed: {seed}}}\n")
+        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                               "-p", "no:hypothesispytest", "test_config_fixture.py"],
+                              cwd=tmp_path, env={**env, "SEED": str(seed)},
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]

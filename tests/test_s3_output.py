@@ -343,3 +343,73 @@ def test_a_stage_left_by_a_commit_killed_after_its_sha256sums_is_removed_by_the_
     monkeypatch.setattr(remote.RemoteMaterialiser, "_remove", real)
     assert "reused" in run("yinyang", *args, "--out", f"s3://{bucket}/ds").output
     assert not fs().find(stage)
+
+
+def test_a_run_whose_lease_was_broken_commits_nothing_over_the_next_holders_folder(
+        bucket, monkeypatch):
+    """A run stalled past its lease (a suspended machine, SIGSTOP): another run breaks its
+    lock and commits a folder of another config. The stalled run, resumed, must not then
+    replace that finished folder (it never had --overwrite): it says it lost its lock."""
+    from neurodata_cli import RunError, materialise, remote
+
+    out = f"s3://{bucket}/ds"
+    real = remote.RemoteMaterialiser._build
+
+    def stalled(self, *args, **kwargs):
+        monkeypatch.setattr(remote.RemoteMaterialiser, "_build", real)
+        fs().rm_file(lock_key(bucket))  # the other run found our lease stale and broke it
+        materialise("yinyang", out=out, size=300, seed=2, wait=0, quiet=True)
+        return real(self, *args, **kwargs)  # our worker, resumed, uploads its shard
+
+    monkeypatch.setattr(remote.RemoteMaterialiser, "_build", stalled)
+    with pytest.raises(RunError, match="lost its lock"):
+        materialise("yinyang", out=out, size=300, seed=1, quiet=True)
+    manifest = json.loads(fs().cat_file(f"{bucket}/ds/yinyang/1.0.0/manifest.json"))
+    assert manifest["splits"]["train"]["config"]["splits"]["train"]["seed"] == 2
+    assert fs().exists(f"{bucket}/ds/yinyang/1.0.0/SHA256SUMS")
+
+
+def test_a_lock_whose_time_is_no_number_is_stale_not_a_traceback(run, bucket):
+    held = {"run": "other", "host": "elsewhere", "pid": 1, "time": "soon"}
+    fs().pipe_file(lock_key(bucket), json.dumps(held).encode())
+    result = run("yinyang", "--size", "300", "--out", f"s3://{bucket}/ds", "--wait", "0")
+    assert "Traceback" not in result.output
+    assert fs().exists(f"{bucket}/ds/yinyang/1.0.0/SHA256SUMS")
+
+
+def test_open_dataset_refuses_a_folder_in_a_store_mid_commit(bucket):
+    """A commit into a store removes SHA256SUMS first and copies the new files under the old
+    manifest: a reader then would get the new run's samples described by the old manifest."""
+    from neurodata_cli import RunError, materialise, open_dataset
+
+    url = materialise("yinyang", out=f"s3://{bucket}/ds", size=100, quiet=True).folder
+    fs().rm_file(f"{bucket}/ds/yinyang/1.0.0/SHA256SUMS")
+    with pytest.raises(RunError, match="SHA256SUMS"):
+        open_dataset(url)
+
+
+def test_a_store_error_while_renewing_the_lease_is_retried_not_a_dead_thread(bucket, monkeypatch):
+    """One failed request (a network blip) killed the renewal thread with a traceback on
+    stderr; the lease then expired under a live run."""
+    from neurodata_cli import objstore
+
+    monkeypatch.setattr(objstore, "LEASE", 0.4)
+    store, path = objstore.filesystem(f"s3://{bucket}/ds/yinyang/.1.0.0.lock")
+    mine = objstore.Lease(store, path, "lock")
+    assert mine.try_take() is None
+    real, failed = store.cat_file, []
+
+    def blip(p, *args, **kwargs):
+        if not failed:
+            failed.append(p)
+            raise OSError("connection reset")
+        return real(p, *args, **kwargs)
+
+    monkeypatch.setattr(store, "cat_file", blip)
+    mine.start()
+    try:
+        time.sleep(1.2)  # the first renewal fails, the next ones must not stop
+        assert failed and mine._thread.is_alive()
+        assert time.time() - json.loads(real(path))["time"] < 0.4
+    finally:
+        mine.release()
