@@ -457,8 +457,12 @@ class Materialiser:
                 return f"a different config ({', '.join(diff)})"
         recorded = self._recorded_inputs()
         for split in self.claim:
-            # A folder whose inputs were not recorded (an older neurodata) is taken by its config.
-            if split in recorded and recorded[split] != self._inputs_digest(shards, split):
+            # Without the record (run.json lost, edited, or from before it), a folder of the
+            # same config may hold other inputs' data: it is not taken on trust.
+            if split not in recorded:
+                return (f"inputs it keeps no record of (the {split} split's, in {RUN}: missing "
+                        "or edited)")
+            if recorded[split] != self._inputs_digest(shards, split):
                 return f"other inputs (the {split} split's listing differs)"
         return None
 

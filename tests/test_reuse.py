@@ -96,6 +96,21 @@ def test_other_inputs_are_refused_and_a_copy_of_the_same_inputs_is_reused(run, t
     assert "other inputs" in out and "train" in out and "--overwrite" in out
 
 
+def test_a_folder_without_its_run_record_is_not_reused_on_trust(run, tmp_path):
+    """run.json holds what the inputs were: without it, a folder of the same config from other
+    inputs would pass for this run's. It is refused, naming the record, until --overwrite."""
+    one = nmnist_tree(tmp_path / "a", {"train": 2, "test": 1}, seed=1)
+    other = nmnist_tree(tmp_path / "b", {"train": 2, "test": 1}, seed=2)
+    out = tmp_path / "o"
+    run("2nmnist", "--nmnist-root", one, "--out", out, "--workers", "1")
+    (out / "2nmnist" / "2.1.0" / "run.json").unlink()
+    said = run("2nmnist", "--nmnist-root", other, "--out", out, "--workers", "1", code=1).output
+    assert "inputs it keeps no record of" in said and "run.json" in said
+    assert "reused" not in said
+    run("2nmnist", "--nmnist-root", other, "--out", out, "--workers", "1", "--overwrite")
+    assert "reused" in run("2nmnist", "--nmnist-root", other, "--out", out).output
+
+
 def test_a_split_added_to_a_folder_is_still_a_merge_and_then_all_splits_are_reused(run,
                                                                                    tmp_path):
     tree = nmnist_tree(tmp_path / "nm", {"train": 2, "test": 1})
