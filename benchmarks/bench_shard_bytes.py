@@ -4,7 +4,7 @@ The reading bench's data: ES-ImageNet from the first IMAGES_READ of the ES bench
 2NMNIST's train split from the synthetic tree of 5,000 recordings, each written in both formats
 with the same config. The tars hold each sample's fields as plain npy members (a streaming
 reader reads them in place), plus 512-byte tar headers and padding per member; HDF5 stores the
-events through the dataset's codec (ES-ImageNet: zstd level 5; 2NMNIST: raw, contiguous).
+events through the dataset's codec (ES-ImageNet: zstd level 4; 2NMNIST: raw, contiguous).
 """
 
 from __future__ import annotations

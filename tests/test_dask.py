@@ -16,7 +16,7 @@ from imagenet_synth import make_tree
 
 distributed = pytest.importorskip("distributed")
 
-VERSION = "2.1.0"
+VERSION = "2.2.0"
 
 
 

@@ -25,7 +25,7 @@ from PIL import Image
 from neurodata_cli import open_dataset
 from neurodata_cli.datasets.es_imagenet.source import decode
 
-VERSION = "2.1.0"
+VERSION = "2.2.0"
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ EXE = str(Path(sys.executable).with_name("neurodata"))
 
 
 def es_folder(out: Path) -> Path:
-    return out / "es-imagenet" / "2.1.0"
+    return out / "es-imagenet" / "2.2.0"
 
 
 def nm_folder(out: Path) -> Path:

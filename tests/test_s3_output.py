@@ -19,7 +19,7 @@ from nmnist_synth import make_tree as nmnist_tree
 pytest.importorskip("s3fs")
 s3, bucket = s3server.s3, s3server.bucket  # the fixtures: a local S3 server, a fresh bucket
 EXE = str(Path(sys.executable).with_name("neurodata"))
-VERSIONS = {"yinyang": "1.0.0", "2nmnist": "2.1.0", "es-imagenet": "2.1.0"}
+VERSIONS = {"yinyang": "1.0.0", "2nmnist": "2.1.0", "es-imagenet": "2.2.0"}
 
 
 def fs():
@@ -158,7 +158,7 @@ def test_kill_9_of_the_client_then_resume_gives_a_local_runs_bytes(run, tmp_path
     args = ["--imagenet-root", str(tmp_path / "im"), "--shard-size", "1", "--min-events", "10"]
     run("es-imagenet", *args, "--out", tmp_path / "local", "--workers", "2", "--quiet")
     url = f"s3://{bucket}/ds"
-    stage = f"{bucket}/ds/es-imagenet/.2.1.0.train.partial/.neurodata/shards"
+    stage = f"{bucket}/ds/es-imagenet/.2.2.0.train.partial/.neurodata/shards"
     proc = subprocess.Popen([EXE, "es-imagenet", *args, "--out", url, "--workers", "2",
                              "--quiet"])
     deadline = time.monotonic() + 60
@@ -169,11 +169,11 @@ def test_kill_9_of_the_client_then_resume_gives_a_local_runs_bytes(run, tmp_path
     assert proc.poll() is None, "the run finished before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not fs().exists(f"{bucket}/ds/es-imagenet/2.1.0/SHA256SUMS")
+    assert not fs().exists(f"{bucket}/ds/es-imagenet/2.2.0/SHA256SUMS")
     kept = fs().find(stage)
     # A shard whose stored file no longer matches its record's digest is built again.
     first = json.loads(fs().cat_file(kept[0]))["files"][0]["path"]
-    where = f"{bucket}/ds/es-imagenet/.2.1.0.train.partial/{first}"
+    where = f"{bucket}/ds/es-imagenet/.2.2.0.train.partial/{first}"
     data = bytearray(fs().cat_file(where))
     data[-100] ^= 1
     fs().pipe_file(where, bytes(data))
@@ -182,7 +182,7 @@ def test_kill_9_of_the_client_then_resume_gives_a_local_runs_bytes(run, tmp_path
     # The killed client's lock names a process of this host that is gone: broken at once,
     # without waiting out its lease.
     assert "broke the stale lock" in result.output
-    assert sums(f"{url}/es-imagenet/2.1.0") == sums(tmp_path / "local" / "es-imagenet" / "2.1.0")
+    assert sums(f"{url}/es-imagenet/2.2.0") == sums(tmp_path / "local" / "es-imagenet" / "2.2.0")
 
 
 # ---- a Dask cluster whose workers share no folder with the client -----------------------------
@@ -205,8 +205,8 @@ def test_a_dask_cluster_writes_its_shards_straight_into_the_store(run, tmp_path,
         result = run("es-imagenet", *args, "--out", f"s3://{bucket}/ds",
                      "--scheduler", cluster.scheduler_address)
     assert "6 images" in result.output, result.output
-    url = f"s3://{bucket}/ds/es-imagenet/2.1.0"
-    assert sums(url) == sums(tmp_path / "local" / "es-imagenet" / "2.1.0")
+    url = f"s3://{bucket}/ds/es-imagenet/2.2.0"
+    assert sums(url) == sums(tmp_path / "local" / "es-imagenet" / "2.2.0")
     assert not os.listdir(client)  # nothing staged on the client's disk
     assert not list(workers.rglob("*.h5"))  # the workers' temporary shards are gone
 
