@@ -195,8 +195,13 @@ def main() -> int:
 
     ok = True
 
-    def line(what: str, ours: float, anchor: float, goal: float, anchor_name: str) -> None:
+    def line(what: str, ours: float, anchor: float, goal: float | None,
+             anchor_name: str) -> None:
         nonlocal ok
+        if goal is None:  # a figure to report, not a goal
+            print(f"  {what}: ours {ours:.3f} ms, {anchor_name} {anchor:.3f} ms -> "
+                  f"{anchor / ours:.2f}x (no goal: issue 24 dropped issue 14's 3x)")
+            return
         met = anchor / ours >= goal
         ok &= met
         print(f"  {what}: ours {ours:.3f} ms, {anchor_name} {anchor:.3f} ms -> "
@@ -243,7 +248,7 @@ def main() -> int:
         (es.__getitem__, order), (load_npz, order), (es.__getitem__, range(len(es))),
         (read_batch(es), range(0, len(es), BATCH)))
     line("events", ours_events, anchor, 1.5, "np.load of the npz")
-    line("events, sequential pass", seq, ours_events, 3, "our random order")
+    line("events, sequential pass", seq, ours_events, None, "our random order")
     spans, once, size, mean = chunks_per_sample(work / "es-hdf5" / "es-imagenet" / es_version)
     print(f"    each field's chunks decompressed a sample: {spans:.2f} at random, {once:.2f} "
           f"in order "
@@ -263,7 +268,7 @@ def main() -> int:
         (nm.__getitem__, order), (lambda i: tonic.io.read_mnist_file(str(bins[i]), dtype), order),
         (nm.__getitem__, range(len(nm))), (read_batch(nm), range(0, len(nm), BATCH)))
     line("events", ours_nm, anchor, 2, "tonic read_mnist_file on .bin")
-    line("events, sequential pass", seq, ours_nm, 3, "our random order")
+    line("events, sequential pass", seq, ours_nm, None, "our random order")
     batch_line(batched, seq, len(nm))
     return 0 if ok else 1
 
