@@ -489,13 +489,7 @@ class Materialiser:
         """What is wrong with a finished folder, cheaply: its manifest is the one SHA256SUMS
         lists, and every listed file is there with its size. ``verify``: every hash too."""
         if self.verify:
-            report = verify_folder(self.folder)
-            if report.ok:
-                return None
-            for kind in ("missing", "altered", "unlisted"):
-                for rel in getattr(report, kind):
-                    return f"{self.folder / rel} is {kind} (see neurodata verify)"
-            return f"{report.problems[0]} (see neurodata verify)"
+            return verify_folder(self.folder).first(str(self.folder))
         try:
             same = parse_sums(self.folder / SUMS)[0].get(MANIFEST) == sha256_file(
                 self.folder / MANIFEST)

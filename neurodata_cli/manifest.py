@@ -227,6 +227,13 @@ class VerifyReport:
     def ok(self) -> bool:
         return not (self.missing or self.altered or self.unlisted or self.problems)
 
+    def first(self, folder: str) -> str | None:
+        """The first thing found wrong, in one line (None: nothing)."""
+        for kind in ("missing", "altered", "unlisted"):
+            for rel in getattr(self, kind):
+                return f"{folder}/{rel} is {kind} (see neurodata verify)"
+        return f"{self.problems[0]} (see neurodata verify)" if self.problems else None
+
 
 MAX_LINE = 1 << 16  # a line of SHA256SUMS: a digest and a path (at most 4096 bytes, escaped)
 

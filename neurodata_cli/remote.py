@@ -204,13 +204,7 @@ class RemoteMaterialiser(Materialiser):
 
     def _check_files(self, existing: dict[str, Any]) -> str | None:
         if self.verify:
-            report = verify_url(self.folder)  # type: ignore[arg-type]
-            if report.ok:
-                return None
-            for kind in ("missing", "altered", "unlisted"):
-                for rel in getattr(report, kind):
-                    return f"{self.folder}/{rel} is {kind} (see neurodata verify)"
-            return f"{report.problems[0]} (see neurodata verify)"
+            return verify_url(self.folder).first(str(self.folder))  # type: ignore[arg-type]
         sums = read_object(self.fs, f"{self.rfolder}/{SUMS}") or b""
         manifest = read_object(self.fs, f"{self.rfolder}/{MANIFEST}") or b""
         listed = _sums_entries(sums).get(MANIFEST)
