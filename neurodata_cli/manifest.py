@@ -171,11 +171,17 @@ def load(folder: Path) -> dict[str, Any]:
         manifest = read_manifest(folder)
     except (OSError, ValueError) as exc:
         raise RunError(f"cannot read {folder / MANIFEST}: {_reason(exc)}") from None
+    return checked(manifest, str(folder))
+
+
+def checked(manifest: Any, folder: str) -> dict[str, Any]:
+    """The manifest read from ``folder`` (None: none there), or a RunError saying what is
+    wrong with it: for a local folder and one at a URL alike."""
     if manifest is None:
         raise RunError(f"{folder} has no {MANIFEST}: not a finished neurodata folder")
     problem = check_shape(manifest)
     if problem:
-        raise RunError(f"{folder / MANIFEST} {problem}")
+        raise RunError(f"{folder}/{MANIFEST} {problem}")
     return manifest
 
 

@@ -232,7 +232,7 @@ def describe(held: dict[str, Any]) -> str:
 
 def load_url(url: str) -> dict[str, Any]:
     """The checked manifest of a finished folder at ``url`` (``manifest.load`` for a URL)."""
-    from .manifest import MANIFEST, check_shape
+    from .manifest import MANIFEST, checked
 
     fs, root = filesystem(url)
     try:
@@ -242,12 +242,7 @@ def load_url(url: str) -> dict[str, Any]:
         raise RunError(f"cannot read {url}/{MANIFEST}: {exc}") from None
     except OSError as exc:
         raise failure(url, exc) from None
-    if manifest is None:
-        raise RunError(f"{url} has no {MANIFEST}: not a finished neurodata folder")
-    problem = check_shape(manifest)
-    if problem:
-        raise RunError(f"{url}/{MANIFEST} {problem}")
-    return manifest
+    return checked(manifest, url)
 
 
 def verify_url(url: str) -> Any:
