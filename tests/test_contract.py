@@ -171,6 +171,9 @@ def test_every_format_serves_the_declared_features(run, tmp_path, name):
                         got = np.asarray(value)
                         assert (got.dtype, got.shape) == (np.dtype(want.dtype), want.shape), \
                             (fmt, key, got.dtype, got.shape)
+                        # One type for a scalar in every format: numpy's, never a 0-d array.
+                        assert not want.shape == () or isinstance(value, np.generic), \
+                            (fmt, key, type(value))
                 if "events" in record and spec.features.events.sort_by_t:
                     assert (np.diff(record["events"]["t"].astype(np.int64)) >= 0).all()
 

@@ -74,7 +74,8 @@ class NpyStore(ShardedStore):
 
     def read(self, i: int) -> dict[str, Any]:
         k, j = self.where(i)
-        return {name: np.array(parts[k][j]) for name, parts in self.parts.items()}
+        # A scalar as numpy's scalar, as the other formats serve it; an array copied.
+        return {name: np.array(parts[k][j])[()] for name, parts in self.parts.items()}
 
     def columns(self) -> dict[str, np.ndarray]:
         return {name: parts[0] if len(parts) == 1 else np.concatenate(parts)
