@@ -370,15 +370,13 @@ def info(folder: Path) -> None:
     Given a root (such as the default data/) that holds <dataset>/<version>/ folders, list each
     finished folder under it in one line.
     """
-    from .manifest import MANIFEST, load
+    from .manifest import load
     from .objstore import load_url
 
-    if not is_url(folder) and not os.path.lexists(folder / MANIFEST):
-        found = sorted(p.parent for pattern in (f"*/{MANIFEST}", f"*/*/{MANIFEST}")
-                       for p in folder.glob(pattern) if not _hidden(p.relative_to(folder)))
-        if found:
-            _list_folders(folder, found)
-            return
+    found = _folders_under(folder)
+    if found:
+        _list_folders(folder, found)
+        return
     m = load_url(str(folder)) if is_url(folder) else load(folder)
     total = sum(f.get("bytes", 0) for f in m["files"])
     click.echo(f"{m['dataset']} {m['version']}  (neurodata {m.get('tool', {}).get('version')})")
@@ -407,14 +405,37 @@ def _hidden(rel: Path) -> bool:
     return any(part.startswith(".") for part in rel.parts)
 
 
-def _list_folders(root: Path, folders: list[Path]) -> None:
+def _folders_under(root: Path) -> list[Path | str]:
+    """The folders holding a manifest one or two levels below ``root`` (a local folder or a
+    URL), unless ``root`` is itself such a folder."""
+    from .manifest import MANIFEST
+
+    patterns = (f"*/{MANIFEST}", f"*/*/{MANIFEST}")
+    if is_url(root):
+        from .storage import fresh
+
+        fs, path = fresh(str(root).rstrip("/"))
+        if fs.exists(f"{path}/{MANIFEST}"):
+            return []
+        rels = [Path(p).relative_to(path) for pattern in patterns
+                for p in fs.glob(f"{path}/{pattern}")]
+        return sorted(f"{str(root).rstrip('/')}/{r.parent.as_posix()}"
+                      for r in rels if not _hidden(r))
+    if os.path.lexists(root / MANIFEST):
+        return []
+    return sorted((p.parent for pattern in patterns
+                   for p in root.glob(pattern) if not _hidden(p.relative_to(root))), key=str)
+
+
+def _list_folders(root: Path, folders: list[Path | str]) -> None:
     """One line per finished folder under ``root``; exit 1 if a manifest is unreadable."""
     from .manifest import load
+    from .objstore import load_url
 
     bad = 0
     for path in folders:
         try:
-            m = load(path)
+            m = load_url(str(path)) if is_url(path) else load(path)
         except NeurodataError as exc:
             click.echo(f"{path}: {exc}")
             bad += 1

@@ -73,6 +73,16 @@ def test_info_and_preview_read_a_folder_in_the_store(run, tmp_path, bucket):
     assert png.read_bytes().startswith(b"\x89PNG")
 
 
+def test_info_of_a_root_in_the_store_lists_its_folders_as_locally(run, tmp_path, bucket):
+    for out in (tmp_path, f"s3://{bucket}/ds"):
+        run("yinyang", "--size", "10", "--out", out, "--quiet")
+    local = run("info", tmp_path).output
+    remote = run("info", f"s3://{bucket}/ds").output
+    assert remote == local.replace(str(tmp_path), f"s3://{bucket}/ds")
+    assert run("info", f"s3://{bucket}/ds/yinyang").output == remote
+    assert "not a finished neurodata folder" in run("info", f"s3://{bucket}/none", code=1).output
+
+
 def test_verify_names_a_flipped_byte_in_a_stored_object(run, bucket):
     run("yinyang", "--size", "300", "--out", f"s3://{bucket}/ds", "--quiet")
     key = f"{bucket}/ds/yinyang/1.0.0/yinyang-train-00000-of-00001.h5"
