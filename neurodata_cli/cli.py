@@ -435,7 +435,7 @@ def _list_folders(root: Path, folders: list[Path | str]) -> None:
     bad = 0
     for path in folders:
         try:
-            m = load_url(str(path)) if is_url(path) else load(path)
+            m = load_url(str(path)) if is_url(path) else load(Path(path))
         except NeurodataError as exc:
             click.echo(f"{path}: {exc}")
             bad += 1
