@@ -23,6 +23,7 @@ import numpy as np
 # Store and Writer are declared with the dataset contract (a dataset names its writers), and
 # re-exported here, where formats and plugins look for them.
 from ..datasets.base import Shard, Store, Writer, dist_versions
+from ..errors import RunError
 from ..files import staged
 from ..storage import is_url, url_read
 
@@ -129,6 +130,8 @@ class ShardedStore(Store):
     def __init__(self, files: list[dict[str, Any]]):
         # Python ints: bisect finds a sample's file in a fraction of np.searchsorted's call cost.
         self.starts = [0, *itertools.accumulate(int(f["records"]) for f in files)]
+        # What the manifest records of each file: a stream checks a file read whole against it.
+        self.recorded = [(f.get("path"), f.get("bytes"), f.get("sha256")) for f in files]
 
     def __len__(self) -> int:
         return self.starts[-1]
@@ -142,7 +145,8 @@ class ShardedStore(Store):
         """Every record of files ``ks``, file by file, each in order. Local files are read as
         ``read`` reads them. At a URL each file is one request for all of it, its records read
         from memory (``_records``), and the next file's request made meanwhile: two files in
-        memory at most."""
+        memory at most. Each file's bytes are checked against the manifest before any of its
+        records is served (``_fetch``)."""
         paths = getattr(self, "paths", None)  # each file's Path or URL, where a store has them
         if not (paths and is_url(paths[0])):
             for k in ks:
@@ -152,11 +156,25 @@ class ShardedStore(Store):
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(1) as pool:
-            ahead = [pool.submit(url_read, paths[k]) for k in ks[:1]]
+            ahead = [pool.submit(self._fetch, paths[k], k) for k in ks[:1]]
             for n, k in enumerate(ks):
                 image = ahead.pop().result()
-                ahead += [pool.submit(url_read, paths[k]) for k in ks[n + 1:n + 2]]
+                ahead += [pool.submit(self._fetch, paths[k], k) for k in ks[n + 1:n + 2]]
                 yield from self._records(k, image)
+
+    def _fetch(self, url: str, k: int) -> bytes:
+        """File ``k``'s bytes, read whole from ``url``, if they are the ones its manifest records
+        (hashed in the prefetch thread: hashlib releases the GIL). A damaged object, or one a
+        later commit replaced, is refused rather than served."""
+        image = url_read(url)
+        rel, size, sha256 = self.recorded[k]
+        if len(image) != size or hashlib.sha256(image).hexdigest() != sha256:
+            folder = url[:-len(rel) - 1] if rel and url.endswith("/" + rel) else "<folder>"
+            what = ("another sha256" if len(image) == size
+                    else f"{len(image)} bytes, {size} recorded")
+            raise RunError(f"{url}: differs from what its manifest records ({what}); `neurodata "
+                           f"verify {folder}` names every difference")
+        return image
 
     def _records(self, k: int, image: bytes) -> Iterator[dict[str, Any]]:
         """The records of file ``k``, from its bytes (for a store that reads URLs)."""
