@@ -490,12 +490,7 @@ class Materialiser:
         lists, and every listed file is there with its size. ``verify``: every hash too."""
         if self.verify:
             return verify_folder(self.folder).first(str(self.folder))
-        try:
-            same = parse_sums(self.folder / SUMS)[0].get(MANIFEST) == sha256_file(
-                self.folder / MANIFEST)
-        except OSError:
-            same = False
-        if not same:
+        if not self._manifest_listed():
             return f"{self.folder / MANIFEST} does not match its {SUMS} (see neurodata verify)"
         for f in existing["files"]:
             path = self.folder / f["path"]
@@ -506,6 +501,14 @@ class Materialiser:
             if size != f["bytes"]:
                 return f"{path} has {size} bytes where its manifest lists {f['bytes']}"
         return None
+
+    def _manifest_listed(self) -> bool:
+        """The finished folder's manifest is the one its SHA256SUMS lists."""
+        try:
+            return parse_sums(self.folder / SUMS)[0].get(MANIFEST) == sha256_file(
+                self.folder / MANIFEST)
+        except OSError:
+            return False
 
     def _check_merge(self, existing: dict[str, Any],
                      shards: list[Shard]) -> dict[str, Any] | None:
@@ -538,15 +541,10 @@ class Materialiser:
                 )
         # The merged folder's manifest is built from this one and its SHA256SUMS written anew:
         # an edited or damaged manifest (which verify reports) would come out of it passing.
-        try:
-            listed = parse_sums(self.folder / SUMS)[0].get(MANIFEST)
-            same = listed == sha256_file(self.folder / MANIFEST)
-        except OSError:
-            same = False
-        if not same:
+        if not self._manifest_listed():
             if self.overwrite:
                 return None
-            raise FolderExists(f"{self.folder / MANIFEST} does not match its {SUMS} (edited or "
+            raise FolderExists(f"{self.folder}/{MANIFEST} does not match its {SUMS} (edited or "
                                f"damaged; see neurodata verify); {self._hint()}")
         return existing
 
@@ -564,10 +562,21 @@ class Materialiser:
         folder from before run records, or with an edited one, has none: taken by its
         config)."""
         try:
-            splits = json.loads((self.folder / RUN).read_text())["splits"]
+            splits = self._recorded_splits()
             return {k: v["input_digest"] for k, v in splits.items() if "input_digest" in v}
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        except (KeyError, TypeError):
             return {}
+
+    def _recorded_splits(self) -> dict[str, Any]:
+        """The finished folder's ``run.json`` record of each split ({}: none, or edited)."""
+        try:
+            splits = json.loads(self._run_json())["splits"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return {}
+        return splits if isinstance(splits, dict) else {}
+
+    def _run_json(self) -> bytes:
+        return (self.folder / RUN).read_bytes()
 
     def _split_config(self, split: str) -> dict[str, Any]:
         """The config as one split records it: a split key that maps split names to values
@@ -747,12 +756,8 @@ class Materialiser:
         outside SHA256SUMS (the checksummed files hold none of it), and swaps into place with
         the folder. A merge keeps the record of the splits it does not make."""
         splits: dict[str, Any] = {}
-        if merge:
-            try:
-                old = json.loads((self.folder / RUN).read_text())["splits"]
-                splits = {k: v for k, v in old.items() if k not in self.claim}
-            except (OSError, ValueError, KeyError, TypeError, AttributeError):
-                pass  # a folder from before run records, or one edited: nothing to keep
+        if merge:  # a folder from before run records, or one edited: nothing to keep
+            splits = {k: v for k, v in self._recorded_splits().items() if k not in self.claim}
         import socket
 
         this = {"inputs": self.cfg.origin(), "folder": str(self.folder.absolute()),

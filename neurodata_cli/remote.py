@@ -8,6 +8,7 @@ done otherwise (docs/cluster.md, "No shared filesystem")::
         .neurodata/run.json                           this run's config fingerprint
         .neurodata/inputs.json.gz                     the inputs its shards were planned over
         .neurodata/shards/<key>.json                  uploaded after its files: shard done
+        .neurodata/merge.json                         the manifest a commit merges into
     <prefix>/<dataset>/<version>/                     the folder: its files copied from the
         manifest.json, then SHA256SUMS, last          stage; finished only once SHA256SUMS is
 
@@ -15,7 +16,8 @@ Workers build each shard into a local temporary folder and upload it (``run_shar
 client never needs to see their disks. A killed run leaves the stage, whose shards the next run
 takes after re-hashing them. The commit first removes the old folder's SHA256SUMS (from then on
 the folder is unfinished), replaces its objects and writes manifest.json and SHA256SUMS last;
-cut short, it is redone from the stage by the next run.
+cut short, it is redone from the stage by the next run. A run of some splits into a folder
+holding others merges as a local run does, keeping the other splits' objects where they are.
 """
 
 from __future__ import annotations
@@ -71,10 +73,8 @@ class URLFolder(str):
 
 class RemoteMaterialiser(Materialiser):
     """``Materialiser`` for an output URL; the dataset, the plan, the shards' bytes, the
-    manifest and the reuse rules are the local run's, so the folder is byte for byte the same.
-
-    Not (yet) for an output URL: merging a run of some splits into a folder holding others
-    (the folder is replaced with ``overwrite``, else refused)."""
+    manifest and the reuse and merge rules are the local run's, so the folder is byte for byte
+    the same."""
 
     def __init__(self, ds: Dataset[Any], cfg: Config, out: str, **kwargs: Any):
         super().__init__(ds, cfg, Path("."), **kwargs)
@@ -102,7 +102,7 @@ class RemoteMaterialiser(Materialiser):
             self.stage = Path(scratch)
             existing = self._check_output()
             if existing is not None and not scanning:
-                reused = self._reuse_or_refuse(existing, shards, start)
+                reused = self._reuse_or_merge(existing, shards, start)
                 if reused is not None:
                     return reused
             self._open_remote_stage()
@@ -113,7 +113,7 @@ class RemoteMaterialiser(Materialiser):
                 self.fingerprint = fingerprint(self.config)
                 shards = self._plan()
                 if existing is not None:
-                    reused = self._reuse_or_refuse(existing, shards, start)
+                    reused = self._reuse_or_merge(existing, shards, start)
                     if reused is not None:
                         return reused
             self._check_remote_inputs(shards)
@@ -125,7 +125,7 @@ class RemoteMaterialiser(Materialiser):
             extra = self._split_files(records)
             self._upload_split_files(extra)
             records += extra
-            manifest = self._manifest(records, None)
+            manifest = self._manifest(records, self._merge)
             self._commit_remote(manifest, shards)
         return self._summary(manifest, time.perf_counter() - start, len(shards) - len(todo))
 
@@ -169,7 +169,9 @@ class RemoteMaterialiser(Materialiser):
     # ---- the finished folder ------------------------------------------------------------
     def _check_output(self) -> dict[str, Any] | None:
         """The finished folder's manifest, if it is one (None: nothing there, or a folder this
-        run replaces: ``overwrite``, or one this run's own commit left unfinished)."""
+        run replaces: ``overwrite``, or one this run's own commit left unfinished, which sets
+        the manifest that commit merged into)."""
+        self._merge: dict[str, Any] | None = None
         objects = listing(self.fs, self.rfolder)
         if not objects:
             return None
@@ -181,34 +183,34 @@ class RemoteMaterialiser(Materialiser):
         problem = None if existing is None else check_shape(existing)
         if existing is not None and not problem:
             return existing
-        if self.overwrite or self._staged_fingerprint() == self.fingerprint:
-            return None  # replaced; or a commit of this very run, cut short: redone
+        if self._staged_fingerprint() == self.fingerprint:  # this run's commit, cut short
+            data = read_object(self.fs, f"{self.rstage}/{INTERNAL}/merge.json")
+            try:
+                self._merge = json.loads(data) if data else None  # redone as it was begun
+            except ValueError:
+                raise RunError(f"{self.stage_url}/{INTERNAL}/merge.json is not JSON: the "
+                               f"commit cut short there cannot be redone") from None
+            return None
+        if self.overwrite:
+            return None
         raise FolderExists(f"{self.folder} exists but is not a finished neurodata folder; "
                            f"{self._hint()}")
 
-    def _reuse_or_refuse(self, existing: dict[str, Any], shards: list[Shard],
-                         start: float) -> RunSummary | None:
+    def _reuse_or_merge(self, existing: dict[str, Any], shards: list[Shard],
+                        start: float) -> RunSummary | None:
+        """The local run's ``_reuse``, else its ``_check_merge`` (which refuses, or sets the
+        manifest this run merges into: None replaces the folder)."""
         reused = self._reuse(existing, shards, start)
         if reused is not None and self._staged_fingerprint() == self.fingerprint:
             self._remove(self.rstage)  # a commit killed as it removed its stage: done now
-        if reused is not None or self.overwrite:
-            return reused
-        why = self._differs(existing, shards) or ""
-        if why.startswith("no ") and self.ds.split_scoped:  # a run of other splits
-            raise FolderExists(
-                f"{self.folder} holds the {', '.join(existing['splits'])} split(s); adding a "
-                f"split to a folder in a store is not supported yet: run all splits at once, "
-                f"or {self._hint()}")
-        raise FolderExists(f"{self.folder} already holds a finished {self.name} "
-                           f"{self.ds.version} made with {why}; {self._hint()}")
+        if reused is None:
+            self._merge = self._check_merge(existing, shards)
+        return reused
 
     def _check_files(self, existing: dict[str, Any]) -> str | None:
         if self.verify:
             return verify_url(self.folder).first(str(self.folder))  # type: ignore[arg-type]
-        sums = read_object(self.fs, f"{self.rfolder}/{SUMS}") or b""
-        manifest = read_object(self.fs, f"{self.rfolder}/{MANIFEST}") or b""
-        listed = _sums_entries(sums).get(MANIFEST)
-        if listed != hashlib.sha256(manifest).hexdigest():
+        if not self._manifest_listed():
             return f"{self.folder}/{MANIFEST} does not match its {SUMS} (see neurodata verify)"
         objects = listing(self.fs, self.rfolder)
         for f in existing["files"]:
@@ -219,14 +221,13 @@ class RemoteMaterialiser(Materialiser):
                         f"manifest lists {f['bytes']}")
         return None
 
-    def _recorded_inputs(self) -> dict[str, str]:
-        """Each split's input digest, from the folder's ``run.json`` object."""
-        data = read_object(self.fs, f"{self.rfolder}/{RUN}")
-        try:
-            splits = json.loads(data)["splits"] if data is not None else {}
-            return {k: v["input_digest"] for k, v in splits.items() if "input_digest" in v}
-        except (ValueError, KeyError, TypeError, AttributeError):
-            return {}
+    def _manifest_listed(self) -> bool:
+        sums = read_object(self.fs, f"{self.rfolder}/{SUMS}") or b""
+        manifest = read_object(self.fs, f"{self.rfolder}/{MANIFEST}") or b""
+        return _sums_entries(sums).get(MANIFEST) == hashlib.sha256(manifest).hexdigest()
+
+    def _run_json(self) -> bytes:
+        return read_object(self.fs, f"{self.rfolder}/{RUN}") or b""
 
     # ---- the stage ----------------------------------------------------------------------
     def _staged_fingerprint(self) -> str | None:
@@ -308,31 +309,36 @@ class RemoteMaterialiser(Materialiser):
     def _commit_remote(self, manifest: dict[str, Any], shards: list[Shard]) -> None:
         """Make the folder from the stage; redone whole by the next run if cut short, since
         the stage is removed only after SHA256SUMS, and the folder is unfinished (no
-        SHA256SUMS) from the first step to the last."""
+        SHA256SUMS) from the first step to the last. A merge leaves the other splits' objects
+        (and run.json, rewritten last) in place; merge.json lets a redo merge too."""
         text, sums = metadata(manifest)
-        keep = {f["path"] for f in manifest["files"]}
+        keep = {f["path"] for f in manifest["files"]} | {RUN, SUMS}  # SUMS: removed first
+        mine = [f for f in manifest["files"] if f["split"] in self.claim]
+        ours = {f["path"] for f in mine}
         if not self._lease.held():  # another run broke it: its folder is not ours to replace
             raise RunError(f"this run lost its lock {self.url}/{self.name}/.{self.ds.version}"
                            f".lock (not renewed for {LEASE:g} s: was the machine suspended?), "
                            f"which another run broke; nothing was committed to {self.folder}")
-        self.fs.rm_file(f"{self.rfolder}/{SUMS}") if read_object(
-            self.fs, f"{self.rfolder}/{SUMS}") is not None else None
-        old = listing(self.fs, self.rfolder)
+        record = self._run_record(self._merge is not None, shards)  # before run.json changes
+        staged, old = listing(self.fs, self.rstage), listing(self.fs, self.rfolder)
+        for f in manifest["files"]:  # as a local merge: nothing changes unless all are there
+            staged_here = f["path"] in ours
+            if (staged if staged_here else old).get(f["path"]) != f["bytes"]:
+                where = f"{self.stage_url if staged_here else self.folder}/{f['path']}"
+                raise RunError(f"cannot commit {self.folder}: {where} is missing or cut short; "
+                               "the folder is left as it was")
+        self.fs.pipe_file(f"{self.rstage}/{INTERNAL}/merge.json", json.dumps(self._merge).encode())
+        if SUMS in old:
+            self.fs.rm_file(f"{self.rfolder}/{SUMS}")
         gone = [f"{self.rfolder}/{p}" for p in sorted(old) if p not in keep]
         if gone:
             self.fs.rm(gone)
-        staged = listing(self.fs, self.rstage)
-        for f in manifest["files"]:
-            if staged.get(f["path"]) != f["bytes"]:
-                raise RunError(f"cannot commit {self.folder}: {self.stage_url}/{f['path']} is "
-                               "missing or cut short; the next run builds it again")
         # One call: the store copies them side by side (s3fs: concurrent server-side copies).
-        if manifest["files"]:
-            self.fs.copy([f"{self.rstage}/{f['path']}" for f in manifest["files"]],
-                         [f"{self.rfolder}/{f['path']}" for f in manifest["files"]])
+        if mine:
+            self.fs.copy([f"{self.rstage}/{f['path']}" for f in mine],
+                         [f"{self.rfolder}/{f['path']}" for f in mine])
         self.fs.pipe_file(f"{self.rfolder}/{MANIFEST}", text)
-        self.fs.pipe_file(f"{self.rfolder}/{RUN}", (json.dumps(
-            self._run_record(False, shards), indent=2) + "\n").encode())
+        self.fs.pipe_file(f"{self.rfolder}/{RUN}", (json.dumps(record, indent=2) + "\n").encode())
         self.fs.pipe_file(f"{self.rfolder}/{SUMS}", sums)  # last: the folder is finished
         self._remove(self.rstage)
 

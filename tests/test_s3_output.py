@@ -292,14 +292,84 @@ def test_the_holder_renews_its_lease_so_a_long_run_keeps_its_lock(bucket, monkey
     assert not fs().exists(path)
 
 
-def test_a_split_into_a_folder_of_other_splits_in_a_store_is_refused_in_one_line(run, tmp_path,
-                                                                                bucket):
+def train_objects(url: str) -> dict[str, tuple[str, str]]:
+    """The train split's objects, each with its ETag and its time (a copy gets a new one)."""
+    return {p: (i["ETag"], str(i["LastModified"]))
+            for p, i in fs().find(url[5:], detail=True).items() if "-train-" in p}
+
+
+def test_a_split_into_a_folder_of_other_splits_in_a_store_merges_as_locally(run, tmp_path,
+                                                                          bucket):
     tree = nmnist_tree(tmp_path / "nmnist", {"train": 4, "test": 2})
-    args = ["--nmnist-root", str(tree), "--out", f"s3://{bucket}/ds", "--quiet"]
-    run("2nmnist", *args, "--split", "train")
-    result = run("2nmnist", *args, "--split", "test", code=1)
-    assert "adding a split to a folder in a store is not supported yet" in result.output
-    assert len(result.output.strip().splitlines()) == 1
+    url = f"s3://{bucket}/ds/2nmnist/2.1.0"
+    local = tmp_path / "local" / "2nmnist" / "2.1.0"
+    args = ["--nmnist-root", tree, "--quiet", "--shard-size", "4"]
+    for split in ("train", "test"):
+        run("2nmnist", *args, "--split", split, "--out", tmp_path / "local")
+    run("2nmnist", *args, "--split", "train", "--out", f"s3://{bucket}/ds")
+    kept = train_objects(url)
+    time.sleep(1.1)  # the store's times are in seconds: a copy made now would have another
+    run("2nmnist", *args, "--split", "test", "--out", f"s3://{bucket}/ds")
+    assert sums(url) == sums(local)
+    assert fs().cat_file(f"{url}/manifest.json") == (local / "manifest.json").read_bytes()
+    # The train split's objects were kept as they were, not copied anew.
+    assert train_objects(url) == kept and kept
+    assert "OK:" in run("verify", url).output
+    # run.json kept the train split's record: a rerun of either split reuses the folder.
+    for split in ("train", "test"):
+        again = run("2nmnist", "--nmnist-root", tree, "--out", f"s3://{bucket}/ds",
+                    "--shard-size", "4", "--split", split)
+        assert "reused" in again.output
+    assert {p.split("/")[3] for p in fs().find(f"{bucket}/ds/2nmnist")} == {"2.1.0"}
+
+
+def test_a_split_of_another_config_into_a_folder_in_a_store_is_refused_as_locally(
+        run, tmp_path, bucket):
+    tree = nmnist_tree(tmp_path / "nmnist", {"train": 4, "test": 2})
+    said = []
+    for out in (f"s3://{bucket}/ds", tmp_path / "local"):
+        args = ["--nmnist-root", tree, "--out", out, "--quiet"]
+        run("2nmnist", *args, "--split", "train")
+        result = run("2nmnist", *args, "--split", "test", "--seed", "7", code=1)
+        assert len(result.output.strip().splitlines()) == 1, result.output
+        said.append(result.output.replace(str(out), "OUT"))
+    assert said[0] == said[1]
+    assert "holds the train split made with a different config (seed)" in said[0]
+
+
+def test_a_merge_killed_in_its_commit_is_finished_by_its_rerun(run, tmp_path, bucket,
+                                                               monkeypatch):
+    """Cut after SHA256SUMS is removed and the test split's objects copied: the rerun still
+    merges (the merge it was making is kept in its stage), keeping the train split."""
+    from neurodata_cli import materialise, remote
+
+    tree = nmnist_tree(tmp_path / "nmnist", {"train": 4, "test": 2})
+    out = f"s3://{bucket}/ds"
+    url = f"{out}/2nmnist/2.1.0"
+    for split in ("train", "test"):
+        materialise("2nmnist", out=tmp_path / "local", nmnist_root=tree, split=split, quiet=True)
+    materialise("2nmnist", out=out, nmnist_root=tree, split="train", quiet=True)
+    real = remote.RemoteMaterialiser._commit_remote
+
+    def cut(self, manifest, shards):
+        pipe = self.fs.pipe_file
+
+        def cut_at_manifest(path, data, **kw):
+            if path.endswith("/manifest.json"):
+                raise RuntimeError("power cut")
+            return pipe(path, data, **kw)
+
+        monkeypatch.setattr(self.fs, "pipe_file", cut_at_manifest)
+        return real(self, manifest, shards)
+
+    monkeypatch.setattr(remote.RemoteMaterialiser, "_commit_remote", cut)
+    with pytest.raises(RuntimeError, match="power cut"):
+        materialise("2nmnist", out=out, nmnist_root=tree, split="test", quiet=True)
+    monkeypatch.undo()
+    assert not fs().exists(f"{url[5:]}/SHA256SUMS")
+    run("2nmnist", "--nmnist-root", tree, "--out", out, "--split", "test", "--quiet")
+    assert sums(url) == sums(tmp_path / "local" / "2nmnist" / "2.1.0")
+    assert "OK:" in run("verify", url).output
 
 
 def test_a_folder_made_otherwise_is_refused_then_replaced_with_overwrite(run, tmp_path, bucket):
