@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import s3server
+from imagenet_synth import ilsvrc
 from imagenet_synth import make_tree as imagenet_tree
 from nmnist_synth import make_tree as nmnist_tree
 
@@ -209,6 +210,53 @@ def test_a_dask_cluster_writes_its_shards_straight_into_the_store(run, tmp_path,
     assert sums(url) == sums(tmp_path / "local" / "es-imagenet" / "2.2.0")
     assert not os.listdir(client)  # nothing staged on the client's disk
     assert not list(workers.rglob("*.h5"))  # the workers' temporary shards are gone
+
+
+def own_tmp() -> list[str]:
+    """The command that runs a process with a /tmp of its own (a mount namespace), as on
+    another machine; skips where this host allows none."""
+    for unshare in (["unshare", "-m"], ["unshare", "-rm"]):
+        try:
+            if subprocess.run([*unshare, "true"], capture_output=True).returncode == 0:
+                return [*unshare, "sh", "-c", 'mount -t tmpfs tmpfs /tmp && exec "$@"', "sh"]
+        except OSError:
+            break
+    pytest.skip("needs a mount namespace (unshare -m) to give the workers their own /tmp")
+
+
+def test_dask_workers_with_their_own_tmp_read_the_official_tars_from_the_store(
+        run, tmp_path, bucket):
+    """The tars in the store, indexed by the client into its /tmp: workers that see another
+    /tmp (and share nothing else with it but the store) read their members by the rows their
+    shards carry, with no index file."""
+    distributed = pytest.importorskip("distributed")
+    tars = ilsvrc(tmp_path / "tars", tars=True)
+    fs().put_file(str(tars / "ILSVRC2012_img_train.tar"),
+                  f"{bucket}/imagenet/ILSVRC2012_img_train.tar")
+    args = ["--shard-size", "1", "--min-events", "10"]
+    run("es-imagenet", "--imagenet-root", tars, *args, "--out", tmp_path / "local", "--quiet")
+    with distributed.LocalCluster(n_workers=0, host="127.0.0.1", dashboard_address=None,
+                                  silence_logs=50) as cluster:
+        workers = subprocess.Popen(
+            [*own_tmp(), str(Path(EXE).with_name("dask")), "worker", cluster.scheduler_address,
+             "--nworkers", "2", "--nthreads", "1", "--no-dashboard"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            with distributed.Client(cluster) as client:
+                client.wait_for_workers(2, timeout=60)
+            result = run("es-imagenet", "--imagenet-root", f"s3://{bucket}/imagenet", *args,
+                         "--out", f"s3://{bucket}/ds", "--scheduler", cluster.scheduler_address,
+                         code=None)
+        finally:
+            os.killpg(workers.pid, signal.SIGTERM)
+            workers.wait(30)
+    assert result.exit_code == 0, result.output
+    assert "4 images" in result.output, result.output
+    url = f"s3://{bucket}/ds/es-imagenet/2.2.0"
+    assert sums(url) == sums(tmp_path / "local" / "es-imagenet" / "2.2.0")
+    # Indexed again by the next client (its /tmp is gone), which then finds the folder made.
+    assert "reused" in run("es-imagenet", "--imagenet-root", f"s3://{bucket}/imagenet", *args,
+                           "--out", f"s3://{bucket}/ds").output
 
 
 def test_the_python_api_takes_a_url_out(bucket):
