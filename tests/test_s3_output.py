@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -184,6 +185,64 @@ def test_kill_9_of_the_client_then_resume_gives_a_local_runs_bytes(run, tmp_path
     # without waiting out its lease.
     assert "broke the stale lock" in result.output
     assert sums(f"{url}/es-imagenet/2.2.0") == sums(tmp_path / "local" / "es-imagenet" / "2.2.0")
+
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers die with the client")
+@pytest.mark.parametrize("place", ["local", "store"])
+def test_a_client_killed_after_its_scan_reuses_the_index_it_kept_in_the_store(run, tmp_path,
+                                                                              bucket, place):
+    """The index of the tars goes into the stage: a client run again fetches it instead of
+    reading the archive through (a real train tar in a store: 147 GB), unless the archive was
+    rewritten since (a local tar's time, a stored one's ETag). The tell-tale: a tar whose
+    end-of-archive marker is overwritten: a scan refuses it, the members' reads never look
+    there. Only a local tar can be so changed and keep its stamp (a store's ETag is its MD5)."""
+    from imagenet_synth import _tar, jpeg_bytes, synthetic
+
+    tars = tmp_path / "tars"
+    tars.mkdir()
+    tar = tars / "ILSVRC2012_img_train.tar"
+    tar.write_bytes(_tar({f"n{c:08d}.tar": _tar({
+        f"n{c:08d}_{i}.JPEG": jpeg_bytes(synthetic(8 * c + i, (240, 180))) for i in range(4)})
+        for c in range(2)}))
+    args = ["--imagenet-root", str(tars), "--shard-size", "1", "--min-events", "10"]
+    run("es-imagenet", *args, "--out", tmp_path / "local", "--quiet")
+    stored = f"{bucket}/imagenet/{tar.name}"
+    if place == "store":
+        args[1] = f"s3://{bucket}/imagenet"
+        fs().put_file(str(tar), stored)
+    url = f"s3://{bucket}/ds"
+    stage = f"{bucket}/ds/es-imagenet/.2.2.0.train.partial/.neurodata"
+    proc = subprocess.Popen([EXE, "es-imagenet", *args, "--out", url, "--workers", "2",
+                             "--quiet"])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None and not fs().find(
+            f"{stage}/shards"):
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert fs().find(f"{stage}/index")
+    data, stat = tar.read_bytes(), tar.stat()
+    with tarfile.open(tar) as tf:
+        end = (tf.getmembers(), tf.offset)[1]  # where the end-of-archive marker is
+    damaged = data[:end] + b"x" * 1024 + data[end + 1024:]
+    tar.write_bytes(damaged)  # rewritten: a new time, a new ETag
+    if place == "store":
+        fs().pipe_file(stored, damaged)
+    assert "cannot read" in run("es-imagenet", *args, "--out", url, code=1).output
+    if place == "local":  # damaged, with the time it was indexed at: the index is reused
+        os.utime(tar, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    else:  # as it was indexed: its ETag again
+        fs().pipe_file(stored, data)
+    result = run("es-imagenet", *args, "--out", url)
+    assert "shards resumed" in result.output
+    assert sums(f"{url}/es-imagenet/2.2.0") == sums(tmp_path / "local" / "es-imagenet" / "2.2.0")
+    # Run again (the tar whole): the folder is reused, and the stage this run opened (its
+    # index) is not left behind.
+    tar.write_bytes(data)
+    assert "reused" in run("es-imagenet", *args, "--out", url).output
+    assert not fs().find(stage)
 
 
 # ---- a Dask cluster whose workers share no folder with the client -----------------------------
