@@ -7,6 +7,7 @@ done otherwise (docs/cluster.md, "No shared filesystem")::
     <prefix>/<dataset>/.<version>.<splits>.partial/   the stage: shard files, uploaded whole
         .neurodata/run.json                           this run's config fingerprint
         .neurodata/inputs.json.gz                     the inputs its shards were planned over
+        .neurodata/index/                             an archive's index (the scan's cache)
         .neurodata/shards/<key>.json                  uploaded after its files: shard done
         .neurodata/merge.json                         the manifest a commit merges into
     <prefix>/<dataset>/<version>/                     the folder: its files copied from the
@@ -108,13 +109,17 @@ class RemoteMaterialiser(Materialiser):
             self._open_remote_stage()
             if scanning:
                 self._internal.mkdir(parents=True)
+                kept = self._sync_scan(None)
                 self.cfg = self.ds.scan(self.cfg, self._internal)
+                self._sync_scan(kept)
                 self.config = self.cfg.recorded()
                 self.fingerprint = fingerprint(self.config)
                 shards = self._plan()
                 if existing is not None:
                     reused = self._reuse_or_merge(existing, shards, start)
                     if reused is not None:
+                        if not self._staged_records():  # as locally: its index not left
+                            self._remove(self.rstage)
                         return reused
             self._check_remote_inputs(shards)
             done = self._finished_remote(shards)
@@ -255,6 +260,26 @@ class RemoteMaterialiser(Materialiser):
         self._remove(self.rstage)
         self.fs.pipe_file(f"{self.rstage}/{INTERNAL}/run.json", json.dumps(
             {"fingerprint": self.fingerprint, "config": self.config}, indent=2).encode())
+
+    def _sync_scan(self, kept: dict[str, str] | None) -> dict[str, str]:
+        """The scan's cache (an archive's index) kept in the stage's ``.neurodata/index/``,
+        so a client run again after a kill need not read the archive through again: before
+        the scan (``kept`` None) it is fetched into the scratch, where the scan checks that it
+        is of the archive as it is now; after it, uploaded if the scan wrote it anew. The old
+        one goes first: a client killed while uploading leaves an index short of files, which
+        the next scan takes for none (as a scan killed locally leaves)."""
+        index = f"{self.rstage}/{INTERNAL}/index"
+        if kept is None:
+            for rel in listing(self.fs, index):
+                (self._internal / rel).parent.mkdir(parents=True, exist_ok=True)
+                self.fs.get_file(f"{index}/{rel}", str(self._internal / rel))
+        files = {p.relative_to(self._internal).as_posix(): hashlib.sha256(
+            p.read_bytes()).hexdigest() for p in self._internal.rglob("*") if p.is_file()}
+        if kept is not None and files != kept:
+            self._remove(index)
+            for rel in sorted(files):
+                self.fs.put_file(str(self._internal / rel), f"{index}/{rel}")
+        return files
 
     def _check_remote_inputs(self, shards: list[Shard]) -> None:
         """As ``_check_inputs``: a resume only over the inputs its shards were planned over."""

@@ -8,11 +8,13 @@ import os
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
 import pytest
 import s3server
+from imagenet_synth import ilsvrc
 from imagenet_synth import make_tree as imagenet_tree
 from nmnist_synth import make_tree as nmnist_tree
 
@@ -195,6 +197,64 @@ def test_kill_9_of_the_client_then_resume_gives_a_local_runs_bytes(run, tmp_path
     assert sums(f"{url}/es-imagenet/2.2.0") == sums(tmp_path / "local" / "es-imagenet" / "2.2.0")
 
 
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers die with the client")
+@pytest.mark.parametrize("place", ["local", "store"])
+def test_a_client_killed_after_its_scan_reuses_the_index_it_kept_in_the_store(run, tmp_path,
+                                                                              bucket, place):
+    """The index of the tars goes into the stage: a client run again fetches it instead of
+    reading the archive through (a real train tar in a store: 147 GB), unless the archive was
+    rewritten since (a local tar's time, a stored one's ETag). The tell-tale: a tar whose
+    end-of-archive marker is overwritten: a scan refuses it, the members' reads never look
+    there. Only a local tar can be so changed and keep its stamp (a store's ETag is its MD5)."""
+    from imagenet_synth import _tar, jpeg_bytes, synthetic
+
+    tars = tmp_path / "tars"
+    tars.mkdir()
+    tar = tars / "ILSVRC2012_img_train.tar"
+    tar.write_bytes(_tar({f"n{c:08d}.tar": _tar({
+        f"n{c:08d}_{i}.JPEG": jpeg_bytes(synthetic(8 * c + i, (240, 180))) for i in range(4)})
+        for c in range(2)}))
+    args = ["--imagenet-root", str(tars), "--shard-size", "1", "--min-events", "10"]
+    run("es-imagenet", *args, "--out", tmp_path / "local", "--quiet")
+    stored = f"{bucket}/imagenet/{tar.name}"
+    if place == "store":
+        args[1] = f"s3://{bucket}/imagenet"
+        fs().put_file(str(tar), stored)
+    url = f"s3://{bucket}/ds"
+    stage = f"{bucket}/ds/es-imagenet/.2.2.0.train.partial/.neurodata"
+    proc = subprocess.Popen([EXE, "es-imagenet", *args, "--out", url, "--workers", "2",
+                             "--quiet"])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None and not fs().find(
+            f"{stage}/shards"):
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert fs().find(f"{stage}/index")
+    data, stat = tar.read_bytes(), tar.stat()
+    with tarfile.open(tar) as tf:
+        end = (tf.getmembers(), tf.offset)[1]  # where the end-of-archive marker is
+    damaged = data[:end] + b"x" * 1024 + data[end + 1024:]
+    tar.write_bytes(damaged)  # rewritten: a new time, a new ETag
+    if place == "store":
+        fs().pipe_file(stored, damaged)
+    assert "cannot read" in run("es-imagenet", *args, "--out", url, code=1).output
+    if place == "local":  # damaged, with the time it was indexed at: the index is reused
+        os.utime(tar, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    else:  # as it was indexed: its ETag again
+        fs().pipe_file(stored, data)
+    result = run("es-imagenet", *args, "--out", url)
+    assert "shards resumed" in result.output
+    assert sums(f"{url}/es-imagenet/2.2.0") == sums(tmp_path / "local" / "es-imagenet" / "2.2.0")
+    # Run again (the tar whole): the folder is reused, and the stage this run opened (its
+    # index) is not left behind.
+    tar.write_bytes(data)
+    assert "reused" in run("es-imagenet", *args, "--out", url).output
+    assert not fs().find(stage)
+
+
 # ---- a Dask cluster whose workers share no folder with the client -----------------------------
 
 def test_a_dask_cluster_writes_its_shards_straight_into_the_store(run, tmp_path, bucket,
@@ -219,6 +279,53 @@ def test_a_dask_cluster_writes_its_shards_straight_into_the_store(run, tmp_path,
     assert sums(url) == sums(tmp_path / "local" / "es-imagenet" / "2.2.0")
     assert not os.listdir(client)  # nothing staged on the client's disk
     assert not list(workers.rglob("*.h5"))  # the workers' temporary shards are gone
+
+
+def own_tmp() -> list[str]:
+    """The command that runs a process with a /tmp of its own (a mount namespace), as on
+    another machine; skips where this host allows none."""
+    for unshare in (["unshare", "-m"], ["unshare", "-rm"]):
+        try:
+            if subprocess.run([*unshare, "true"], capture_output=True).returncode == 0:
+                return [*unshare, "sh", "-c", 'mount -t tmpfs tmpfs /tmp && exec "$@"', "sh"]
+        except OSError:
+            break
+    pytest.skip("needs a mount namespace (unshare -m) to give the workers their own /tmp")
+
+
+def test_dask_workers_with_their_own_tmp_read_the_official_tars_from_the_store(
+        run, tmp_path, bucket):
+    """The tars in the store, indexed by the client into its /tmp: workers that see another
+    /tmp (and share nothing else with it but the store) read their members by the rows their
+    shards carry, with no index file."""
+    distributed = pytest.importorskip("distributed")
+    tars = ilsvrc(tmp_path / "tars", tars=True)
+    fs().put_file(str(tars / "ILSVRC2012_img_train.tar"),
+                  f"{bucket}/imagenet/ILSVRC2012_img_train.tar")
+    args = ["--shard-size", "1", "--min-events", "10"]
+    run("es-imagenet", "--imagenet-root", tars, *args, "--out", tmp_path / "local", "--quiet")
+    with distributed.LocalCluster(n_workers=0, host="127.0.0.1", dashboard_address=None,
+                                  silence_logs=50) as cluster:
+        workers = subprocess.Popen(
+            [*own_tmp(), str(Path(EXE).with_name("dask")), "worker", cluster.scheduler_address,
+             "--nworkers", "2", "--nthreads", "1", "--no-dashboard"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            with distributed.Client(cluster) as client:
+                client.wait_for_workers(2, timeout=60)
+            result = run("es-imagenet", "--imagenet-root", f"s3://{bucket}/imagenet", *args,
+                         "--out", f"s3://{bucket}/ds", "--scheduler", cluster.scheduler_address,
+                         code=None)
+        finally:
+            os.killpg(workers.pid, signal.SIGTERM)
+            workers.wait(30)
+    assert result.exit_code == 0, result.output
+    assert "4 images" in result.output, result.output
+    url = f"s3://{bucket}/ds/es-imagenet/2.2.0"
+    assert sums(url) == sums(tmp_path / "local" / "es-imagenet" / "2.2.0")
+    # Indexed again by the next client (its /tmp is gone), which then finds the folder made.
+    assert "reused" in run("es-imagenet", "--imagenet-root", f"s3://{bucket}/imagenet", *args,
+                           "--out", f"s3://{bucket}/ds").output
 
 
 def test_the_python_api_takes_a_url_out(bucket):

@@ -67,7 +67,7 @@ class ESImageNetConfig(Config):
                                   "values before any work.", yaml=False, manifest=False)
     shard_size: int = option(1000, "Images per shard.", lo=1)
     source: Source | None = None  # found by ``locate`` (and labelled by ``scan``)
-    index: str | None = None  # the official tar's index, made by ``scan``
+    index: str | None = None  # the official tar's index, made by ``scan``; read by ``plan``
 
     @property
     def src(self) -> Source:
@@ -187,8 +187,8 @@ class ESImageNet(Dataset[ESImageNetConfig]):
         return replace(cfg, source=source, index=str(cache))
 
     def inputs(self, cfg: ESImageNetConfig) -> list[str]:
-        if cfg.src.archive:  # and, once scanned, its index in the stage
-            return [cfg.src.archive] + ([cfg.index] if cfg.index is not None else [])
+        if cfg.src.archive:  # not its index: the plan reads it, and each shard carries its rows
+            return [cfg.src.archive]
         return [str(join(cfg.src.root, cfg.split))]
 
     def plan(self, cfg: ESImageNetConfig) -> list[Shard]:

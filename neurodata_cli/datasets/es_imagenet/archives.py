@@ -2,7 +2,8 @@
 
 ``ILSVRC2012_img_train.tar`` holds one ``<wnid>.tar`` per class, each holding that class's
 JPEGs; ``ILSVRC2012_img_val.tar`` holds the 50,000 val JPEGs, flat. Nothing is extracted: a
-scan lists every member once, the inner tars' included, and keeps that index in the run's stage;
+scan lists every member once, the inner tars' included, and keeps that index in the run's stage
+(on the client: the plan gives each shard its members' rows, so workers never read the index);
 each shard then reads its own members through ``tarfile`` (``TarInfo.fromtarfile`` at the
 member's header, then ``extractfile``, which follows a sparse member's map).
 
