@@ -601,3 +601,16 @@ def test_a_store_error_while_renewing_the_lease_is_retried_not_a_dead_thread(buc
         assert time.time() - json.loads(real(path))["time"] < 0.4
     finally:
         mine.release()
+
+
+def test_a_split_from_the_official_tars_merges_into_a_store_folder_as_locally(run, tmp_path,
+                                                                           bucket):
+    """The merge after a scan: val, then train, from the tars, gives the local bytes."""
+    tars = ilsvrc(tmp_path / "tars", tars=True)
+    args = ["--imagenet-root", tars, "--min-events", "10", "--quiet"]
+    for out in (tmp_path / "local", f"s3://{bucket}/ds"):
+        for split in ("val", "train"):
+            run("es-imagenet", *args, "--split", split, "--out", out)
+    url = f"s3://{bucket}/ds/es-imagenet/2.2.0"
+    assert sums(url) == sums(tmp_path / "local" / "es-imagenet" / "2.2.0")
+    assert "OK:" in run("verify", url).output
