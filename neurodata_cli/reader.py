@@ -173,6 +173,11 @@ class Stream:
     def __len__(self) -> int:
         return len(self.view)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The torch subclass is made at run time, so pickle cannot find it by name; a DataLoader
+        # worker that is spawned (macOS, Windows; Linux from Python 3.14) remakes the stream.
+        return (SplitView.stream, (self.view, self.shuffle_buffer, self.seed, self.part))
+
     def _part(self) -> tuple[int, int]:
         if self.part is not None:
             return self.part

@@ -179,6 +179,19 @@ def test_a_dataloader_with_two_workers_streams_each_sample_once(s3, bucket, made
     assert got == sorted(int(local[i][0]["t"].sum()) for i in range(len(local)))
 
 
+def test_a_stream_pickles_for_spawned_dataloader_workers(s3, bucket, made):  # noqa: F811
+    """Where DataLoader workers are spawned, not forked (macOS, Windows; Linux from Python
+    3.14), each gets the stream pickled: the torch subclass, made at run time, must survive."""
+    import pickle
+
+    torch = pytest.importorskip("torch")
+    stream = open_dataset(upload(s3, bucket, made, "ds"))["train"].stream(shuffle_buffer=4,
+                                                                          seed=3)
+    copy = pickle.loads(pickle.dumps(stream))
+    assert isinstance(copy, torch.utils.data.IterableDataset)
+    assert [int(e["t"].sum()) for e, _ in copy] == [int(e["t"].sum()) for e, _ in stream]
+
+
 def test_open_dataset_reads_npy_from_a_bucket(run, tmp_path, s3, bucket):  # noqa: F811
     run("yinyang", "--out", tmp_path, "--size", "50", "--format", "npy", "--quiet")
     folder = next((tmp_path / "yinyang").iterdir())
