@@ -281,23 +281,30 @@ def test_a_dask_cluster_writes_its_shards_straight_into_the_store(run, tmp_path,
     assert not list(workers.rglob("*.h5"))  # the workers' temporary shards are gone
 
 
-def own_tmp() -> list[str]:
-    """The command that runs a process with a /tmp of its own (a mount namespace), as on
-    another machine; skips where this host allows none."""
+def hiding(folder: Path) -> list[str]:
+    """The command that runs a process to which ``folder`` is an empty folder of its own (a
+    mount namespace): what another machine sees of the client's scratch. Skips where this
+    host allows no mount namespace."""
     for unshare in (["unshare", "-m"], ["unshare", "-rm"]):
         try:
             if subprocess.run([*unshare, "true"], capture_output=True).returncode == 0:
-                return [*unshare, "sh", "-c", 'mount -t tmpfs tmpfs /tmp && exec "$@"', "sh"]
+                return [*unshare, "sh", "-c", 'mount -t tmpfs tmpfs "$0" && exec "$@"',
+                        str(folder)]
         except OSError:
             break
-    pytest.skip("needs a mount namespace (unshare -m) to give the workers their own /tmp")
+    pytest.skip("needs a mount namespace (unshare -m) to hide the client's scratch from workers")
 
 
 def test_dask_workers_with_their_own_tmp_read_the_official_tars_from_the_store(
-        run, tmp_path, bucket):
-    """The tars in the store, indexed by the client into its /tmp: workers that see another
-    /tmp (and share nothing else with it but the store) read their members by the rows their
-    shards carry, with no index file."""
+        run, tmp_path, bucket, monkeypatch):
+    """The tars in the store, indexed by the client into its temporary folder: workers that
+    cannot see that folder (and share nothing with the client but the store) read their
+    members by the rows their shards carry, with no index file."""
+    import tempfile
+
+    scratch = tmp_path / "client-tmp"  # only this is hidden: the venv may live under /tmp
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     distributed = pytest.importorskip("distributed")
     tars = ilsvrc(tmp_path / "tars", tars=True)
     fs().put_file(str(tars / "ILSVRC2012_img_train.tar"),
@@ -307,8 +314,8 @@ def test_dask_workers_with_their_own_tmp_read_the_official_tars_from_the_store(
     with distributed.LocalCluster(n_workers=0, host="127.0.0.1", dashboard_address=None,
                                   silence_logs=50) as cluster:
         workers = subprocess.Popen(
-            [*own_tmp(), str(Path(EXE).with_name("dask")), "worker", cluster.scheduler_address,
-             "--nworkers", "2", "--nthreads", "1", "--no-dashboard"],
+            [*hiding(scratch), str(Path(EXE).with_name("dask")), "worker",
+             cluster.scheduler_address, "--nworkers", "2", "--nthreads", "1", "--no-dashboard"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
             with distributed.Client(cluster) as client:
