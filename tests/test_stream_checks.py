@@ -101,3 +101,28 @@ def test_a_shard_replaced_mid_stream_by_another_runs_bytes_stops_it(s3, bucket, 
     more, error = drain(stream)
     assert len(got + more) == view.store.starts[2]
     assert f"{url}/{name}: differs from what its manifest records" in str(error)
+
+
+def test_an_npy_column_read_from_a_url_is_checked_too(s3, bucket, tmp_path):  # noqa: F811
+    """An npy folder at a URL is read whole when opened (nothing to map): a flipped byte in a
+    column is refused there in one line, as a stream of the other formats refuses it, rather
+    than served as samples."""
+    from click.testing import CliRunner
+
+    from neurodata_cli.cli import cli
+
+    result = CliRunner().invoke(cli, ["yinyang", "--size", "50", "--format", "npy", "--out",
+                                      str(tmp_path), "--quiet"])
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "yinyang" / get("yinyang").version
+    url = upload(s3, bucket, folder, "ds")
+    name = sorted(p.name for p in folder.glob("train_*.npy"))[-1]
+    data = bytearray((folder / name).read_bytes())
+    data[-3] ^= 0x01  # a sample's value, the same size
+    s3.client().put_object(Bucket=bucket, Key=f"ds/{name}", Body=bytes(data))
+    with pytest.raises(RunError) as caught:
+        list(open_dataset(url)["train"].stream())
+    message = str(caught.value)
+    assert "\n" not in message
+    assert f"{url}/{name}: differs from what its manifest records (another sha256)" in message
+    assert f"neurodata verify {url}" in message

@@ -166,15 +166,8 @@ class ShardedStore(Store):
         """File ``k``'s bytes, read whole from ``url``, if they are the ones its manifest records
         (hashed in the prefetch thread: hashlib releases the GIL). A damaged object, or one a
         later commit replaced, is refused rather than served."""
-        image = url_read(url)
         rel, size, sha256 = self.recorded[k]
-        if len(image) != size or hashlib.sha256(image).hexdigest() != sha256:
-            folder = url[:-len(rel) - 1] if rel and url.endswith("/" + rel) else "<folder>"
-            what = ("another sha256" if len(image) == size
-                    else f"{len(image)} bytes, {size} recorded")
-            raise RunError(f"{url}: differs from what its manifest records ({what}); `neurodata "
-                           f"verify {folder}` names every difference")
-        return image
+        return read_checked(url, rel, size, sha256)
 
     def _records(self, k: int, image: bytes) -> Iterator[dict[str, Any]]:
         """The records of file ``k``, from its bytes (for a store that reads URLs)."""
@@ -185,6 +178,19 @@ class ShardedStore(Store):
         i = self.check_index(i)
         k = bisect.bisect_right(self.starts, i) - 1
         return k, i - self.starts[k]
+
+
+def read_checked(url: str, rel: str | None, size: int | None, sha256: str | None) -> bytes:
+    """The object at ``url``, read whole, if it has the size and sha256 its manifest records
+    for ``rel``; else a RunError naming it."""
+    image = url_read(url)
+    if len(image) != size or hashlib.sha256(image).hexdigest() != sha256:
+        folder = url[:-len(rel) - 1] if rel and url.endswith("/" + rel) else "<folder>"
+        what = ("another sha256" if len(image) == size
+                else f"{len(image)} bytes, {size} recorded")
+        raise RunError(f"{url}: differs from what its manifest records ({what}); `neurodata "
+                       f"verify {folder}` names every difference")
+    return image
 
 
 def write_text(root: Path, rel: str, text: str, split: str, records: int) -> dict[str, Any]:

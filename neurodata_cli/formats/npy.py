@@ -9,8 +9,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..storage import is_url, url_join, url_read
-from . import ShardedStore, Store, Writer, file_entry, same_width, shard_suffix, staged
+from ..storage import is_url, url_join
+from . import (
+    ShardedStore,
+    Store,
+    Writer,
+    file_entry,
+    read_checked,
+    same_width,
+    shard_suffix,
+    staged,
+)
 
 if TYPE_CHECKING:
     from ..datasets.base import Block, Config, Dataset, Shard
@@ -68,7 +77,7 @@ class NpyStore(ShardedStore):
         for f in sorted(files, key=lambda f: f["path"]):
             stem = Path(f["path"]).stem[len(split) + 1:]
             by_column.setdefault(stem.split("-", 1)[0], []).append(f)
-        self.parts = {name: [_load(folder, f["path"]) for f in fs]
+        self.parts = {name: [_load(folder, f) for f in fs]
                       for name, fs in by_column.items()}
         super().__init__(next(iter(by_column.values()), []))
 
@@ -82,11 +91,13 @@ class NpyStore(ShardedStore):
                 for name, parts in self.parts.items()}
 
 
-def _load(folder: Path | str, rel: str) -> np.ndarray:
-    """A column: memory-mapped from a local file; read whole from a URL (nothing to map)."""
+def _load(folder: Path | str, f: dict[str, Any]) -> np.ndarray:
+    """A column: memory-mapped from a local file; read whole from a URL (nothing to map), and
+    checked against its manifest entry there, as a stream of another format checks a shard."""
     if is_url(folder):
-        return np.load(io.BytesIO(url_read(url_join(str(folder), rel))), allow_pickle=False)
-    return np.load(Path(folder) / rel, mmap_mode="r", allow_pickle=False)
+        image = read_checked(url_join(str(folder), f["path"]), f["path"], f["bytes"], f["sha256"])
+        return np.load(io.BytesIO(image), allow_pickle=False)
+    return np.load(Path(folder) / f["path"], mmap_mode="r", allow_pickle=False)
 
 
 NPY = NpyWriter()
