@@ -188,10 +188,11 @@ class RemoteMaterialiser(Materialiser):
         problem = None if existing is None else check_shape(existing)
         if existing is not None and not problem:
             return existing
-        if self._staged_fingerprint() == self.fingerprint:  # this run's commit, cut short
-            data = read_object(self.fs, f"{self.rstage}/{INTERNAL}/merge.json")
+        data = read_object(self.fs, f"{self.rstage}/{INTERNAL}/merge.json")
+        # This run's commit, cut short: its merge.json is there until another commit begins.
+        if data is not None and self._staged_fingerprint() == self.fingerprint:
             try:
-                self._merge = json.loads(data) if data else None  # redone as it was begun
+                self._merge = json.loads(data)  # redone as it was begun
             except ValueError:
                 raise RunError(f"{self.stage_url}/{INTERNAL}/merge.json is not JSON: the "
                                f"commit cut short there cannot be redone") from None
@@ -352,6 +353,12 @@ class RemoteMaterialiser(Materialiser):
                 where = f"{self.stage_url if staged_here else self.folder}/{f['path']}"
                 raise RunError(f"cannot commit {self.folder}: {where} is missing or cut short; "
                                "the folder is left as it was")
+        # A commit of another stage cut short began from the folder this one changes: its
+        # merge.json no longer says what to redo (it would list objects no longer there).
+        begun = self.fs.glob(f"{self.rbase}/.{self.ds.version}.*.partial/{INTERNAL}/merge.json")
+        others = [p for p in begun if not p.startswith(f"{self.rstage}/")]
+        if others:
+            self.fs.rm(others)
         self.fs.pipe_file(f"{self.rstage}/{INTERNAL}/merge.json", json.dumps(self._merge).encode())
         if SUMS in old:
             self.fs.rm_file(f"{self.rfolder}/{SUMS}")

@@ -621,3 +621,58 @@ def test_a_split_from_the_official_tars_merges_into_a_store_folder_as_locally(ru
     url = f"s3://{bucket}/ds/es-imagenet/2.2.0"
     assert sums(url) == sums(tmp_path / "local" / "es-imagenet" / "2.2.0")
     assert "OK:" in run("verify", url).output
+
+
+def cut_commit_at(monkeypatch, remote, name: str) -> None:
+    """The next commits into a store are cut as they write the object ``name``."""
+    real = remote.RemoteMaterialiser._commit_remote
+
+    def cut(self, manifest, shards):
+        pipe = self.fs.pipe_file
+
+        def power_cut(path, data, **kw):
+            if path.endswith("/" + name):
+                raise RuntimeError("power cut")
+            return pipe(path, data, **kw)
+
+        monkeypatch.setattr(self.fs, "pipe_file", power_cut)
+        try:
+            return real(self, manifest, shards)
+        finally:
+            monkeypatch.setattr(self.fs, "pipe_file", pipe)
+
+    monkeypatch.setattr(remote.RemoteMaterialiser, "_commit_remote", cut)
+
+
+def test_a_merge_cut_short_is_not_redone_over_a_folder_another_commit_changed(
+        run, tmp_path, bucket, monkeypatch):
+    """A test-split merge cut in its commit, then a train run of other inputs (shards of the
+    same sizes) with --overwrite cut in its own: the folder holds the new train objects. The
+    test rerun must not finish the folder with the manifest its first commit began from (the
+    old train's hashes over the new train's bytes: a finished folder that fails verify)."""
+    from test_stream_checks import fixed_tree
+
+    from neurodata_cli import materialise, remote
+
+    one, two = fixed_tree(tmp_path / "one", 1), fixed_tree(tmp_path / "two", 2)
+    out = f"s3://{bucket}/ds"
+    url = f"{out}/2nmnist/2.1.0"
+    materialise("2nmnist", out=out, nmnist_root=one, split="train", quiet=True)
+    cut_commit_at(monkeypatch, remote, "manifest.json")
+    with pytest.raises(RuntimeError, match="power cut"):
+        materialise("2nmnist", out=out, nmnist_root=one, split="test", quiet=True)
+    with pytest.raises(RuntimeError, match="power cut"):
+        materialise("2nmnist", out=out, nmnist_root=two, split="train", quiet=True,
+                    overwrite=True)
+    monkeypatch.undo()
+    result = run("2nmnist", "--nmnist-root", one, "--out", out, "--split", "test", code=None)
+    if result.exit_code == 0:  # finished: then it must be what it says
+        assert "OK:" in run("verify", url).output
+    else:
+        assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
+        assert not fs().exists(f"{url[5:]}/SHA256SUMS")
+    # The train run's own command finishes its commit; the test split then merges into it.
+    run("2nmnist", "--nmnist-root", two, "--out", out, "--split", "train", "--overwrite",
+        "--quiet")
+    run("2nmnist", "--nmnist-root", one, "--out", out, "--split", "test", "--quiet")
+    assert "OK:" in run("verify", url).output
