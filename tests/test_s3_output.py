@@ -676,3 +676,40 @@ def test_a_merge_cut_short_is_not_redone_over_a_folder_another_commit_changed(
         "--quiet")
     run("2nmnist", "--nmnist-root", one, "--out", out, "--split", "test", "--quiet")
     assert "OK:" in run("verify", url).output
+
+
+@pytest.mark.parametrize("damage", ["empty table", "a name short", "a flat table"])
+def test_an_index_in_the_stage_whose_parts_disagree_is_made_again(run, tmp_path, bucket,
+                                                                   monkeypatch, damage):
+    """The tars' index kept in the stage, damaged with its stamp intact (an empty npy, a
+    names list one short of the table, a table of another shape): the rerun indexes the tar
+    again and gives the local bytes, not 'Aborted!' or a traceback."""
+    import io
+
+    import numpy as np
+
+    from neurodata_cli import materialise, remote
+
+    tars = ilsvrc(tmp_path / "tars", tars=True)
+    args = ["--imagenet-root", tars, "--min-events", "10", "--split", "val"]
+    run("es-imagenet", *args, "--out", tmp_path / "local", "--quiet")
+    out = f"s3://{bucket}/ds"
+    cut_commit_at(monkeypatch, remote, "SHA256SUMS")
+    with pytest.raises(RuntimeError, match="power cut"):
+        materialise("es-imagenet", out=out, imagenet_root=tars, split="val", min_events=10,
+                    quiet=True)
+    monkeypatch.undo()
+    index = f"{bucket}/ds/es-imagenet/.2.2.0.val.partial/.neurodata/index"
+    if damage == "empty table":
+        fs().pipe_file(f"{index}/index-val.npy", b"")
+    elif damage == "a name short":
+        meta = json.loads(fs().cat_file(f"{index}/index-val-names.json"))
+        meta["names"] = meta["names"][:-1]
+        fs().pipe_file(f"{index}/index-val-names.json", json.dumps(meta).encode())
+    else:
+        flat = io.BytesIO()
+        np.save(flat, np.zeros(3, dtype=np.int64))
+        fs().pipe_file(f"{index}/index-val.npy", flat.getvalue())
+    run("es-imagenet", *args, "--out", out, "--quiet")
+    url = f"{out}/es-imagenet/2.2.0"
+    assert sums(url) == sums(tmp_path / "local" / "es-imagenet" / "2.2.0")

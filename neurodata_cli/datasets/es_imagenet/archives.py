@@ -123,8 +123,13 @@ def scan(archive: Path | str, split: str, cache: Path, quiet: bool = False
     stamp_file, names_file, table_file = (cache / p for p in _paths(split))
     try:
         if json.loads(stamp_file.read_text()) == stamp:
-            return json.loads(names_file.read_text())["names"], np.load(table_file)
-    except (OSError, ValueError, KeyError, TypeError):
+            kept = json.loads(names_file.read_text())
+            names, table = kept["names"], np.load(table_file)
+            # Parts that disagree (a stage's index edited or damaged) are taken for none.
+            if (isinstance(names, list) and isinstance(kept["classes"], list)
+                    and table.dtype == np.int64 and table.shape == (len(names), 4)):
+                return names, table
+    except (OSError, ValueError, KeyError, TypeError, EOFError):  # EOFError: an empty npy
         pass
     entries, classes = _index(archive, split, size, quiet)
     entries.sort(key=lambda e: e[0])
