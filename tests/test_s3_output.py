@@ -713,3 +713,28 @@ def test_an_index_in_the_stage_whose_parts_disagree_is_made_again(run, tmp_path,
     run("es-imagenet", *args, "--out", out, "--quiet")
     url = f"{out}/es-imagenet/2.2.0"
     assert sums(url) == sums(tmp_path / "local" / "es-imagenet" / "2.2.0")
+
+
+def test_info_does_not_list_a_folder_in_a_store_mid_commit_as_finished(run, tmp_path, bucket,
+                                                                      monkeypatch):
+    """A commit cut before its SHA256SUMS leaves manifest.json there (and, in a merge, the new
+    one): info of the root, or of the folder, says it is not finished, as open_dataset does,
+    instead of describing it as a finished folder."""
+    from neurodata_cli import materialise, remote
+
+    out = f"s3://{bucket}/ds"
+    run("yinyang", "--size", "10", "--out", out, "--quiet")
+    materialise("2nmnist", out=out, nmnist_root=nmnist_tree(tmp_path / "nm", {"train": 2,
+                "test": 1}), split="train", quiet=True)
+    cut_commit_at(monkeypatch, remote, "SHA256SUMS")
+    with pytest.raises(RuntimeError, match="power cut"):
+        materialise("2nmnist", out=out, nmnist_root=tmp_path / "nm", split="test", quiet=True)
+    monkeypatch.undo()
+    url = f"{out}/2nmnist/2.1.0"
+    listed = run("info", out, code=1).output.splitlines()
+    assert listed[0] == (f"{url}: {url} has no SHA256SUMS: not a finished neurodata folder (a "
+                         "run may be committing into it; open it once that run is done)")
+    assert listed[1].startswith(f"yinyang 1.0.0  {out}/yinyang/1.0.0  (train 10 samples")
+    alone = run("info", url, code=1).output
+    assert "has no SHA256SUMS: not a finished neurodata folder" in alone
+    assert len(alone.strip().splitlines()) == 1
