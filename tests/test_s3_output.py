@@ -351,21 +351,15 @@ def test_a_file_url_out_gives_a_local_runs_bytes(run, tmp_path):
     assert "OK:" in run("verify", f"file://{tmp_path}/url/yinyang/1.0.0").output
 
 
-def test_a_commit_cut_before_its_sha256sums_is_redone_by_the_next_run(run, tmp_path, bucket,
-                                                                      monkeypatch):
-    """The folder is unfinished (no SHA256SUMS) until the last write; the stage is kept until
-    then, so the rerun takes the unfinished folder for its own and commits again."""
-    from neurodata_cli import materialise, remote
-
-    args = small("yinyang", tmp_path)
-    run("yinyang", *args, "--out", tmp_path / "local", "--quiet")
+def cut_commit_at(monkeypatch, remote, name: str) -> None:
+    """The next commits into a store are cut as they write the object ``name``."""
     real = remote.RemoteMaterialiser._commit_remote
 
     def cut(self, manifest, shards):
         pipe = self.fs.pipe_file
 
         def power_cut(path, data, **kw):
-            if path.endswith("/SHA256SUMS"):
+            if path.endswith("/" + name):
                 raise RuntimeError("power cut")
             return pipe(path, data, **kw)
 
@@ -376,12 +370,23 @@ def test_a_commit_cut_before_its_sha256sums_is_redone_by_the_next_run(run, tmp_p
             monkeypatch.setattr(self.fs, "pipe_file", pipe)
 
     monkeypatch.setattr(remote.RemoteMaterialiser, "_commit_remote", cut)
+
+
+def test_a_commit_cut_before_its_sha256sums_is_redone_by_the_next_run(run, tmp_path, bucket,
+                                                                      monkeypatch):
+    """The folder is unfinished (no SHA256SUMS) until the last write; the stage is kept until
+    then, so the rerun takes the unfinished folder for its own and commits again."""
+    from neurodata_cli import materialise, remote
+
+    args = small("yinyang", tmp_path)
+    run("yinyang", *args, "--out", tmp_path / "local", "--quiet")
+    cut_commit_at(monkeypatch, remote, "SHA256SUMS")
     with pytest.raises(RuntimeError, match="power cut"):
         materialise("yinyang", out=f"s3://{bucket}/ds", config=args[1])
     url = f"s3://{bucket}/ds/yinyang/1.0.0"
     assert fs().exists(f"{bucket}/ds/yinyang/1.0.0/manifest.json")
     run("verify", url, code=1)  # unfinished: never taken for a finished folder
-    monkeypatch.setattr(remote.RemoteMaterialiser, "_commit_remote", real)
+    monkeypatch.undo()
     result = run("yinyang", *args, "--out", f"s3://{bucket}/ds")
     assert "3 shards resumed" in result.output
     assert sums(url) == sums(tmp_path / "local" / "yinyang" / "1.0.0")
@@ -464,20 +469,7 @@ def test_a_merge_killed_in_its_commit_is_finished_by_its_rerun(run, tmp_path, bu
     for split in ("train", "test"):
         materialise("2nmnist", out=tmp_path / "local", nmnist_root=tree, split=split, quiet=True)
     materialise("2nmnist", out=out, nmnist_root=tree, split="train", quiet=True)
-    real = remote.RemoteMaterialiser._commit_remote
-
-    def cut(self, manifest, shards):
-        pipe = self.fs.pipe_file
-
-        def cut_at_manifest(path, data, **kw):
-            if path.endswith("/manifest.json"):
-                raise RuntimeError("power cut")
-            return pipe(path, data, **kw)
-
-        monkeypatch.setattr(self.fs, "pipe_file", cut_at_manifest)
-        return real(self, manifest, shards)
-
-    monkeypatch.setattr(remote.RemoteMaterialiser, "_commit_remote", cut)
+    cut_commit_at(monkeypatch, remote, "manifest.json")
     with pytest.raises(RuntimeError, match="power cut"):
         materialise("2nmnist", out=out, nmnist_root=tree, split="test", quiet=True)
     monkeypatch.undo()
@@ -621,27 +613,6 @@ def test_a_split_from_the_official_tars_merges_into_a_store_folder_as_locally(ru
     url = f"s3://{bucket}/ds/es-imagenet/2.2.0"
     assert sums(url) == sums(tmp_path / "local" / "es-imagenet" / "2.2.0")
     assert "OK:" in run("verify", url).output
-
-
-def cut_commit_at(monkeypatch, remote, name: str) -> None:
-    """The next commits into a store are cut as they write the object ``name``."""
-    real = remote.RemoteMaterialiser._commit_remote
-
-    def cut(self, manifest, shards):
-        pipe = self.fs.pipe_file
-
-        def power_cut(path, data, **kw):
-            if path.endswith("/" + name):
-                raise RuntimeError("power cut")
-            return pipe(path, data, **kw)
-
-        monkeypatch.setattr(self.fs, "pipe_file", power_cut)
-        try:
-            return real(self, manifest, shards)
-        finally:
-            monkeypatch.setattr(self.fs, "pipe_file", pipe)
-
-    monkeypatch.setattr(remote.RemoteMaterialiser, "_commit_remote", cut)
 
 
 def test_a_merge_cut_short_is_not_redone_over_a_folder_another_commit_changed(
