@@ -197,10 +197,27 @@ class RemoteMaterialiser(Materialiser):
                 raise RunError(f"{self.stage_url}/{INTERNAL}/merge.json is not JSON: the "
                                f"commit cut short there cannot be redone") from None
             return None
+        merging = self._merges_begun()
+        if merging:  # replacing the folder would drop the splits that merge keeps
+            raise FolderExists(
+                f"{self.folder} is unfinished: the merge committed from {merging[0]} was cut "
+                f"short; run that run's command again to finish it, then this one (or remove "
+                f"that stage to have {self._flag('overwrite')} replace the folder)")
         if self.overwrite:
             return None
         raise FolderExists(f"{self.folder} exists but is not a finished neurodata folder; "
                            f"{self._hint()}")
+
+    def _merges_begun(self) -> list[str]:
+        """The URLs of the stages whose commit began as a merge (a merge.json naming the
+        manifest it merged into), which ``_check_output`` did not take for this run's."""
+        found = []
+        for path in sorted(self.fs.glob(
+                f"{self.rbase}/.{self.ds.version}.*.partial/{INTERNAL}/merge.json")):
+            stage = path[len(self.rbase) + 1:].split("/")[0]
+            if (read_object(self.fs, path) or b"null").strip() != b"null":
+                found.append(f"{self.url}/{self.name}/{stage}")
+        return found
 
     def _reuse_or_merge(self, existing: dict[str, Any], shards: list[Shard],
                         start: float) -> RunSummary | None:

@@ -351,17 +351,20 @@ def test_a_file_url_out_gives_a_local_runs_bytes(run, tmp_path):
     assert "OK:" in run("verify", f"file://{tmp_path}/url/yinyang/1.0.0").output
 
 
-def cut_commit_at(monkeypatch, remote, name: str) -> None:
-    """The next commits into a store are cut as they write the object ``name``."""
+def cut_commit_at(monkeypatch, remote, name: str, after: bool = False) -> None:
+    """The next commits into a store are cut as they write the object ``name`` (``after``:
+    once it is written)."""
     real = remote.RemoteMaterialiser._commit_remote
 
     def cut(self, manifest, shards):
         pipe = self.fs.pipe_file
 
         def power_cut(path, data, **kw):
-            if path.endswith("/" + name):
-                raise RuntimeError("power cut")
-            return pipe(path, data, **kw)
+            if not path.endswith("/" + name):
+                return pipe(path, data, **kw)
+            if after:
+                pipe(path, data, **kw)
+            raise RuntimeError("power cut")
 
         monkeypatch.setattr(self.fs, "pipe_file", power_cut)
         try:
@@ -617,10 +620,11 @@ def test_a_split_from_the_official_tars_merges_into_a_store_folder_as_locally(ru
 
 def test_a_merge_cut_short_is_not_redone_over_a_folder_another_commit_changed(
         run, tmp_path, bucket, monkeypatch):
-    """A test-split merge cut in its commit, then a train run of other inputs (shards of the
-    same sizes) with --overwrite cut in its own: the folder holds the new train objects. The
-    test rerun must not finish the folder with the manifest its first commit began from (the
-    old train's hashes over the new train's bytes: a finished folder that fails verify)."""
+    """A test-split merge cut as it began its commit (its merge.json written, the folder still
+    finished), then a train run of other inputs (shards of the same sizes) with --overwrite
+    cut in its own: the folder holds the new train objects. The test rerun must not finish
+    the folder with the manifest its first commit began from (the old train's hashes over the
+    new train's bytes: a finished folder that fails verify)."""
     from test_stream_checks import fixed_tree
 
     from neurodata_cli import materialise, remote
@@ -629,9 +633,11 @@ def test_a_merge_cut_short_is_not_redone_over_a_folder_another_commit_changed(
     out = f"s3://{bucket}/ds"
     url = f"{out}/2nmnist/2.1.0"
     materialise("2nmnist", out=out, nmnist_root=one, split="train", quiet=True)
-    cut_commit_at(monkeypatch, remote, "manifest.json")
+    cut_commit_at(monkeypatch, remote, "merge.json", after=True)
     with pytest.raises(RuntimeError, match="power cut"):
         materialise("2nmnist", out=out, nmnist_root=one, split="test", quiet=True)
+    monkeypatch.undo()
+    cut_commit_at(monkeypatch, remote, "manifest.json")
     with pytest.raises(RuntimeError, match="power cut"):
         materialise("2nmnist", out=out, nmnist_root=two, split="train", quiet=True,
                     overwrite=True)
@@ -709,3 +715,38 @@ def test_info_does_not_list_a_folder_in_a_store_mid_commit_as_finished(run, tmp_
     alone = run("info", url, code=1).output
     assert "has no SHA256SUMS: not a finished neurodata folder" in alone
     assert len(alone.strip().splitlines()) == 1
+
+
+def test_a_merge_cut_short_keeps_the_other_split_when_a_run_of_another_config_follows(
+        run, tmp_path, bucket, monkeypatch):
+    """val in the store; a train merge cut before its SHA256SUMS; then train with another
+    shard size (a per-split key: locally it merges beside val) and --overwrite. Locally the
+    cut commit is settled first and val kept; here the unfinished folder was replaced, val's
+    only copy with it. The run is refused in one line naming the stage to finish first."""
+    from neurodata_cli import materialise, remote
+
+    root = tmp_path / "im"
+    imagenet_tree(root, classes=2, per_class=2, photos=False)
+    imagenet_tree(root, classes=2, per_class=1, split="val", photos=False)
+    out = f"s3://{bucket}/ds"
+    url = f"{out}/es-imagenet/2.2.0"
+    args = ["es-imagenet", "--imagenet-root", root, "--min-events", "10"]
+    run(*args, "--split", "val", "--out", out, "--quiet")
+    cut_commit_at(monkeypatch, remote, "SHA256SUMS")
+    with pytest.raises(RuntimeError, match="power cut"):
+        materialise("es-imagenet", out=out, imagenet_root=root, min_events=10, split="train",
+                    quiet=True)
+    monkeypatch.undo()
+    val = {p for p in fs().find(url[5:]) if "-val-" in p}
+    other = [*args, "--split", "train", "--shard-size", "3", "--out", out]
+    for flags in ((), ("--overwrite",)):
+        said = run(*other, *flags, code=1).output
+        assert len(said.strip().splitlines()) == 1, said
+        assert f"{out}/es-imagenet/.2.2.0.train.partial" in said
+        assert {p for p in fs().find(url[5:]) if "-val-" in p} == val
+    # The cut run's command finishes its commit; the other config then merges beside val.
+    run(*args, "--split", "train", "--out", out, "--quiet")
+    run(*other, "--overwrite", "--quiet")
+    for split, more in (("val", ()), ("train", ("--shard-size", "3"))):
+        run(*args, "--split", split, *more, "--out", tmp_path / "local", "--quiet")
+    assert sums(url) == sums(tmp_path / "local" / "es-imagenet" / "2.2.0")
