@@ -192,10 +192,13 @@ class RemoteMaterialiser(Materialiser):
         # This run's commit, cut short: its merge.json is there until another commit begins.
         if data is not None and self._staged_fingerprint() == self.fingerprint:
             try:
-                self._merge = json.loads(data)  # redone as it was begun
+                merge = json.loads(data)  # redone as it was begun
             except ValueError:
-                raise RunError(f"{self.stage_url}/{INTERNAL}/merge.json is not JSON: the "
-                               f"commit cut short there cannot be redone") from None
+                merge = []  # refused below, as a manifest of the wrong shape
+            if merge is not None and check_shape(merge):
+                raise RunError(f"{self.stage_url}/{INTERNAL}/merge.json is not the manifest of "
+                               f"a folder: the commit cut short there cannot be redone")
+            self._merge = merge
             return None
         merging = self._merges_begun()
         if merging:  # replacing the folder would drop the splits that merge keeps

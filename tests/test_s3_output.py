@@ -750,3 +750,23 @@ def test_a_merge_cut_short_keeps_the_other_split_when_a_run_of_another_config_fo
     for split, more in (("val", ()), ("train", ("--shard-size", "3"))):
         run(*args, "--split", split, *more, "--out", tmp_path / "local", "--quiet")
     assert sums(url) == sums(tmp_path / "local" / "es-imagenet" / "2.2.0")
+
+
+@pytest.mark.parametrize("kept", [b"{}", b"[1]", b"{not json"])
+def test_a_merge_json_of_the_wrong_shape_is_one_line(run, tmp_path, bucket, monkeypatch, kept):
+    """The stage's merge.json of a commit cut short, edited: said in one line, not a
+    traceback from the merge that reads it."""
+    from neurodata_cli import materialise, remote
+
+    tree = nmnist_tree(tmp_path / "nmnist", {"train": 2, "test": 1})
+    out = f"s3://{bucket}/ds"
+    materialise("2nmnist", out=out, nmnist_root=tree, split="train", quiet=True)
+    cut_commit_at(monkeypatch, remote, "manifest.json")
+    with pytest.raises(RuntimeError, match="power cut"):
+        materialise("2nmnist", out=out, nmnist_root=tree, split="test", quiet=True)
+    monkeypatch.undo()
+    stage = f"{bucket}/ds/2nmnist/.2.1.0.test.partial"
+    fs().pipe_file(f"{stage}/.neurodata/merge.json", kept)
+    said = run("2nmnist", "--nmnist-root", tree, "--out", out, "--split", "test", code=1).output
+    assert said.strip() == (f"Error: s3://{stage}/.neurodata/merge.json is not the manifest of "
+                            "a folder: the commit cut short there cannot be redone")
