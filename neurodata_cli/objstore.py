@@ -282,8 +282,9 @@ def download_split(url: str, split: str | None, into: str) -> str:
     """The manifest and one split's files (every split's when None) of the folder at ``url``,
     copied into the local folder ``into``: what ``preview`` draws from."""
     from .manifest import MANIFEST
+    from .reader import _load_url  # as open_dataset: a folder mid-commit is not finished
 
-    manifest = load_url(url)
+    manifest = _load_url(url)
     fs, root = filesystem(url)
     if split is None:
         split = "train" if "train" in manifest["splits"] else next(iter(manifest["splits"]), "")

@@ -770,3 +770,21 @@ def test_a_merge_json_of_the_wrong_shape_is_one_line(run, tmp_path, bucket, monk
     said = run("2nmnist", "--nmnist-root", tree, "--out", out, "--split", "test", code=1).output
     assert said.strip() == (f"Error: s3://{stage}/.neurodata/merge.json is not the manifest of "
                             "a folder: the commit cut short there cannot be redone")
+
+
+def test_preview_of_a_folder_in_a_store_mid_commit_is_refused(run, tmp_path, bucket,
+                                                               monkeypatch):
+    """Cut before its SHA256SUMS, the folder holds the new run's objects: preview would draw
+    them, as open_dataset and info would not."""
+    from neurodata_cli import materialise, remote
+
+    out = f"s3://{bucket}/ds"
+    materialise("yinyang", out=out, size=100, quiet=True)
+    cut_commit_at(monkeypatch, remote, "SHA256SUMS")
+    with pytest.raises(RuntimeError, match="power cut"):
+        materialise("yinyang", out=out, size=120, quiet=True, overwrite=True)
+    monkeypatch.undo()
+    said = run("preview", f"{out}/yinyang/1.0.0", "-o", tmp_path / "p.png", code=1).output
+    assert "has no SHA256SUMS: not a finished neurodata folder" in said
+    assert len(said.strip().splitlines()) == 1
+    assert not (tmp_path / "p.png").exists()
