@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from .errors import NeurodataError
-from .objstore import refuse_url
+from .objstore import load_url, refuse_url
 from .storage import is_url
 from .version import __version__
 
@@ -371,13 +371,12 @@ def info(folder: Path) -> None:
     finished folder under it in one line.
     """
     from .manifest import load
-    from .reader import _load_url  # as open_dataset: a folder mid-commit is not finished
 
     found = _folders_under(folder)
     if found:
         _list_folders(folder, found)
         return
-    m = _load_url(str(folder)) if is_url(folder) else load(folder)
+    m = load_url(str(folder)) if is_url(folder) else load(folder)
     total = sum(f.get("bytes", 0) for f in m["files"])
     click.echo(f"{m['dataset']} {m['version']}  (neurodata {m.get('tool', {}).get('version')})")
     if m.get("release_notes"):
@@ -430,12 +429,11 @@ def _folders_under(root: Path) -> list[Path | str]:
 def _list_folders(root: Path, folders: list[Path | str]) -> None:
     """One line per finished folder under ``root``; exit 1 if a manifest is unreadable."""
     from .manifest import load
-    from .reader import _load_url  # as open_dataset: a folder mid-commit is not finished
 
     bad = 0
     for path in folders:
         try:
-            m = _load_url(str(path)) if is_url(path) else load(Path(path))
+            m = load_url(str(path)) if is_url(path) else load(Path(path))
         except NeurodataError as exc:
             click.echo(f"{path}: {exc}")
             bad += 1
@@ -494,7 +492,6 @@ def _features(folder: Path, manifest: dict[str, Any] | None = None) -> list[str]
     when that dataset is not installed)."""
     from .datasets import get
     from .manifest import load
-    from .objstore import load_url
 
     m = manifest or (load_url(str(folder)) if is_url(folder) else load(folder))
     try:

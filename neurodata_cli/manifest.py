@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .errors import RunError
 from .files import atomic_write
@@ -245,33 +245,38 @@ MAX_LINE = 1 << 16  # a line of SHA256SUMS: a digest and a path (at most 4096 by
 
 
 def parse_sums(path: Path) -> tuple[dict[str, str], list[str]]:
-    """Entries of a SHA256SUMS file and any lines that are not in its format, or that list a
-    path a second time."""
+    """``read_sums`` of a SHA256SUMS file (a regular file, not followed through a link)."""
+    with open_regular(path, follow=False) as raw:
+        return read_sums(raw)
+
+
+def read_sums(raw: BinaryIO) -> tuple[dict[str, str], list[str]]:
+    """Entries of a SHA256SUMS (a local file or a store's object, as a binary file object)
+    and any lines that are not in its format, or that list a path a second time."""
     entries: dict[str, str] = {}
     lines: dict[str, int] = {}
     bad: list[str] = []
-    with open_regular(path, follow=False) as raw:
-        number = 0
-        while data := raw.readline(MAX_LINE):
-            number += 1
-            if len(data) == MAX_LINE and not data.endswith(b"\n"):  # no line is this long
-                while (rest := raw.readline(MAX_LINE)) and not rest.endswith(b"\n"):
-                    pass
-                bad.append(f"{SUMS} line {number} is longer than {MAX_LINE} bytes")
-                continue
-            line = data.decode("utf-8", errors="replace")
-            line = line[:-1] if line.endswith("\n") else line
-            escaped = line.startswith("\\")
-            digest, sep, rel = (line[1:] if escaped else line).partition("  ")
-            name = _unescape(rel) if escaped else rel
-            if not sep or len(digest) != 64 or not name:
-                bad.append(f"{SUMS} line {number} is not '<sha256>  <path>'")
-                continue
-            if name in entries:
-                bad.append(f"{SUMS} line {number} lists {name!r} again (first on line "
-                           f"{lines[name]})")
-                continue
-            entries[name], lines[name] = digest, number
+    number = 0
+    while data := raw.readline(MAX_LINE):
+        number += 1
+        if len(data) == MAX_LINE and not data.endswith(b"\n"):  # no line is this long
+            while (rest := raw.readline(MAX_LINE)) and not rest.endswith(b"\n"):
+                pass
+            bad.append(f"{SUMS} line {number} is longer than {MAX_LINE} bytes")
+            continue
+        line = data.decode("utf-8", errors="replace")
+        line = line[:-1] if line.endswith("\n") else line
+        escaped = line.startswith("\\")
+        digest, sep, rel = (line[1:] if escaped else line).partition("  ")
+        name = _unescape(rel) if escaped else rel
+        if not sep or len(digest) != 64 or not name:
+            bad.append(f"{SUMS} line {number} is not '<sha256>  <path>'")
+            continue
+        if name in entries:
+            bad.append(f"{SUMS} line {number} lists {name!r} again (first on line "
+                       f"{lines[name]})")
+            continue
+        entries[name], lines[name] = digest, number
     return entries, bad
 
 

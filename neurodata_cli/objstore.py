@@ -7,13 +7,13 @@ needs ``pip install 'neurodata[cloud]'``.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
 import secrets
 import socket
 import sys
-import tempfile
 import threading
 import time
 from typing import Any
@@ -231,8 +231,9 @@ def describe(held: dict[str, Any]) -> str:
 # ---- verify, info, preview of a folder in a store ---------------------------------------------
 
 def load_url(url: str) -> dict[str, Any]:
-    """The checked manifest of a finished folder at ``url`` (``manifest.load`` for a URL)."""
-    from .manifest import MANIFEST, checked
+    """The checked manifest of a finished folder at ``url`` (``manifest.load`` for a URL):
+    what ``open_dataset``, ``info``, ``preview`` and ``verify`` read."""
+    from .manifest import MANIFEST, SUMS, checked
 
     fs, root = filesystem(url)
     try:
@@ -242,13 +243,23 @@ def load_url(url: str) -> dict[str, Any]:
         raise RunError(f"cannot read {url}/{MANIFEST}: {exc}") from None
     except OSError as exc:
         raise failure(url, exc) from None
-    return checked(manifest, url)
+    manifest = checked(manifest, url)
+    # A store's commit removes SHA256SUMS first and writes it last (no rename there): without
+    # it the folder is being replaced, and its files may already be the next run's.
+    try:
+        present = read_object(fs, f"{root}/{SUMS}") is not None
+    except OSError as exc:
+        raise failure(f"{url}/{SUMS}", exc) from None
+    if not present:
+        raise RunError(f"{url} has no {SUMS}: not a finished neurodata folder (a run may be "
+                       "committing into it; open it once that run is done)")
+    return manifest
 
 
 def verify_url(url: str) -> Any:
     """``manifest.verify`` for a folder in a store: every object re-hashed against
     SHA256SUMS, the manifest checked to list the same files; ``run.json`` alone unlisted."""
-    from .manifest import MANIFEST, RUN, SUMS, VerifyReport, check_manifest, parse_sums
+    from .manifest import MANIFEST, RUN, SUMS, VerifyReport, check_manifest, read_sums
 
     report = VerifyReport()
     fs, root = filesystem(url)
@@ -260,11 +271,7 @@ def verify_url(url: str) -> Any:
     if sums is None:
         report.problems.append(f"no {SUMS} in {url}: not a finished neurodata folder")
         return report
-    with tempfile.TemporaryDirectory() as tmp:  # parse_sums reads a file
-        path = os.path.join(tmp, SUMS)
-        with open(path, "wb") as f:
-            f.write(sums)
-        entries, bad = parse_sums(path)  # type: ignore[arg-type]
+    entries, bad = read_sums(io.BytesIO(sums))
     report.problems.extend(bad)
     report.unlisted = sorted(p for p in objects.keys() - entries.keys() if p not in (SUMS, RUN))
     report.missing = sorted(entries.keys() - objects.keys())
@@ -282,9 +289,7 @@ def download_split(url: str, split: str | None, into: str) -> str:
     """The manifest and one split's files (every split's when None) of the folder at ``url``,
     copied into the local folder ``into``: what ``preview`` draws from."""
     from .manifest import MANIFEST
-    from .reader import _load_url  # as open_dataset: a folder mid-commit is not finished
-
-    manifest = _load_url(url)
+    manifest = load_url(url)  # as open_dataset: a folder mid-commit is not finished
     fs, root = filesystem(url)
     if split is None:
         split = "train" if "train" in manifest["splits"] else next(iter(manifest["splits"]), "")

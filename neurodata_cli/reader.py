@@ -13,7 +13,6 @@ then costs ranged reads (docs/cluster.md, "Reading from an object store"), and
 
 from __future__ import annotations
 
-import json
 import random
 import sys
 from collections.abc import Iterable, Iterator
@@ -26,8 +25,8 @@ from .datasets import get
 from .datasets.base import Dataset
 from .errors import RunError
 from .formats import EVENT_DTYPE, Store, to_structured
-from .manifest import MANIFEST, SUMS, check_shape, load
-from .storage import failure, fresh, is_url, url_join, url_read
+from .manifest import load
+from .storage import is_url
 
 __all__ = ["open_dataset", "Materialised", "SplitView", "EVENT_DTYPE", "to_structured"]
 
@@ -35,34 +34,11 @@ __all__ = ["open_dataset", "Materialised", "SplitView", "EVENT_DTYPE", "to_struc
 def open_dataset(folder: str | Path) -> Materialised:
     """The materialised dataset in ``folder`` (``<out>/<dataset>/<version>``, or its URL)."""
     if is_url(folder):
-        return Materialised(str(folder), _load_url(str(folder)))
+        from .objstore import load_url
+
+        return Materialised(str(folder), load_url(str(folder)))
     folder = Path(folder)
     return Materialised(folder, load(folder))
-
-
-def _load_url(url: str) -> dict[str, Any]:
-    """The manifest of a finished folder in a store, checked as ``manifest.load`` checks it."""
-    where = url_join(url, MANIFEST)
-    try:
-        manifest = json.loads(url_read(where).decode("utf-8"))
-    except RunError as exc:
-        raise RunError(f"{exc}; {url} is not a finished neurodata folder") from None
-    except ValueError as exc:  # not UTF-8, not JSON
-        raise RunError(f"cannot read {where}: {exc}") from None
-    problem = check_shape([] if manifest is None else manifest)
-    if problem:
-        raise RunError(f"{where} {problem}")
-    # A store's commit removes SHA256SUMS first and writes it last (no rename there): without
-    # it the folder is being replaced, and its files may already be the next run's.
-    fs, path = fresh(url_join(url, SUMS))
-    try:
-        fs.info(path)
-    except FileNotFoundError:
-        raise RunError(f"{url} has no {SUMS}: not a finished neurodata folder (a run may be "
-                       "committing into it; open it once that run is done)") from None
-    except Exception as exc:  # noqa: BLE001  (each store raises its own kinds)
-        raise failure(url_join(url, SUMS), exc) from None
-    return manifest
 
 
 class Materialised:

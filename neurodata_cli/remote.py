@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
-import os
 import sys
 import tempfile
 import time
@@ -47,7 +47,7 @@ from .engine import (
     fingerprint,
 )
 from .errors import FolderExists, RunError
-from .manifest import MANIFEST, RUN, SUMS, check_shape, metadata, parse_sums
+from .manifest import MANIFEST, RUN, SUMS, check_shape, metadata, read_sums
 from .objstore import (
     LEASE,
     Lease,
@@ -250,7 +250,7 @@ class RemoteMaterialiser(Materialiser):
     def _manifest_listed(self) -> bool:
         sums = read_object(self.fs, f"{self.rfolder}/{SUMS}") or b""
         manifest = read_object(self.fs, f"{self.rfolder}/{MANIFEST}") or b""
-        return _sums_entries(sums).get(MANIFEST) == hashlib.sha256(manifest).hexdigest()
+        return read_sums(io.BytesIO(sums))[0].get(MANIFEST) == hashlib.sha256(manifest).hexdigest()
 
     def _run_json(self) -> bytes:
         return read_object(self.fs, f"{self.rfolder}/{RUN}") or b""
@@ -393,14 +393,3 @@ class RemoteMaterialiser(Materialiser):
         self.fs.pipe_file(f"{self.rfolder}/{RUN}", (json.dumps(record, indent=2) + "\n").encode())
         self.fs.pipe_file(f"{self.rfolder}/{SUMS}", sums)  # last: the folder is finished
         self._remove(self.rstage)
-
-
-def _sums_entries(data: bytes) -> dict[str, str]:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, SUMS)
-        with open(path, "wb") as f:
-            f.write(data)
-        try:
-            return parse_sums(Path(path))[0]
-        except OSError:
-            return {}

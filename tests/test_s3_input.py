@@ -98,8 +98,10 @@ def test_a_missing_bucket_or_key_is_one_line(run, tmp_path, s3, bucket):  # noqa
         assert result.exit_code in (1, 2), result.output
         assert root in result.output and "Traceback" not in result.output
         assert len(result.output.strip().splitlines()) == 1, result.output
-    with pytest.raises(Exception, match="no such bucket or key"):
-        open_dataset(f"s3://{bucket}/no/folder")
+    # The local folder's words: a folder with no manifest is not a finished one.
+    for url in (f"s3://{bucket}/no/folder", f"s3://no-such-bucket-{bucket}/folder"):
+        with pytest.raises(Exception, match="has no manifest.json: not a finished neurodata"):
+            open_dataset(url)
 
 
 @pytest.fixture(scope="module")
