@@ -108,7 +108,7 @@ def layouts(tmp_path_factory):
             "kaggle": kaggle(base / "kaggle", files)}
 
 
-def convert(run, root: Path, out: Path, *args: str) -> Path:
+def convert(run, root: Path | str, out: Path, *args: str) -> Path:
     for split in ("train", "val"):
         run("es-imagenet", "--imagenet-root", root, "--split", split, "--out", out,
             "--shard-size", "4", "--min-events", "10", "--quiet", *args)

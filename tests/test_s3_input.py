@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from nmnist_synth import make_tree, zip_tree
 from s3server import bucket, s3  # noqa: F401
-from test_archives import folders, images, kaggle, official
+from test_archives import convert, images, layouts, official  # noqa: F401  (layouts: a fixture)
 
 from neurodata_cli.datasets import get
 from neurodata_cli.reader import open_dataset
@@ -60,28 +60,12 @@ def test_2nmnist_from_a_bucket_gives_the_bytes_of_a_local_run(run, tmp_path, s3,
         assert "reused" not in run(*again, code=None).output
 
 
-@pytest.fixture(scope="module")
-def imagenet(tmp_path_factory) -> dict[str, Path]:
-    base = tmp_path_factory.mktemp("imagenet")
-    files = images()
-    return {"folders": folders(base / "folders", files),
-            "official tars": official(base / "tars", files),
-            "kaggle": kaggle(base / "kaggle", files)}
-
-
-def es_imagenet(run, root: object, out: Path, *args: str) -> Path:
-    for split in ("train", "val"):
-        run("es-imagenet", "--imagenet-root", root, "--split", split, "--out", out,
-            "--shard-size", "4", "--min-events", "10", "--quiet", *args)
-    return out / "es-imagenet" / get("es-imagenet").version
-
-
 @pytest.mark.parametrize("layout", ["folders", "official tars", "kaggle"])
 def test_es_imagenet_from_a_bucket_gives_the_bytes_of_a_local_run(run, tmp_path, s3, bucket,  # noqa: F811
-                                                                  imagenet, layout):
-    url = upload(s3, bucket, imagenet[layout], "imagenet")
-    local = es_imagenet(run, imagenet[layout], tmp_path / "local")
-    remote = es_imagenet(run, url, tmp_path / "remote", "--workers", "2")
+                                                                  layouts, layout):  # noqa: F811
+    url = upload(s3, bucket, layouts[layout], "imagenet")
+    local = convert(run, layouts[layout], tmp_path / "local")
+    remote = convert(run, url, tmp_path / "remote", "--workers", "2")
     assert sums(remote).count("\n") >= 4
     assert sums(remote) == sums(local)
     if layout == "folders":  # its zstd shards (hdf5plugin's filter) read over a URL too
