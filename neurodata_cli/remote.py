@@ -215,12 +215,16 @@ class RemoteMaterialiser(Materialiser):
         """The URLs of the stages whose commit began as a merge (a merge.json naming the
         manifest it merged into), which ``_check_output`` did not take for this run's."""
         found = []
-        for path in sorted(self.fs.glob(
-                f"{self.rbase}/.{self.ds.version}.*.partial/{INTERNAL}/merge.json")):
+        for path in self._merge_records():
             stage = path[len(self.rbase) + 1:].split("/")[0]
             if (read_object(self.fs, path) or b"null").strip() != b"null":
                 found.append(f"{self.url}/{self.name}/{stage}")
         return found
+
+    def _merge_records(self) -> list[str]:
+        """The merge.json of every stage of this version (each written as its commit began)."""
+        return sorted(self.fs.glob(
+            f"{self.rbase}/.{self.ds.version}.*.partial/{INTERNAL}/merge.json"))
 
     def _reuse_or_merge(self, existing: dict[str, Any], shards: list[Shard],
                         start: float) -> RunSummary | None:
@@ -375,8 +379,7 @@ class RemoteMaterialiser(Materialiser):
                                "the folder is left as it was")
         # A commit of another stage cut short began from the folder this one changes: its
         # merge.json no longer says what to redo (it would list objects no longer there).
-        begun = self.fs.glob(f"{self.rbase}/.{self.ds.version}.*.partial/{INTERNAL}/merge.json")
-        others = [p for p in begun if not p.startswith(f"{self.rstage}/")]
+        others = [p for p in self._merge_records() if not p.startswith(f"{self.rstage}/")]
         if others:
             self.fs.rm(others)
         self.fs.pipe_file(f"{self.rstage}/{INTERNAL}/merge.json", json.dumps(self._merge).encode())
